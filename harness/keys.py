@@ -1,0 +1,89 @@
+"""The measurement vocabulary: every MLflow key, tag and artifact name nfbench writes.
+
+One source in code (DESIGN.md): the job writes these, the report reads them, the README
+documents them. This module imports nothing heavy so that every layer may use it.
+"""
+
+from __future__ import annotations
+
+# ── tags on every run ────────────────────────────────────────────────────────────────
+TAG_SUITE = "nfbench.suite"  # suite name
+TAG_KEY = "nfbench.key"  # stable job key: hash of the normalised job config
+TAG_ARCH = "nfbench.arch"  # architecture name (registry name)
+TAG_ARCH_LABEL = "nfbench.arch_label"  # name plus non-default hyper-parameters, for tables
+TAG_DATASET = "nfbench.dataset"
+TAG_DEQUANT = "nfbench.dequant"
+TAG_SEED = "nfbench.seed"
+TAG_STATUS = "nfbench.status"  # one of STATUSES
+TAG_ERROR = "nfbench.error"  # last error (traceback tail) of a failed attempt
+TAG_ATTEMPTS = "nfbench.attempts"
+TAG_DEVICE = "nfbench.device"  # e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H200"
+TAG_TORCH = "nfbench.torch"
+TAG_REVISION = "nfbench.revision"  # git revision of the code (+dirty)
+TAG_HOST = "nfbench.host"
+
+STATUS_FINISHED = "finished"  # trained, evaluated, timed, diagnosed
+STATUS_DIVERGED = "diverged"  # training produced no finite model; diagnostics recorded
+STATUS_FAILED = "failed"  # an exception or a dead worker, retries used up
+STATUS_KILLED = "killed"  # stopped by the user (Ctrl-C) before it finished
+STATUS_RUNNING = "running"
+STATUSES = (STATUS_FINISHED, STATUS_DIVERGED, STATUS_FAILED, STATUS_KILLED, STATUS_RUNNING)
+DONE_STATUSES = (STATUS_FINISHED, STATUS_DIVERGED)  # re-running a suite skips these
+
+# ── evaluation on the test split (best-validation checkpoint) ────────────────────────
+EVAL_NLL = "eval/nll"  # nats per example; continuous data: −log p(x); discrete: −bound
+EVAL_BPD = "eval/bpd"  # bits per dimension of the discrete data, every Jacobian included
+EVAL_BPD_IW = "eval/bpd_iw"  # importance-weighted bound (variational dequantization)
+EVAL_NLL_GAP = "eval/nll_gap"  # model NLL − true entropy where the density is known
+EVAL_BEST_STEP = "eval/best_step"  # step of the checkpoint that was evaluated
+EVAL_VAL_NLL = "eval/val_nll"
+EVAL_VAL_BPD = "eval/val_bpd"
+
+# ── performance (timing phase: no other job on the device) ──────────────────────────
+PERF_SAMPLE_THROUGHPUT = "perf/sample_throughput"  # samples / s
+PERF_DENSITY_MS = "perf/density_ms"  # log_prob of one batch
+PERF_FORWARD_NOLOGDET_MS = "perf/forward_nologdet_ms"  # transform(x, with_log_det=False)
+PERF_LOGDET_MS = "perf/logdet_ms"  # transform with log-det − transform without
+PERF_LOGDET_SHARE = "perf/logdet_share"  # logdet_ms / forward-with-log-det ms
+PERF_INVERSE_MS = "perf/inverse_ms"
+PERF_SAMPLE_MS = "perf/sample_ms"
+PERF_TRAIN_STEP_MS = "perf/train_step_ms"
+PERF_PEAK_MEM_MB = "perf/peak_mem_mb"
+PERF_BATCH = "perf/batch_size"
+PERF_NFE = "perf/nfe"
+
+# ── stability diagnostics ────────────────────────────────────────────────────────────
+STAB_INV_ERR_MAX = "stab/inv_err_max"  # max |inverse(transform(x)) − x| on test data
+STAB_INV_ERR_MEAN = "stab/inv_err_mean"
+STAB_LOGDET_MEAN = "stab/logdet_mean"
+STAB_LOGDET_STD = "stab/logdet_std"
+STAB_LOGDET_MIN = "stab/logdet_min"
+STAB_LOGDET_MAX = "stab/logdet_max"
+STAB_SATURATED_SHARE = "stab/saturated_share"  # share of bounded scales near their bound
+STAB_NONFINITE_STEPS = "stab/nonfinite_steps"  # training steps skipped for a non-finite loss
+STAB_GRAD_NORM_MAX = "stab/grad_norm_max"
+STAB_GRAD_NORM_MEAN = "stab/grad_norm_mean"
+STAB_LATENT_KS = "stab/latent_ks"  # mean over dims of the KS statistic of z vs N(0, 1)
+STAB_LATENT_KURTOSIS = "stab/latent_kurtosis"  # mean excess kurtosis of z
+STAB_COND_MAX = "stab/conv1x1_cond_max"  # Glow's invertible 1×1 conv condition number
+STAB_NFE = "stab/nfe"
+
+# ── training curves (per step) ───────────────────────────────────────────────────────
+TRAIN_LOSS = "train/loss"
+TRAIN_NLL = "train/nll"
+TRAIN_BPD = "train/bpd"
+TRAIN_GRAD_NORM = "train/grad_norm"
+TRAIN_LR = "train/lr"
+TRAIN_WALL_S = "train/wall_s"
+VAL_NLL = "val/nll"
+VAL_BPD = "val/bpd"
+TRAIN_STEPS_DONE = "train/steps_done"
+TRAIN_SECONDS = "train/seconds"
+
+# ── artifacts ────────────────────────────────────────────────────────────────────────
+ART_CONFIG = "config.json"  # the normalised job config
+ART_CHECKPOINT_LAST = "checkpoints/last.pt"
+ART_CHECKPOINT_BEST = "checkpoints/best.pt"
+ART_CURVES = "curves.parquet"  # long table: step, wall_s, key, value
+ART_DIAGNOSTICS = "diagnostics.json"
+ART_SAMPLES = "samples.png"
