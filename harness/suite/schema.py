@@ -1,0 +1,199 @@
+"""The suite schema: a YAML file parsed once, at the edge, into validated objects.
+
+A suite is a matrix of architectures × dequantization schemes × data sets × seeds, with one
+training budget, evaluation and timing settings and resources per job. Every field is
+checked here (types, ranges, unknown keys); names are checked against the registries by
+:mod:`harness.suite.checks`, which gets the catalogue injected (this layer imports no torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "AxisItem",
+    "EvalSettings",
+    "Matrix",
+    "Optimizer",
+    "Resources",
+    "Rule",
+    "Schedule",
+    "Suite",
+    "TimingSettings",
+    "TrainBudget",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AxisItem(_Strict):
+    """One value of a matrix axis: a registry name with options.
+
+    In YAML either a bare name (``realnvp``) or a mapping with ``name`` and options
+    (``{name: maf, hidden: 128}``); an optional ``label`` names the variant in tables.
+    """
+
+    name: str = Field(min_length=1)
+    label: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "options" not in value:
+            rest = {k: v for k, v in value.items() if k not in ("name", "label")}
+            out = {k: value[k] for k in ("name", "label") if k in value}
+            out["options"] = rest
+            return out
+        return value
+
+    @property
+    def display(self) -> str:
+        """``label`` if given, else ``name(k=v, …)`` with the options sorted."""
+        if self.label:
+            return self.label
+        if not self.options:
+            return self.name
+        inner = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}({inner})"
+
+
+class Matrix(_Strict):
+    """The axes whose product is the set of jobs."""
+
+    architectures: list[AxisItem] = Field(min_length=1)
+    datasets: list[AxisItem] = Field(min_length=1)
+    dequantization: list[AxisItem] = Field(
+        default_factory=lambda: [AxisItem(name="none"), AxisItem(name="uniform")]
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct (got {seeds})")
+        if any(s < 0 for s in seeds):
+            raise ValueError(f"seeds must be ≥ 0 (got {seeds})")
+        return seeds
+
+
+class Rule(_Strict):
+    """A partial job description for include / exclude (any subset of the axes).
+
+    Values are names (an architecture's ``label`` also matches); a seed is an integer.
+    """
+
+    arch: str | None = None
+    dataset: str | None = None
+    dequant: str | None = None
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Rule:
+        if all(v is None for v in (self.arch, self.dataset, self.dequant, self.seed)):
+            raise ValueError("a rule needs at least one of arch, dataset, dequant, seed")
+        return self
+
+
+class Optimizer(_Strict):
+    name: Literal["adam", "adamw", "adamax", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class Schedule(_Strict):
+    """Learning-rate schedule: constant or cosine annealing, with linear warm-up."""
+
+    name: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class TrainBudget(_Strict):
+    """How long a job trains: ``steps`` and/or wall-clock ``minutes`` (whichever ends first)."""
+
+    steps: int | None = Field(1000, gt=0)
+    minutes: float | None = Field(None, gt=0)
+    batch_size: int = Field(256, gt=0)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    schedule: Schedule = Field(default_factory=Schedule)
+    clip: float | None = Field(5.0, gt=0, description="gradient-norm clipping; null: none")
+    eval_every: int = Field(100, gt=0, description="validation every N steps")
+    checkpoint_every: int = Field(200, gt=0, description="checkpoint + flush curves every N")
+    log_every: int = Field(10, gt=0, description="training-curve point every N steps")
+    max_nonfinite: int = Field(
+        50, ge=0, description="non-finite losses skipped before the run counts as diverged"
+    )
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> TrainBudget:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give train.steps or train.minutes (or both)")
+        return self
+
+
+class EvalSettings(_Strict):
+    batch_size: int = Field(1000, gt=0)
+    max_examples: int | None = Field(None, gt=0, description="cap on test examples; null: all")
+    iw_samples: int = Field(16, gt=0, description="K for eval/bpd_iw (variational)")
+
+
+class TimingSettings(_Strict):
+    """Timing phase: each measurement is ``torch.utils.benchmark`` with warm-up,
+    run for at least ``min_run_time`` seconds, median reported."""
+
+    enabled: bool = True
+    batch_size: int = Field(512, gt=0)
+    min_run_time: float = Field(0.2, gt=0, le=60)
+    sample_batch_size: int | None = Field(None, gt=0, description="null: batch_size")
+
+
+class Resources(_Strict):
+    """Resources of one job. ``gpus`` is a fraction of one GPU in [0, 1] (0: CPU only)."""
+
+    cpus: float = Field(1.0, gt=0, le=1024)
+    gpus: float = Field(0.0, ge=0)
+    memory_gb: float | None = Field(None, gt=0)
+
+    @field_validator("gpus")
+    @classmethod
+    def _fraction(cls, gpus: float) -> float:
+        if gpus > 1:
+            raise ValueError(
+                f"a job takes at most one GPU (got {gpus}); use a fraction in (0, 1] "
+                "to pack several jobs on one GPU"
+            )
+        return gpus
+
+
+class Suite(_Strict):
+    """A benchmark suite, as written in ``suites/*.yaml``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    matrix: Matrix
+    include: list[Rule] = Field(default_factory=list)
+    exclude: list[Rule] = Field(default_factory=list)
+    train: TrainBudget = Field(default_factory=TrainBudget)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    timing: TimingSettings = Field(default_factory=TimingSettings)
+    resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(2, ge=0, le=10, description="re-tries of a job whose worker died")
