@@ -1,0 +1,3 @@
+"""Tabular data sets (MAF archive): filled in at stage 2."""
+
+from __future__ import annotations

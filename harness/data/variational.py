@@ -1,0 +1,3 @@
+"""Variational dequantization: filled in at stage 2."""
+
+from __future__ import annotations
