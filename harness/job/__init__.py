@@ -1,0 +1,18 @@
+"""One job end to end on one device (train phase, timing phase), through a tracker."""
+
+from __future__ import annotations
+
+from .environment import code_revision, environment_tags, pick_device
+from .run import PHASE_TAG, JobResult, build, error_text, run_timing, run_training
+
+__all__ = [
+    "PHASE_TAG",
+    "JobResult",
+    "build",
+    "code_revision",
+    "environment_tags",
+    "error_text",
+    "pick_device",
+    "run_timing",
+    "run_training",
+]

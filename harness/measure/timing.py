@@ -1,0 +1,89 @@
+"""Timing of a flow's operations with :mod:`torch.utils.benchmark`.
+
+Each measurement runs after warm-up for at least ``min_run_time`` seconds
+(``Timer.blocked_autorange``), synchronises CUDA around each block, and reports the median
+block time. The log-det cost is not guessed: it is the difference of two timed passes,
+``transform(x)`` with and without its log-det (DESIGN.md); its share is that difference over
+the pass with the log-det. Timing runs in the timing phase, with no other job on the device.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch.utils import benchmark
+
+from .. import keys
+
+__all__ = ["Timing", "median_ms", "time_flow"]
+
+
+@dataclass
+class Timing:
+    metrics: dict[str, float]
+    info: dict[str, str]
+
+
+def median_ms(fn, min_run_time: float, label: str = "") -> float:
+    """Median wall time of ``fn()`` in milliseconds (device-synchronised)."""
+    fn()  # warm-up (lazy init, autotuning, allocator)
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label,
+                            num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
+              sample_batch: int | None = None, train_step: bool = True,
+              context: torch.Tensor | None = None) -> Timing:
+    """Time density, forward with / without log-det, inverse, sampling and a training step.
+
+    ``x`` is a batch of flow inputs (already dequantized / preprocessed) on the flow's device.
+    """
+    device = x.device
+    flow.eval()
+    n = sample_batch or len(x)
+    with torch.no_grad():
+        z, _ = flow.transform(x)
+        m: dict[str, float] = {}
+        fwd = median_ms(lambda: flow.transform(x), min_run_time, "forward")
+        fwd_nold = median_ms(lambda: flow.transform(x, with_log_det=False), min_run_time,
+                             "forward-nologdet")
+        m[keys.PERF_DENSITY_MS] = median_ms(lambda: flow.log_prob(x), min_run_time, "density")
+        m[keys.PERF_FORWARD_NOLOGDET_MS] = fwd_nold
+        m[keys.PERF_LOGDET_MS] = fwd - fwd_nold
+        m[keys.PERF_LOGDET_SHARE] = (fwd - fwd_nold) / fwd if fwd > 0 else float("nan")
+        m[keys.PERF_INVERSE_MS] = median_ms(lambda: flow.inverse(z), min_run_time, "inverse")
+        sample_ms = median_ms(lambda: flow.sample(n), min_run_time, "sample")
+        m[keys.PERF_SAMPLE_MS] = sample_ms
+        m[keys.PERF_SAMPLE_THROUGHPUT] = n / (sample_ms / 1e3)
+    if train_step:
+        clone = copy.deepcopy(flow).train()
+        opt = torch.optim.Adam(clone.parameters(), lr=1e-6)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            loss = -clone.log_prob(x).mean()
+            loss.backward()
+            opt.step()
+
+        m[keys.PERF_TRAIN_STEP_MS] = median_ms(step, min_run_time, "train-step")
+        del clone, opt
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.no_grad():
+            flow.log_prob(x)
+            flow.sample(n)
+        torch.cuda.synchronize(device)
+        m[keys.PERF_PEAK_MEM_MB] = torch.cuda.max_memory_allocated(device) / 2**20
+    m[keys.PERF_BATCH] = float(len(x))
+    info = {
+        "timing.device": str(device),
+        "timing.threads": str(torch.get_num_threads()),
+        "timing.batch": str(len(x)),
+        "timing.sample_batch": str(n),
+        "timing.min_run_time": str(min_run_time),
+        "timing.method": "torch.utils.benchmark blocked_autorange, median",
+    }
+    return Timing(m, info)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up nfbench on a fresh machine: a virtual environment in .venv with the CPU build of
+# PyTorch (installed first, so that the project's torch range pulls no CUDA build), nfbench
+# itself (editable) and, with --dev, the test tools and Debian's chromium for browser tests.
+# Idempotent: re-running installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+if ! python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    python -m pip install --quiet torch          # a CUDA build where there is a GPU
+  else
+    python -m pip install --quiet torch==2.13.0  # the CPU build
+  fi
+fi
+if [ "${1:-}" = "--dev" ]; then
+  python -m pip install --quiet -e ".[dev]"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+        >/dev/null || echo "warning: could not install chromium; browser tests will skip" >&2
+    else
+      echo "note: install Debian's chromium for the browser tests (they skip without it)" >&2
+    fi
+  fi
+else
+  python -m pip install --quiet -e .
+fi
