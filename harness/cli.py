@@ -32,7 +32,7 @@ def catalog():
         ok, reason = data.compatible(scheme, kind)
         return None if ok else reason
 
-    schemes = list(getattr(data, "DEQUANTIZERS", ("none", "uniform", "variational")))
+    schemes = list(data.schemes())
     return Catalog(
         arch_hparams={n: flows.hparams(n) for n in flows.names()},
         dataset_kind={n: data.entry(n).meta["kind"] for n in data.names()},

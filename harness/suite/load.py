@@ -58,6 +58,26 @@ def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _duplicate_keys(node: yaml.Node | None, source: str, path: str = "") -> list[str]:
+    """YAML keeps the last of two equal keys silently; a suite refuses them."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            key = getattr(k, "value", None)
+            name = f"{path}.{key}" if path else str(key)
+            if key in seen:
+                problems.append(f"{source}:{k.start_mark.line + 1}: '{name}' is given twice "
+                                f"(first on line {seen[key]}); merge the two")
+            else:
+                seen[key] = k.start_mark.line + 1
+            problems += _duplicate_keys(v, source, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            problems += _duplicate_keys(v, source, f"{path}[{i}]")
+    return problems
+
+
 def _where(source: str, root: yaml.Node | None, loc: tuple[Any, ...]) -> str:
     line = line_of(root, loc)
     return f"{source}:{line}" if line else source
@@ -91,6 +111,9 @@ def parse_suite(text: str, source: str = "<suite>") -> tuple[Suite, yaml.Node | 
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise SuiteError(source, [f"{where}: not valid YAML: {problem}"]) from None
+    duplicates = _duplicate_keys(root, source)
+    if duplicates:
+        raise SuiteError(source, duplicates)
     if raw is None:
         raise SuiteError(source, [f"{source}: the file is empty; a suite needs name and matrix"])
     if not isinstance(raw, dict):
