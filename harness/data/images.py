@@ -1,4 +1,5 @@
-"""Image data sets: ``digits`` (scikit-learn, 8×8, 17 levels) and the file-based ones.
+"""Image data sets: ``digits`` (scikit-learn, 8×8, 17 levels), ``mnist``, ``fashion-mnist``,
+``cifar10`` (standard files in the data directory), with Glow's optional bit reduction.
 
 ``digits`` is scikit-learn's ``load_digits`` (the UCI optdigits test set: 1,797 images of
 8×8 with values 0..16), shaped ``(1, 8, 8)``, 17 levels. Its split is fixed and independent
@@ -6,19 +7,41 @@ of the job seed: a stratified 1,157 / 280 / 360 train / val / test split, made b
 images of each class in a ``RandomState(0)`` permutation and interleaving the classes by rank
 fraction (so every prefix is stratified), then taking the first 360 as test, the next 280 as
 validation, the rest as training.
+
+``mnist`` and ``fashion-mnist`` read the IDX files (``{train,t10k}-images-idx3-ubyte.gz``)
+from ``<data_dir>/mnist/`` and ``<data_dir>/fashion-mnist/``: 256 levels, shape
+(1, 28, 28); train = the first 50,000 training images, validation = the last 10,000 (the
+split of ``mnist.pkl.gz`` used by RealNVP, MAF and FFJORD), test = the 10,000 test images.
+``cifar10`` reads the python batches from ``<data_dir>/cifar-10-batches-py/``: 256 levels,
+shape (3, 32, 32); train = the first 45,000 images of ``data_batch_1..5``, validation =
+the last 5,000 (MAF's ``datasets/cifar10.py``), test = ``test_batch``.
+
+``n_bits`` (Glow, Kingma & Dhariwal 2018, ``openai/glow``): ``x ↦ ⌊x / 2^(8 − n_bits)⌋``,
+``2^n_bits`` levels (Glow's 5-bit CelebA/CIFAR results).
 """
 
 from __future__ import annotations
 
+import gzip
+import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .dataset import DataSet, register
 from .errors import DataError
+from .files import Archive, Source, corrupt, require
 
-__all__ = ["DIGITS_SPLIT", "reduce_bits", "stratified_order"]
+__all__ = [
+    "DIGITS_SPLIT",
+    "SOURCES",
+    "read_cifar_batch",
+    "read_idx",
+    "reduce_bits",
+    "stratified_order",
+]
 
 DIGITS_SPLIT = {"train": 1157, "val": 280, "test": 360}
 DIGITS_SPLIT_SEED = 0
@@ -82,4 +105,181 @@ def load_digits(*, seed: int, data_dir: Path, download: bool) -> DataSet:
             "split_seed": DIGITS_SPLIT_SEED,
         },
         source="scikit-learn load_digits (UCI optdigits)",
+    )
+
+
+# ── file-based images ────────────────────────────────────────────────────────────────
+_IDX_FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+_CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+_MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+_FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+SOURCES = {
+    "mnist": Source(
+        files=tuple(f"mnist/{f}" for f in _IDX_FILES),
+        where="LeCun, Cortes & Burges, the MNIST database (yann.lecun.com/exdb/mnist)",
+        direct={f"mnist/{f}": tuple(m + f for m in _MNIST_MIRRORS) for f in _IDX_FILES},
+    ),
+    "fashion-mnist": Source(
+        files=tuple(f"fashion-mnist/{f}" for f in _IDX_FILES),
+        where="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST (github.com/zalandoresearch/"
+        "fashion-mnist)",
+        direct={f"fashion-mnist/{f}": tuple(m + f for m in _FASHION_MIRRORS) for f in _IDX_FILES},
+    ),
+    "cifar10": Source(
+        files=tuple(f"cifar-10-batches-py/{b}" for b in _CIFAR_BATCHES),
+        where="Krizhevsky 2009, CIFAR-10 python version (www.cs.toronto.edu/~kriz/cifar.html)",
+        archive=Archive(
+            ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+            "cifar-10-python.tar.gz",
+            {f"cifar-10-batches-py/{b}": f"cifar-10-batches-py/{b}" for b in _CIFAR_BATCHES},
+        ),
+    ),
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip or plain) of unsigned bytes: magic ``0x0000 08 ndim``, big-endian
+    int32 sizes, then the data. Anything else is a DataError naming the file."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise corrupt(path, err) from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise corrupt(path, "not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise corrupt(path, "IDX header cut short")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) - header != int(np.prod(shape)):
+        raise corrupt(path, f"IDX header says {shape} but holds {len(raw) - header} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_cifar_batch(path: Path) -> np.ndarray:
+    """One CIFAR-10 python batch: a pickled dict whose ``data`` is ``(N, 3072)`` uint8 in
+    channel-major order; returns ``(N, 3, 32, 32)``."""
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        data = np.asarray(batch["data"], dtype=np.uint8)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
+        raise corrupt(path, err) from None
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise corrupt(path, f"'data' has shape {data.shape}, expected (N, 3072)")
+    return data.reshape(-1, 3, 32, 32)
+
+
+def _image_dataset(
+    name: str,
+    train: np.ndarray,
+    val: np.ndarray,
+    test: np.ndarray,
+    n_bits: int,
+    info: dict[str, Any],
+    source: str,
+) -> DataSet:
+    if n_bits != 8:
+        train, val, test = (reduce_bits(a, n_bits) for a in (train, val, test))
+    shape = tuple(train.shape[1:])
+    return DataSet(
+        name=name,
+        kind="discrete",
+        event_shape=shape,
+        levels=2**n_bits,
+        train=torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32)),
+        val=torch.from_numpy(np.ascontiguousarray(val, dtype=np.float32)),
+        test=torch.from_numpy(np.ascontiguousarray(test, dtype=np.float32)),
+        splits_info=info,
+        source=source,
+        options={"n_bits": n_bits},
+    )
+
+
+def _load_idx_set(name: str, data_dir: Path, download: bool, n_bits: int) -> DataSet:
+    reduce_bits(np.zeros(1, dtype=np.uint8), n_bits)  # validate before touching files
+    paths = require(name, SOURCES[name], data_dir, download)
+    train_all = read_idx(paths[f"{name}/{_IDX_FILES[0]}"])
+    test = read_idx(paths[f"{name}/{_IDX_FILES[1]}"])
+    for path, arr in (
+        (paths[f"{name}/{_IDX_FILES[0]}"], train_all),
+        (paths[f"{name}/{_IDX_FILES[1]}"], test),
+    ):
+        if arr.ndim != 3 or arr.shape[1:] != (28, 28):
+            raise corrupt(path, f"images of shape {arr.shape[1:]}, expected 28x28")
+    n_val = min(10_000, len(train_all) // 6)  # 10,000 of 60,000; a sixth of smaller files
+    info = {
+        "method": f"train = first {len(train_all) - n_val} of the training file, val = "
+        f"last {n_val}, test = the t10k file (mnist.pkl.gz split)",
+        "n_bits": n_bits,
+    }
+    return _image_dataset(
+        name,
+        train_all[:-n_val, None],
+        train_all[-n_val:, None],
+        test[:, None],
+        n_bits,
+        info,
+        SOURCES[name].where,
+    )
+
+
+@register(
+    "mnist",
+    kind="discrete",
+    event_shape=(1, 28, 28),
+    levels=256,
+    source="MNIST IDX files under <data_dir>/mnist/",
+)
+def load_mnist(*, seed: int, data_dir: Path, download: bool, n_bits: int = 8) -> DataSet:
+    """MNIST, 50,000 / 10,000 / 10,000, 256 levels (or ``2^n_bits``)."""
+    return _load_idx_set("mnist", data_dir, download, n_bits)
+
+
+@register(
+    "fashion-mnist",
+    kind="discrete",
+    event_shape=(1, 28, 28),
+    levels=256,
+    source="Fashion-MNIST IDX files under <data_dir>/fashion-mnist/",
+)
+def load_fashion_mnist(*, seed: int, data_dir: Path, download: bool, n_bits: int = 8) -> DataSet:
+    """Fashion-MNIST, 50,000 / 10,000 / 10,000, 256 levels (or ``2^n_bits``)."""
+    return _load_idx_set("fashion-mnist", data_dir, download, n_bits)
+
+
+@register(
+    "cifar10",
+    kind="discrete",
+    event_shape=(3, 32, 32),
+    levels=256,
+    source="CIFAR-10 python batches under <data_dir>/cifar-10-batches-py/",
+)
+def load_cifar10(*, seed: int, data_dir: Path, download: bool, n_bits: int = 8) -> DataSet:
+    """CIFAR-10, 45,000 / 5,000 / 10,000 (MAF's split), 256 levels (or ``2^n_bits``)."""
+    reduce_bits(np.zeros(1, dtype=np.uint8), n_bits)
+    paths = require("cifar10", SOURCES["cifar10"], data_dir, download)
+    train_all = np.concatenate(
+        [read_cifar_batch(paths[f"cifar-10-batches-py/{b}"]) for b in _CIFAR_BATCHES[:5]]
+    )
+    test = read_cifar_batch(paths["cifar-10-batches-py/test_batch"])
+    split = int(0.9 * len(train_all))
+    info = {
+        "method": f"MAF: train = first {split} of data_batch_1..5, val = the last "
+        f"{len(train_all) - split}, test = test_batch",
+        "n_bits": n_bits,
+    }
+    return _image_dataset(
+        "cifar10",
+        train_all[:split],
+        train_all[split:],
+        test,
+        n_bits,
+        info,
+        SOURCES["cifar10"].where,
     )

@@ -1,0 +1,135 @@
+"""Files in the data directory: finding them, explaining what is missing, downloading.
+
+The data directory is ``load(..., data_dir=...)``, else ``$NFBENCH_DATA``, else
+``~/.nfbench/data``. Each file-based data set names the files it needs relative to it (the
+layouts of the original archives) and where they come from. A missing file is answered by
+a :class:`DataError` that names every expected path and the source; with ``download=True``
+the files are first fetched with the standard library's ``urllib`` from the original
+sources (only then: never implicitly, never in tests) and written atomically (``*.part``
+then rename).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dataset import DATA_ENV
+from .errors import DataError
+
+__all__ = ["Archive", "Source", "corrupt", "fetch_url", "require"]
+
+TIMEOUT_S = 60.0
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A ``.tar.gz`` at ``urls`` (mirrors, tried in order), kept as ``data_dir / keep_as``;
+    ``members`` maps archive member → path relative to the data directory."""
+
+    urls: tuple[str, ...]
+    keep_as: str
+    members: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a data set's files come from.
+
+    Attributes:
+        files: paths relative to the data directory that the loader reads.
+        where: the source in words (paper, page), shown in errors.
+        direct: file → mirror URLs, fetched one by one.
+        archive: or an archive holding the files.
+    """
+
+    files: tuple[str, ...]
+    where: str
+    direct: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    archive: Archive | None = None
+
+    def urls(self) -> list[str]:
+        if self.archive is not None:
+            return list(self.archive.urls[:1])
+        return [mirrors[0] for mirrors in self.direct.values()]
+
+
+def fetch_url(urls: Sequence[str], dest: Path) -> None:
+    """Download the first URL that answers into ``dest`` (atomically); DataError if none."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    errors = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(part, "wb") as f:
+                shutil.copyfileobj(response, f, CHUNK)
+            part.replace(dest)
+            return
+        except OSError as err:  # URLError, HTTPError, timeouts are OSErrors
+            errors.append(f"{url}: {err}")
+            part.unlink(missing_ok=True)
+    raise DataError(f"could not download {dest.name}: " + "; ".join(errors))
+
+
+def _extract(archive: Archive, data_dir: Path, wanted: Sequence[str]) -> None:
+    tar_path = data_dir / archive.keep_as
+    if not tar_path.is_file():
+        fetch_url(archive.urls, tar_path)
+    by_dest = {dest: member for member, dest in archive.members.items()}
+    try:
+        with tarfile.open(tar_path, "r:*") as tar:
+            for rel in wanted:
+                member = by_dest.get(rel)
+                if member is None:
+                    continue
+                src = tar.extractfile(member)
+                if src is None:
+                    raise DataError(f"{tar_path}: member {member} is not a file")
+                out = data_dir / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                part = out.with_name(out.name + ".part")
+                with src, open(part, "wb") as f:
+                    shutil.copyfileobj(src, f, CHUNK)
+                part.replace(out)
+    except (tarfile.TarError, KeyError, EOFError, OSError) as err:
+        raise corrupt(tar_path, err, "delete it and load again with download=True") from None
+
+
+def require(name: str, source: Source, data_dir: Path, download: bool) -> dict[str, Path]:
+    """The paths of ``source.files`` under ``data_dir``, downloading them if allowed.
+
+    Raises:
+        DataError: files missing (naming each expected path, the source, and the fix).
+    """
+    paths = {rel: data_dir / rel for rel in source.files}
+    missing = [rel for rel, p in paths.items() if not p.is_file()]
+    if missing and download:
+        if source.archive is not None:
+            _extract(source.archive, data_dir, missing)
+        else:
+            for rel in missing:
+                fetch_url(source.direct[rel], data_dir / rel)
+        missing = [rel for rel, p in paths.items() if not p.is_file()]
+    if missing:
+        where = "\n".join(f"  {paths[rel]}" for rel in missing)
+        exists = "" if data_dir.is_dir() else ", which does not exist"
+        hint = "" if download else " or load with download=True (the CLI's download flag)"
+        raise DataError(
+            f"data set '{name}': missing file(s) in the data directory {data_dir}{exists} "
+            f"(from --data-dir, ${DATA_ENV} or ~/.nfbench/data):\n{where}\n"
+            f"Get them from {source.where} ({', '.join(source.urls())}){hint}."
+        )
+    return paths
+
+
+def corrupt(path: Path, err: BaseException | str, fix: str = "") -> DataError:
+    """A DataError naming a file that could not be read."""
+    fix = fix or "delete it and download it again (load with download=True)"
+    return DataError(
+        f"{path}: cannot be read as expected ({err}); the file looks corrupt or truncated: {fix}"
+    )
