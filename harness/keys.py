@@ -87,3 +87,8 @@ ART_CHECKPOINT_BEST = "checkpoints/best.pt"
 ART_CURVES = "curves.parquet"  # long table: step, wall_s, key, value
 ART_DIAGNOSTICS = "diagnostics.json"
 ART_SAMPLES = "samples.png"
+
+# ── flow-layer diagnostics (harness.flows: Flow.stability() of the last transform) ────
+STAB_LAYER_LOGDET_ABSMAX = "stab/layer_logdet_absmax"  # max over layers of |per-layer log-det|
+STAB_SCALE_ABSMAX = "stab/scale_absmax"  # largest |log-scale| of a bounded affine scale
+STAB_SPLINE_TAIL_SHARE = "stab/spline_tail_share"  # share of spline inputs in the linear tails

@@ -1,0 +1,154 @@
+"""Coupling layers: half of the input conditions an element-wise bijection of the other half.
+
+With a partition ``x = (x_a, x_b)``:
+
+.. math:: y_a = x_a, \\quad y_b = τ(x_b; θ(x_a, c)), \\quad
+          \\log|\\det ∂y/∂x| = \\sum_i \\log|∂τ/∂x_{b,i}|,
+
+so both directions cost one conditioner pass. Two partitions:
+
+- :class:`SplitCoupling` splits axis 1 into two blocks (vector halves, image channels);
+- :class:`MaskCoupling` keeps the entries where a fixed 0/1 mask is 1 (even/odd vector
+  entries, image checkerboards); the conditioner sees ``x · m`` and the bijection is applied
+  where ``m = 0``.
+
+The conditioner maps ``(B, n_a, …)`` to ``(B, P · n_b, …)`` (parameter-major); the layer views
+it as ``(B, n_b, …, P)`` for the element-wise transform.
+
+References:
+    Dinh, Krueger, Bengio, "NICE", https://arxiv.org/abs/1410.8516;
+    Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP",
+    https://arxiv.org/abs/1605.08803.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from harness.flows.base import Layer, StabilityAccumulator
+from harness.flows.elementwise import Elementwise
+
+__all__ = ["MaskCoupling", "NetFactory", "SplitCoupling", "checkerboard", "parity_mask"]
+
+NetFactory = Callable[[int, int], nn.Module]  # (in size, out size) → net(x, context)
+
+
+def _theta(out: Tensor, n_params: int) -> Tensor:
+    """``(B, P·n, …)`` → ``(B, n, …, P)`` (a view)."""
+    return out.unflatten(1, (n_params, -1)).movedim(1, -1)
+
+
+class _Coupling(Layer):
+    ew: Elementwise
+    _aux: Tensor | None = None
+    _aux_select: Tensor | None = None
+
+    def diagnose(self, acc: StabilityAccumulator) -> None:
+        super().diagnose(acc)
+        if self._aux is not None:
+            aux = self._aux
+            if self._aux_select is not None:
+                aux = aux[self._aux_select.expand_as(aux)]
+            self.ew.diagnose(acc, aux)
+
+
+class SplitCoupling(_Coupling):
+    """Split axis 1 into ``sizes = (n1, n2)``; condition on block 1 and transform block 2, or
+    the other way round with ``flip``.
+
+    Arguments:
+        sizes: the two block sizes along axis 1.
+        flip: transform the first block instead of the second.
+        make_net: ``(n_a, P · n_b) → net`` with ``net(x_a, context)``.
+        ew: the element-wise bijection.
+    """
+
+    def __init__(self, sizes: tuple[int, int], flip: bool, make_net: NetFactory, ew: Elementwise):
+        super().__init__()
+        self.sizes, self.flip, self.ew = (int(sizes[0]), int(sizes[1])), bool(flip), ew
+        n_a, n_b = (self.sizes[1], self.sizes[0]) if flip else self.sizes
+        self.net = make_net(n_a, ew.n_params * n_b)
+
+    def _parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x1, x2 = x.split(self.sizes, dim=1)
+        return (x2, x1) if self.flip else (x1, x2)
+
+    def _join(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.cat((b, a) if self.flip else (a, b), dim=1)
+
+    def forward(  # type: ignore[override]
+        self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        a, b = self._parts(x)
+        theta = _theta(self.net(a, context), self.ew.n_params)
+        yb, ld, aux = self.ew.forward(b, theta, with_log_det)
+        self._aux = None if aux is None else aux.detach()
+        log_det = None
+        if with_log_det:
+            log_det = x.new_zeros(x.shape[0]) if ld is None else ld.flatten(1).sum(1)
+        return self._join(a, yb), self._keep(log_det)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        a, b = self._parts(y)
+        theta = _theta(self.net(a, context), self.ew.n_params)
+        xb, _, _ = self.ew.inverse(b, theta, False)
+        return self._join(a, xb)
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}, flip={self.flip}, ew={type(self.ew).__name__}"
+
+
+class MaskCoupling(_Coupling):
+    """Keep the entries where ``mask`` is 1, transform the others conditioned on ``x · mask``.
+
+    Arguments:
+        mask: 0/1 tensor of the event shape (``(D,)`` or ``(C, H, W)``).
+        make_net: ``(C or D, P · (C or D)) → net``; it sees the whole masked input.
+        ew: the element-wise bijection.
+    """
+
+    def __init__(self, mask: Tensor, make_net: NetFactory, ew: Elementwise):
+        super().__init__()
+        self.ew = ew
+        self.register_buffer("mask", mask.float(), persistent=False)
+        self.register_buffer("keep", mask.bool(), persistent=False)
+        self.net = make_net(mask.shape[0], ew.n_params * mask.shape[0])
+
+    def _theta(self, v: Tensor, context: Tensor | None) -> Tensor:
+        return _theta(self.net(v * self.mask, context), self.ew.n_params)
+
+    def forward(  # type: ignore[override]
+        self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        yt, ld, aux = self.ew.forward(x, self._theta(x, context), with_log_det)
+        self._aux = None if aux is None else aux.detach()
+        self._aux_select = None if aux is None else ~self.keep
+        log_det = None
+        if with_log_det:
+            if ld is None:
+                log_det = x.new_zeros(x.shape[0])
+            else:
+                log_det = torch.where(self.keep, torch.zeros_like(ld), ld).flatten(1).sum(1)
+        return torch.where(self.keep, x, yt), self._keep(log_det)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        xt, _, _ = self.ew.inverse(y, self._theta(y, context), False)
+        return torch.where(self.keep, y, xt)
+
+    def extra_repr(self) -> str:
+        return f"mask={tuple(self.mask.shape)}, ew={type(self.ew).__name__}"
+
+
+def parity_mask(features: int, odd: bool) -> Tensor:
+    """``(D,)`` mask that keeps the even (or, with ``odd``, the odd) entries."""
+    return (torch.arange(features) % 2 == int(odd)).float()
+
+
+def checkerboard(shape: tuple[int, int, int], odd: bool) -> Tensor:
+    """``(C, H, W)`` checkerboard mask: 1 where ``(h + w) % 2 == odd``."""
+    c, h, w = shape
+    board = (torch.arange(h)[:, None] + torch.arange(w)[None, :]) % 2 == int(odd)
+    return board.float().expand(c, h, w).clone()

@@ -1,0 +1,227 @@
+"""Conditioner networks: :class:`MLP`, :class:`MADE` (masked MLP) and :class:`ConvNet`.
+
+Each takes an optional context ``c`` of shape ``(B, context_dim)`` through one of two modes:
+
+- ``"concat"``: ``c`` is appended to the input (as constant channels for images; for MADE
+  the context inputs connect to every hidden unit, which keeps the network autoregressive);
+- ``"film"``: every hidden activation ``h`` becomes ``h · (1 + γ(c)) + β(c)`` with ``γ, β``
+  one linear map of ``c`` (Perez et al. 2018, https://arxiv.org/abs/1709.07871).
+
+The output layer is zero-initialised by default, so a freshly built flow is the identity.
+
+References:
+    MADE: Germain et al. 2015, https://arxiv.org/abs/1502.03509.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "made_degrees"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+}
+CONTEXT_MODES = ("concat", "film")
+
+
+class _FiLM(nn.Module):
+    """γ(c), β(c) for ``depth`` hidden layers of width ``hidden`` from one linear map."""
+
+    def __init__(self, context_dim: int, hidden: int, depth: int):
+        super().__init__()
+        self.hidden, self.depth = hidden, depth
+        self.linear = nn.Linear(context_dim, 2 * hidden * depth)
+
+    def forward(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
+        gb = self.linear(context).unflatten(-1, (self.depth, 2, self.hidden))
+        return [(1.0 + gb[:, k, 0], gb[:, k, 1]) for k in range(self.depth)]
+
+
+def _zero(module: nn.Module) -> None:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+
+
+class MLP(nn.Module):
+    """``in_features → [hidden] × depth → out_features`` with an optional context.
+
+    Arguments:
+        in_features, out_features: input and output sizes.
+        hidden: width of the hidden layers; depth: how many hidden layers (≥ 1).
+        activation: a key of :data:`ACTIVATIONS`.
+        context_dim, context_mode: the conditioning (``None`` for none), see the module doc.
+        zero_last: zero-initialise the output layer.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: int,
+        depth: int,
+        activation: str = "relu",
+        context_dim: int | None = None,
+        context_mode: str = "concat",
+        zero_last: bool = True,
+    ):
+        super().__init__()
+        self.concat = context_dim is not None and context_mode == "concat"
+        first = in_features + (context_dim if self.concat else 0)
+        widths = [first] + [hidden] * depth
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
+        self.act = ACTIVATIONS[activation]()
+        self.out = nn.Linear(hidden, out_features)
+        self.film = (
+            _FiLM(context_dim, hidden, depth)
+            if context_dim is not None and context_mode == "film"
+            else None
+        )
+        if zero_last:
+            _zero(self.out)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.concat:
+            assert context is not None
+            x = torch.cat([x, context], dim=-1)
+        film = self.film(context) if self.film is not None and context is not None else None
+        for k, layer in enumerate(self.hidden):
+            x = self.act(layer(x))
+            if film is not None:
+                gamma, beta = film[k]
+                x = torch.addcmul(beta, x, gamma)
+        return self.out(x)
+
+
+def made_degrees(order: Tensor, hidden: int) -> Tensor:
+    """Hidden-unit degrees in ``1 … D−1`` (cycled) for inputs ranked by ``order`` (0-based)."""
+    d = order.numel()
+    return torch.arange(hidden) % max(d - 1, 1) + 1
+
+
+class _MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (a buffer)."""
+
+    def __init__(self, mask: Tensor):
+        super().__init__(mask.shape[1], mask.shape[0])
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Masked autoencoder: output ``(B, D, P)`` whose ``[:, i]`` depends on ``x_j`` only for
+    ``order[j] < order[i]`` (and on the whole context).
+
+    Arguments:
+        features: D; params: P outputs per dimension.
+        order: ``(D,)`` the rank of each dimension in the autoregressive order.
+        hidden, depth, activation, context_dim, context_mode, zero_last: as :class:`MLP`.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        params: int,
+        hidden: int,
+        depth: int,
+        order: Tensor,
+        activation: str = "relu",
+        context_dim: int | None = None,
+        context_mode: str = "concat",
+        zero_last: bool = True,
+    ):
+        super().__init__()
+        self.features, self.params = features, params
+        self.concat = context_dim is not None and context_mode == "concat"
+        deg_in = order.long() + 1
+        deg_h = made_degrees(order, hidden)
+        first = (deg_h[:, None] >= deg_in[None, :]).float()
+        if self.concat:
+            assert context_dim is not None
+            first = torch.cat([first, torch.ones(hidden, context_dim)], dim=1)
+        masks = [first] + [(deg_h[:, None] >= deg_h[None, :]).float()] * (depth - 1)
+        self.hidden = nn.ModuleList(_MaskedLinear(m) for m in masks)
+        out_mask = (deg_in.repeat(params)[:, None] > deg_h[None, :]).float()  # P-major units
+        self.out = _MaskedLinear(out_mask)
+        self.act = ACTIVATIONS[activation]()
+        self.film = (
+            _FiLM(context_dim, hidden, depth)
+            if context_dim is not None and context_mode == "film"
+            else None
+        )
+        if zero_last:
+            _zero(self.out)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.concat:
+            assert context is not None
+            x = torch.cat([x, context], dim=-1)
+        film = self.film(context) if self.film is not None and context is not None else None
+        for k, layer in enumerate(self.hidden):
+            x = self.act(layer(x))
+            if film is not None:
+                gamma, beta = film[k]
+                x = torch.addcmul(beta, x, gamma)
+        return self.out(x).unflatten(-1, (self.params, self.features)).transpose(-1, -2)
+
+
+class ConvNet(nn.Module):
+    """Image conditioner: 3×3 conv → (1×1 conv) × (depth − 1) → zero-initialised 3×3 conv.
+
+    Glow's coupling network (openai/glow) with ``depth=2``; a context is appended as constant
+    channels (``concat``) or modulates every hidden channel (``film``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden: int,
+        depth: int,
+        activation: str = "relu",
+        context_dim: int | None = None,
+        context_mode: str = "concat",
+        zero_last: bool = True,
+    ):
+        super().__init__()
+        self.concat = context_dim is not None and context_mode == "concat"
+        first = in_channels + (context_dim if self.concat else 0)
+        convs = [nn.Conv2d(first, hidden, 3, padding=1)]
+        convs += [nn.Conv2d(hidden, hidden, 1) for _ in range(depth - 1)]
+        self.hidden = nn.ModuleList(convs)
+        self.act = ACTIVATIONS[activation]()
+        self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
+        self.film = (
+            _FiLM(context_dim, hidden, depth)
+            if context_dim is not None and context_mode == "film"
+            else None
+        )
+        if zero_last:
+            _zero(self.out)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.concat:
+            assert context is not None
+            c = context[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+            x = torch.cat([x, c], dim=1)
+        film = self.film(context) if self.film is not None and context is not None else None
+        for k, layer in enumerate(self.hidden):
+            x = self.act(layer(x))
+            if film is not None:
+                gamma, beta = film[k]
+                x = torch.addcmul(beta[:, :, None, None], x, gamma[:, :, None, None])
+        return self.out(x)

@@ -1,0 +1,247 @@
+"""The architecture registry: ``register``, ``build``, ``names``, ``entry``, ``hparams``, plugins.
+
+An architecture is a factory ``factory(event_shape, context_dim, *, hp1=default1, ...) -> Flow``
+whose keyword-only parameters are its hyper-parameters (their defaults are what
+:func:`hparams` reports). :func:`build` checks names, shapes and hyper-parameters before it
+calls the factory, so a bad suite is refused with a message that names the architecture, the
+bad key and the valid keys with their defaults.
+
+Third-party architectures arrive through the entry-point group ``nfbench.flows``: an entry
+point may name a module that registers on import, or a factory, which is registered under the
+entry point's name (its ``summary``/``images``/``vectors`` attributes, if any, become the
+entry's summary and metadata). Plugins load lazily, on the first :func:`names`, :func:`entry`,
+:func:`build` or :func:`hparams`; a plugin that fails to load is skipped with a warning and
+recorded in :func:`plugin_errors`.
+
+Example:
+    >>> from harness import flows
+    >>> flows.build("realnvp", event_shape=2, layers=2).event_shape
+    (2,)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+import warnings
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any
+
+from harness.flows.base import Flow, _as_shape
+from harness.registry import Entry, Registry
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "REGISTRY",
+    "HyperParameterError",
+    "build",
+    "check_choice",
+    "check_positive",
+    "entry",
+    "hparams",
+    "load_plugins",
+    "names",
+    "plugin_errors",
+    "register",
+]
+
+ENTRY_POINT_GROUP = "nfbench.flows"
+Factory = Callable[..., Flow]
+REGISTRY: Registry[Factory] = Registry("architecture")
+
+_plugins_loaded = False
+_plugin_errors: dict[str, str] = {}
+
+
+class HyperParameterError(ValueError):
+    """Raised by a factory for an invalid hyper-parameter value; :func:`build` adds context."""
+
+    def __init__(self, key: str, reason: str):
+        self.key, self.reason = key, reason
+        super().__init__(f"{key}: {reason}")
+
+
+def check_choice(key: str, value: object, options: Sequence[object]) -> None:
+    """Refuse ``value`` unless it is one of ``options``."""
+    if value not in options:
+        raise HyperParameterError(key, f"must be one of {list(options)!r}, got {value!r}")
+
+
+def check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    """Refuse a non-positive (or, with ``allow_zero``, negative) or non-finite number."""
+    bad = value < 0 if allow_zero else value <= 0
+    if bad or not math.isfinite(value):
+        need = "≥ 0" if allow_zero else "> 0"
+        raise HyperParameterError(key, f"must be a finite number {need}, got {value!r}")
+
+
+def register(
+    name: str, summary: str = "", *, images: bool = False, vectors: bool = True, **meta: Any
+) -> Callable[[Factory], Factory]:
+    """Decorator: register an architecture factory under ``name``.
+
+    ``images``/``vectors`` say which event shapes it takes (``(C, H, W)`` / ``(D,)``); a job
+    flattens images for a vectors-only architecture.
+    """
+
+    def deco(factory: Factory) -> Factory:
+        _signature_defaults(name, factory)  # refuse a factory whose hyper-parameters are bad
+        REGISTRY.add(name, factory, summary, images=images, vectors=vectors, **meta)
+        return factory
+
+    return deco
+
+
+def _signature_defaults(name: str, factory: Factory) -> dict[str, object]:
+    params = list(inspect.signature(factory).parameters.values())
+    if len(params) < 2 or params[0].kind not in (
+        params[0].POSITIONAL_ONLY,
+        params[0].POSITIONAL_OR_KEYWORD,
+    ):
+        raise TypeError(
+            f"architecture '{name}': a factory takes (event_shape, context_dim, *, hp=default…)"
+        )
+    out: dict[str, object] = {}
+    for p in params[2:]:
+        if p.kind is p.VAR_KEYWORD or p.kind is p.VAR_POSITIONAL:
+            continue
+        if p.default is p.empty:
+            raise TypeError(f"architecture '{name}': hyper-parameter '{p.name}' needs a default")
+        out[p.name] = p.default
+    return out
+
+
+def load_plugins(force: bool = False) -> list[str]:
+    """Load the ``nfbench.flows`` entry points once (again with ``force``); names added."""
+    global _plugins_loaded
+    if _plugins_loaded and not force:
+        return []
+    _plugins_loaded = True
+    before = set(REGISTRY.names())
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, types.ModuleType):
+                continue  # the module registered its architectures on import
+            if ep.name in REGISTRY and REGISTRY.get(ep.name) is obj:
+                continue
+            if not callable(obj):
+                raise TypeError(f"entry point {ep.value!r} is neither a module nor a factory")
+            doc = (inspect.getdoc(obj) or "").strip().splitlines()
+            summary = getattr(obj, "summary", doc[0] if doc else "")
+            register(
+                ep.name,
+                summary,
+                images=bool(getattr(obj, "images", False)),
+                vectors=bool(getattr(obj, "vectors", True)),
+                plugin=ep.value,
+            )(obj)
+        except Exception as exc:  # noqa: BLE001 — a broken plugin must not break the built-in zoo
+            _plugin_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"nfbench.flows plugin '{ep.name}' ({ep.value}) failed to load and is skipped: "
+                f"{type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return sorted(set(REGISTRY.names()) - before)
+
+
+def plugin_errors() -> dict[str, str]:
+    """Entry points that failed to load: name → error."""
+    load_plugins()
+    return dict(_plugin_errors)
+
+
+def names() -> list[str]:
+    """Every registered architecture, sorted (built-ins and plugins)."""
+    load_plugins()
+    return REGISTRY.names()
+
+
+def entry(name: str) -> Entry[Factory]:
+    """The registry entry: ``.summary``, ``.meta["images"]``, ``.meta["vectors"]``."""
+    load_plugins()
+    return REGISTRY.entry(name)
+
+
+def hparams(name: str) -> dict[str, object]:
+    """The hyper-parameters of ``name`` with their defaults."""
+    return _signature_defaults(name, entry(name).factory)
+
+
+def _describe(defaults: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"
+
+
+def _check_type(name: str, key: str, value: object, default: object, valid: str) -> None:
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(
+            f"architecture '{name}': hyper-parameter '{key}' must be a "
+            f"{type(default).__name__}, got {value!r} (valid hyper-parameters: {valid})"
+        )
+
+
+def build(
+    name: str, event_shape: int | Sequence[int], context_dim: int | None = None, **hp: Any
+) -> Flow:
+    """Build architecture ``name`` for ``event_shape`` (``D`` or ``(C, H, W)``).
+
+    Raises:
+        UnknownNameError: unknown architecture (the nearest name is suggested).
+        ValueError: unknown or invalid hyper-parameter, or a shape the architecture can't take.
+    """
+    ent = entry(name)
+    shape = _as_shape(event_shape)
+    if len(shape) not in (1, 3):
+        raise ValueError(
+            f"architecture '{name}': event_shape must be (D,) or (C, H, W), got {shape}"
+        )
+    if len(shape) == 3 and not ent.meta.get("images", False):
+        raise ValueError(
+            f"architecture '{name}' takes vectors only, got the image shape {shape}; flatten "
+            f"the images to event_shape={math.prod(shape)} (entry('{name}').meta['images'] is "
+            "False)"
+        )
+    if len(shape) == 1 and not ent.meta.get("vectors", True):
+        raise ValueError(f"architecture '{name}' takes images (C, H, W) only, got {shape}")
+    if context_dim is not None and (
+        not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 1
+    ):
+        raise ValueError(
+            f"architecture '{name}': context_dim must be a positive int or None, "
+            f"got {context_dim!r}"
+        )
+    defaults = _signature_defaults(name, ent.factory)
+    valid = _describe(defaults)
+    for key, value in hp.items():
+        if key not in defaults:
+            raise ValueError(
+                f"architecture '{name}': unknown hyper-parameter '{key}' "
+                f"(valid hyper-parameters with defaults: {valid})"
+            )
+        _check_type(name, key, value, defaults[key], valid)
+    try:
+        flow = ent.factory(shape, context_dim, **hp)
+    except HyperParameterError as exc:
+        raise ValueError(
+            f"architecture '{name}': invalid hyper-parameter '{exc.key}' — {exc.reason} "
+            f"(valid hyper-parameters with defaults: {valid})"
+        ) from None
+    if not isinstance(flow, Flow):
+        raise TypeError(
+            f"architecture '{name}': the factory returned {type(flow).__name__}, not a Flow"
+        )
+    return flow
