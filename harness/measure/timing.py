@@ -17,7 +17,7 @@ from torch.utils import benchmark
 
 from .. import keys
 
-__all__ = ["Timing", "median_ms", "time_flow"]
+__all__ = ["Timing", "median_ms", "paired_ms", "time_flow"]
 
 
 @dataclass
@@ -34,6 +34,24 @@ def median_ms(fn, min_run_time: float, label: str = "") -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
+def paired_ms(fn_a, fn_b, min_run_time: float, rounds: int = 5) -> tuple[float, float]:
+    """Median times of two functions measured in alternating blocks.
+
+    A difference of two timings (the log-det cost) is only as good as the conditions the two
+    shared: alternating ``rounds`` blocks of each spreads any drift of the machine over both.
+    """
+    fn_a(), fn_b()
+    a, b = [], []
+    per = min_run_time / rounds
+    threads = torch.get_num_threads()
+    for _ in range(rounds):
+        for fn, acc in ((fn_a, a), (fn_b, b)):
+            t = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+            acc.append(t.blocked_autorange(min_run_time=per).median)
+    a.sort(), b.sort()
+    return a[len(a) // 2] * 1e3, b[len(b) // 2] * 1e3
+
+
 def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
               sample_batch: int | None = None, train_step: bool = True,
               context: torch.Tensor | None = None) -> Timing:
@@ -47,9 +65,9 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
     with torch.no_grad():
         z, _ = flow.transform(x)
         m: dict[str, float] = {}
-        fwd = median_ms(lambda: flow.transform(x), min_run_time, "forward")
-        fwd_nold = median_ms(lambda: flow.transform(x, with_log_det=False), min_run_time,
-                             "forward-nologdet")
+        fwd, fwd_nold = paired_ms(lambda: flow.transform(x),
+                                  lambda: flow.transform(x, with_log_det=False),
+                                  2 * min_run_time)
         m[keys.PERF_DENSITY_MS] = median_ms(lambda: flow.log_prob(x), min_run_time, "density")
         m[keys.PERF_FORWARD_NOLOGDET_MS] = fwd_nold
         m[keys.PERF_LOGDET_MS] = fwd - fwd_nold
@@ -84,6 +102,7 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
         "timing.batch": str(len(x)),
         "timing.sample_batch": str(n),
         "timing.min_run_time": str(min_run_time),
-        "timing.method": "torch.utils.benchmark blocked_autorange, median",
+        "timing.method": "torch.utils.benchmark blocked_autorange, median; log-det = "
+                         "forward − forward without log-det, alternating blocks",
     }
     return Timing(m, info)

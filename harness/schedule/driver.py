@@ -83,10 +83,15 @@ class Progress:
         self.total, self.out = total, out
         self.tty = sys.stdout.isatty() if tty is None else tty
         self.t0 = time.monotonic()
+        self.last: tuple | None = None
 
     def line(self, phase: str, done: int, running: int, failed: int, remaining: int) -> None:
         text = (f"[{phase}] done {done} · running {running} · failed {failed} · "
                 f"remaining {remaining}  ({time.monotonic() - self.t0:.0f} s)")
+        state = (phase, done, running, failed, remaining)
+        if not self.tty and state == self.last:
+            return  # a log file gets a line per change, a terminal a live line
+        self.last = state
         if self.tty:
             sys.stdout.write("\r" + text.ljust(78))
             sys.stdout.flush()
