@@ -1,0 +1,203 @@
+"""Quality figures: leaderboard, Pareto fronts, architecture × data set heat map, curves.
+
+Each ``figure_*`` is a pure function of the tidy frame built for it in
+:mod:`harness.report.derive` (the same frame is published beside the figure as CSV and
+Parquet) and returns a Plotly figure. Every point carries its MLflow run's URL as
+``customdata``; the page opens it on click.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .style import arch_colour, base_layout, esc, fmt, hover, no_data, unique
+
+__all__ = ["figure_curves", "figure_heatmap", "figure_leaderboard", "figure_pareto"]
+
+THROUGHPUT = "perf/sample_throughput"
+DENSITY_MS = "perf/density_ms"
+
+
+def _std(df: pd.DataFrame, col: str) -> np.ndarray:
+    return df[f"{col} std"].fillna(0).to_numpy(float) if f"{col} std" in df else np.zeros(len(df))
+
+
+def figure_leaderboard(board: pd.DataFrame, title: str = "Leaderboard") -> go.Figure:
+    """Score (bpd or NLL) per configuration as mean ± std over seeds, best at the top.
+
+    ``board``: one data set's rows of :func:`harness.report.derive.leaderboard_frame`
+    (``config arch reference score`` ``score std`` ``n_ok unit url``, optionally
+    ``published published_model``). Reference rows are grey squares; published figures are
+    open diamonds on the same axis.
+    """
+    fig = go.Figure()
+    base_layout(fig, title, height=max(260, 60 + 34 * len(board)))
+    rows = board[np.isfinite(board["score"].astype(float))].sort_values("score", ascending=False)
+    if rows.empty:
+        return no_data(fig, "no finished run on this data set")
+    unit = str(rows["unit"].iloc[0])
+    for is_ref in (False, True):
+        part = rows[rows["reference"].astype(bool) == is_ref]
+        if part.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=part["score"], y=[esc(c) for c in part["config"]], mode="markers",
+            name="reference" if is_ref else "flows",
+            marker={"symbol": "square" if is_ref else "circle", "size": 11,
+                    "color": [arch_colour(a) for a in part["arch"]]},
+            error_x={"type": "data", "array": _std(part, "score"), "visible": True,
+                     "color": "#555"},
+            customdata=part["url"],
+            text=[hover(("", c), (f"{unit} mean", s), ("std", sd), ("seeds", n))
+                  for c, s, sd, n in zip(part["config"], part["score"],
+                                         part["score std"], part["n_ok"])],
+            hovertemplate="%{text}<extra></extra>",
+        ))
+    if "published" in rows and rows["published"].notna().any():
+        pub = rows[rows["published"].notna()]
+        fig.add_trace(go.Scatter(
+            x=pub["published"], y=[esc(c) for c in pub["config"]], mode="markers",
+            name="published", marker={"symbol": "diamond-open", "size": 12, "color": "#000"},
+            customdata=pub["url"],
+            text=[hover(("", m), (unit, v)) for m, v in zip(pub["published_model"],
+                                                            pub["published"])],
+            hovertemplate="published: %{text}<extra></extra>",
+        ))
+    fig.update_xaxes(title_text=f"test {unit} (lower is better)")
+    fig.update_yaxes(type="category", categoryorder="array",
+                     categoryarray=[esc(c) for c in rows["config"]])
+    return fig
+
+
+def _front_line(part: pd.DataFrame, x: str) -> tuple[list, list]:
+    """The front's points in increasing x (drawn as the staircase bounding what is reached)."""
+    pts = part.sort_values(x)
+    return list(pts[x]), list(pts["score"])
+
+
+def figure_pareto(points: pd.DataFrame, title: str = "Pareto fronts") -> go.Figure:
+    """Score against sampling throughput (left) and density-evaluation time (right).
+
+    ``points``: :func:`harness.report.derive.pareto_frame` rows of one data set
+    (``config arch reference score url perf/sample_throughput perf/density_ms front_sampling
+    front_density``). The front (no configuration is both better and faster) is drawn as a
+    staircase; references are squares.
+    """
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=("against sampling throughput",
+                                        "against density-evaluation time"))
+    base_layout(fig, title, height=440)
+    if points.empty:
+        return no_data(fig, "no finished run with timings")
+    unit = str(points["unit"].iloc[0])
+    for col, (x, front, x_high) in enumerate(
+        ((THROUGHPUT, "front_sampling", True), (DENSITY_MS, "front_density", False)), start=1
+    ):
+        part = points[np.isfinite(points[x].astype(float)) & np.isfinite(points["score"])]
+        for arch in unique(part["arch"]):
+            sub = part[part["arch"] == arch]
+            fig.add_trace(go.Scatter(
+                x=sub[x], y=sub["score"], mode="markers", name=esc(arch), legendgroup=arch,
+                showlegend=col == 1,
+                marker={"size": np.where(sub[front], 13, 9), "color": arch_colour(arch),
+                        "symbol": ["square" if r else "circle" for r in sub["reference"]],
+                        "line": {"width": np.where(sub[front], 2, 0), "color": "#000"}},
+                customdata=sub["url"],
+                text=[hover(("", c), (unit, s), (x, v), ("on front", bool(f)))
+                      for c, s, v, f in zip(sub["config"], sub["score"], sub[x], sub[front])],
+                hovertemplate="%{text}<extra></extra>",
+            ), row=1, col=col)
+        on = part[part[front].astype(bool)]
+        if len(on):
+            fx, fy = _front_line(on, x)
+            fig.add_trace(go.Scatter(  # best score reachable at ≥ x throughput / ≤ x time
+                x=fx, y=fy, mode="lines", line={"shape": "vh" if x_high else "hv",
+                                                "color": "#444", "dash": "dot"},
+                name="Pareto front", showlegend=col == 1, hoverinfo="skip",
+            ), row=1, col=col)
+        fig.update_xaxes(type="log", row=1, col=col,
+                         title_text="samples / s (higher is better)" if x_high
+                         else "ms per batch (lower is better)")
+    fig.update_yaxes(title_text=f"test {unit}", row=1, col=1)
+    return fig
+
+
+def figure_heatmap(cells: pd.DataFrame, title: str = "Architecture × data set") -> go.Figure:
+    """Relative score per architecture (rows) and data set (columns).
+
+    ``cells``: :func:`harness.report.derive.heatmap_frame` (``row column score unit relative
+    url``). Colour is ``relative`` = (score − best) / (worst − best) within the column
+    (0 = best there); the text is the score itself.
+    """
+    fig = go.Figure()
+    if cells.empty:
+        return no_data(base_layout(fig, title), "no finished runs")
+    columns = unique(cells["column"])
+    rows = sorted(unique(cells["row"]))
+
+    def grid(values: str) -> pd.DataFrame:
+        return cells.pivot_table(index="row", columns="column", values=values,
+                                 aggfunc="first").reindex(index=rows, columns=columns)
+
+    units = dict(zip(cells["column"], cells["unit"]))
+    text = [[fmt(v, 3) for v in row] for row in grid("score").to_numpy()]
+    fig.add_trace(go.Heatmap(
+        z=grid("relative").to_numpy(float), x=[esc(f"{c} ({units[c]})") for c in columns],
+        y=[esc(r) for r in rows], text=text, texttemplate="%{text}",
+        customdata=grid("url").fillna("").to_numpy(object), colorscale="RdYlGn_r", zmin=0,
+        zmax=1, colorbar={"title": {"text": "0 best<br>1 worst"}},
+        hovertemplate="%{y} on %{x}: %{text}<extra></extra>",
+    ))
+    base_layout(fig, title, height=max(300, 120 + 28 * len(rows)))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def figure_curves(bands: pd.DataFrame, title: str = "Training curves") -> go.Figure:
+    """bpd / NLL against step (left) and wall time (right), mean ± std over seeds.
+
+    ``bands``: :func:`harness.report.derive.curve_frame` rows of one data set (``config arch
+    key step wall_s mean std n url``); training keys are solid with a band, validation keys
+    dashed.
+    """
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=("against training step", "against wall time"))
+    base_layout(fig, title, height=440)
+    if bands.empty:
+        return no_data(fig, "no curves recorded")
+    for config in sorted(unique(bands["config"])):
+        part = bands[bands["config"] == config]
+        colour = arch_colour(str(part["arch"].iloc[0]))
+        for key in sorted(unique(part["key"]), reverse=True):  # train/… before val/…
+            line = part[part["key"] == key].sort_values("step")
+            train = key.startswith("train/")
+            for col, x in enumerate(("step", "wall_s"), start=1):
+                if train and line["std"].notna().any():
+                    lo = line["mean"] - line["std"].fillna(0)
+                    hi = line["mean"] + line["std"].fillna(0)
+                    fig.add_trace(go.Scatter(
+                        x=np.r_[line[x], line[x][::-1]], y=np.r_[hi, lo[::-1]], fill="toself",
+                        fillcolor=colour, opacity=0.18, line={"width": 0}, hoverinfo="skip",
+                        showlegend=False, legendgroup=config,
+                    ), row=1, col=col)
+                fig.add_trace(go.Scatter(
+                    x=line[x], y=line["mean"], mode="lines", legendgroup=config,
+                    name=esc(config if train else f"{config} ({key})"),
+                    showlegend=col == 1 and train,
+                    line={"color": colour, "dash": "solid" if train else "dash",
+                          "width": 2 if train else 1.2},
+                    customdata=line["url"],
+                    text=[hover(("", config), ("", key), ("step", s), ("mean", m), ("std", d),
+                                ("seeds", n))
+                          for s, m, d, n in zip(line["step"], line["mean"], line["std"],
+                                                line["n"])],
+                    hovertemplate="%{text}<extra></extra>",
+                ), row=1, col=col)
+    unit = str(bands["unit"].iloc[0]) if "unit" in bands else ""
+    fig.update_yaxes(title_text=unit, row=1, col=1)
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="seconds of training", row=1, col=2)
+    return fig

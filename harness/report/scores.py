@@ -1,0 +1,85 @@
+"""The invertibility–expressivity–efficiency triangle: three normalised scores per configuration.
+
+All three lie in [0, 1], 1 best, and are relative to the configurations of one suite:
+
+* invertibility  I = (L_max − L) / (L_max − L_min), with L the mean over data sets of
+  log10 max(stab/inv_err_max, 1e-12) (1 for every configuration when all L are equal);
+* expressivity   E = mean over data sets of clip((s_ref − s) / (s_ref − s_best), 0, 1), with s
+  the mean test bpd / NLL, s_best the best configuration's and s_ref the Gaussian reference's
+  (the worst configuration's where the suite has no Gaussian) on that data set;
+* efficiency     F = mean over data sets of the mean of two min–max scores on log scales:
+  sampling throughput (higher is better) and density-evaluation time (lower is better).
+
+A configuration is placed in the triangle at (I, E, F) / (I + E + F): the corner it leans to
+is what it is best at *relative to its own other scores*; the sum (its size) says how good it
+is overall.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import keys
+
+__all__ = ["DEFINITIONS", "triangle_scores"]
+
+DEFINITIONS = {
+    "invertibility": "I = (L_max − L) / (L_max − L_min), L = mean over data sets of "
+                     "log10 max(stab/inv_err_max, 1e-12): the smallest round-trip error "
+                     "scores 1, the largest 0.",
+    "expressivity": "E = mean over data sets of clip((s_ref − s) / (s_ref − s_best), 0, 1), "
+                    "s = mean test bpd or NLL, s_best = the best configuration's, s_ref = the "
+                    "Gaussian reference's (the worst configuration's where there is none).",
+    "efficiency": "F = mean over data sets of ½ [min–max score of log sampling throughput "
+                  "(higher is better) + min–max score of log density time (lower is better)].",
+    "placement": "Each configuration sits at (I, E, F) / (I + E + F); marker size grows with "
+                 "I + E + F. Scores are relative to the configurations of this suite.",
+}
+FLOOR = 1e-12
+
+
+def _minmax(values: pd.Series, higher_better: bool) -> pd.Series:
+    lo, hi = values.min(), values.max()
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi == lo:
+        return pd.Series(np.where(values.notna(), 1.0, np.nan), index=values.index)
+    scaled = (values - lo) / (hi - lo)
+    return scaled if higher_better else 1 - scaled
+
+
+def triangle_scores(agg: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: ``invertibility expressivity efficiency`` (see module docstring),
+    ``total`` = their sum, ternary coordinates ``a b c`` (NaN when a score is missing or the
+    total is 0), and ``n_datasets``, ``arch``, ``url`` (its first data set's link)."""
+    cols = ["config", "arch", "reference", "invertibility", "expressivity", "efficiency",
+            "total", "a", "b", "c", "n_datasets", "url"]
+    rows = agg[np.isfinite(agg["score"].astype(float))].copy() if "score" in agg else agg
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    inv = rows.get(keys.STAB_INV_ERR_MAX, pd.Series(np.nan, index=rows.index)).astype(float)
+    rows["_logerr"] = np.log10(np.maximum(inv, FLOOR))
+    by_data = rows.groupby("dataset")
+    best = by_data["score"].transform("min")
+    ref_rows = rows[rows["arch"] == "gaussian"].groupby("dataset")["score"].mean()
+    ref = rows["dataset"].map(ref_rows).fillna(by_data["score"].transform("max"))
+    span = (ref - best).where(ref > best)
+    rows["_expr"] = ((ref - rows["score"]) / span).clip(0, 1).fillna(1.0)
+    effs = []
+    for col, high in ((keys.PERF_SAMPLE_THROUGHPUT, True), (keys.PERF_DENSITY_MS, False)):
+        if col in rows:
+            logged = np.log10(rows[col].astype(float).where(rows[col] > 0))
+            effs.append(logged.groupby(rows["dataset"]).transform(
+                lambda s, h=high: _minmax(s, h)))
+    rows["_eff"] = pd.concat(effs, axis=1).mean(axis=1) if effs else np.nan
+    g = rows.groupby("config", sort=True)
+    out = g.agg(arch=("arch", "first"), reference=("reference", "first"),
+                logerr=("_logerr", "mean"), expressivity=("_expr", "mean"),
+                efficiency=("_eff", "mean"), n_datasets=("dataset", "nunique"),
+                url=("url", "first"))
+    out["invertibility"] = _minmax(out["logerr"], higher_better=False)
+    out["total"] = out[["invertibility", "expressivity", "efficiency"]].sum(axis=1, min_count=3)
+    share = out[["invertibility", "expressivity", "efficiency"]].div(
+        out["total"].where(out["total"] > 0), axis=0)
+    out["a"], out["b"], out["c"] = share["invertibility"], share["expressivity"], \
+        share["efficiency"]
+    return out.reset_index()[cols]

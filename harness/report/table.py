@@ -1,0 +1,203 @@
+"""The results table: runs from MLflow turned into the tidy frames every figure draws.
+
+Pure functions of DataFrames (no I/O). :func:`prepare` adds short columns to a
+:func:`harness.tracking.read.load_runs` table; :func:`aggregate` collapses seeds into one row
+per configuration (data set × architecture label × dequantization) with the mean and the
+sample standard deviation (ddof = 1; NaN with one seed) of every metric over *finished* runs.
+
+The quality metric of a data set (its ``score``) is ``eval/bpd`` for discrete data (bits per
+dimension, every Jacobian included) and ``eval/nll`` for continuous data (nats per example);
+lower is better for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import keys
+
+__all__ = [
+    "REFERENCE_ARCHS",
+    "aggregate",
+    "config_label",
+    "pareto_mask",
+    "prepare",
+    "provenance",
+    "run_url",
+    "score_key",
+]
+
+REFERENCE_ARCHS = ("gaussian", "histogram")  # baselines shown beside the flows
+DEFAULT_UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address
+# short columns added by prepare(), from tags (with a fallback on the config params)
+_SHORT = {
+    "suite": (keys.TAG_SUITE, None),
+    "arch": (keys.TAG_ARCH, "arch.name"),
+    "arch_label": (keys.TAG_ARCH_LABEL, None),
+    "dataset": (keys.TAG_DATASET, "data.name"),
+    "dequant": (keys.TAG_DEQUANT, "dequant.scheme"),
+    "seed": (keys.TAG_SEED, "seed"),
+    "status": (keys.TAG_STATUS, None),
+    "device": (keys.TAG_DEVICE, None),
+    "revision": (keys.TAG_REVISION, None),
+    "error": (keys.TAG_ERROR, None),
+}
+_MLFLOW_STATUS = {
+    "FINISHED": keys.STATUS_FINISHED,
+    "FAILED": keys.STATUS_FAILED,
+    "KILLED": keys.STATUS_KILLED,
+    "RUNNING": keys.STATUS_RUNNING,
+    "SCHEDULED": keys.STATUS_RUNNING,
+}
+
+
+def run_url(ui_base: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of one run."""
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def config_label(arch_label: str, dequant: str | float | None) -> str:
+    """``arch_label`` plus the dequantization scheme where there is one (not 'none')."""
+    if not isinstance(dequant, str) or dequant in ("", "none"):
+        return str(arch_label)
+    return f"{arch_label} [{dequant}]"
+
+
+def score_key(kind: str) -> str:
+    """The quality metric of a data set of ``kind`` (discrete: bpd, else NLL)."""
+    return keys.EVAL_BPD if kind == "discrete" else keys.EVAL_NLL
+
+
+def _column(df: pd.DataFrame, name: str) -> pd.Series:
+    return df[name] if name in df else pd.Series(np.nan, index=df.index, dtype=float)
+
+
+def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
+    """The runs table with the columns the figures use.
+
+    Adds ``suite arch arch_label dataset dequant seed status device revision error`` (from the
+    ``nfbench.*`` tags, falling back on the params or the MLflow status for runs written by
+    something else), ``config`` (:func:`config_label`), ``kind`` (continuous | discrete, per
+    data set), ``score_key`` / ``score`` / ``unit`` (the data set's quality metric), ``ok``
+    (status finished with a finite score), ``reference`` (a baseline architecture) and
+    ``url`` (the run's MLflow page).
+    """
+    df = runs.copy()
+    n = len(df)
+    for short, (tag, param) in _SHORT.items():
+        col = _column(df, tag)
+        if param is not None and param in df:
+            col = col.where(col.notna(), df[param])
+        df[short] = col
+    df["suite"] = df["suite"].where(df["suite"].notna(), _column(df, "experiment"))
+    status = _column(df, "mlflow_status").map(_MLFLOW_STATUS)
+    df["status"] = df["status"].where(df["status"].notna(), status).fillna(keys.STATUS_RUNNING)
+    df["arch"] = df["arch"].fillna("?").astype(str)
+    df["arch_label"] = df["arch_label"].where(df["arch_label"].notna(), df["arch"]).astype(str)
+    df["dataset"] = df["dataset"].fillna("?").astype(str)
+    df["dequant"] = df["dequant"].fillna("none").astype(str)
+    df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
+    df["config"] = [config_label(a, d) for a, d in zip(df["arch_label"], df["dequant"])]
+    kind = _column(df, "data.kind").astype(object)
+    has_bpd = _column(df, keys.EVAL_BPD).notna()
+    discrete = (kind == "discrete") | has_bpd
+    df["kind"] = np.where(discrete.groupby(df["dataset"]).transform("any"),
+                          "discrete", "continuous") if n else pd.Series([], dtype=object)
+    df["score_key"] = [score_key(k) for k in df["kind"]]
+    bpd, nll = _column(df, keys.EVAL_BPD), _column(df, keys.EVAL_NLL)
+    df["score"] = np.where(df["kind"] == "discrete", bpd, nll).astype(float) if n else []
+    df["unit"] = np.where(df["kind"] == "discrete", "bpd", "nats") if n else []
+    df["ok"] = (df["status"] == keys.STATUS_FINISHED) & np.isfinite(df["score"].astype(float))
+    df["reference"] = df["arch"].isin(REFERENCE_ARCHS)
+    exp = _column(df, "experiment_id").astype(str)
+    df["url"] = [run_url(ui_base, e, r) for e, r in zip(exp, df["run_id"])]
+    return df
+
+
+GROUP = ["dataset", "config"]
+
+
+def aggregate(df: pd.DataFrame, metrics: Iterable[str], by: Sequence[str] = GROUP) -> pd.DataFrame:
+    """One row per configuration: ``by`` columns, then ``arch arch_label dequant kind unit
+    reference``, ``n_runs`` (all statuses), ``n_ok``, ``seeds`` (of finished runs, "0,1,2"),
+    ``m`` (mean over finished runs) and ``m std`` (sample std, ddof 1) for each metric ``m``,
+    and ``url``: the finished run whose score is nearest the median (the one a point links to).
+
+    ``by = ("dataset", "arch_label")`` pools the dequantization schemes of an architecture
+    (for timings, which do not depend on them); ``config`` is then the architecture label.
+    """
+    metrics = [m for m in dict.fromkeys(metrics) if m in df]
+    first = [c for c in ("arch", "arch_label", "dequant", "kind", "unit", "reference")
+             if c not in by]
+    if df.empty:
+        cols = [*by, *first, "n_runs", "n_ok", "seeds", "url"]
+        return pd.DataFrame(columns=cols + [c for m in metrics for c in (m, f"{m} std")])
+    groups = df.groupby(list(by), sort=True, dropna=False)
+    out = groups[first].first()
+    out["n_runs"] = groups.size()
+    ok = df[df["ok"]]
+    ok_groups = ok.groupby(list(by), sort=True, dropna=False)
+    out["n_ok"] = ok_groups.size().reindex(out.index).fillna(0).astype(int)
+    out["seeds"] = ok_groups["seed"].agg(
+        lambda s: ",".join(str(int(v)) for v in sorted(s.dropna()))).reindex(out.index)
+    out["seeds"] = out["seeds"].fillna("")
+    for m in metrics:
+        values = ok[m].astype(float).replace([np.inf, -np.inf], np.nan)
+        g = values.groupby([ok[c] for c in by], sort=True, dropna=False)
+        out[m] = g.mean().reindex(out.index)
+        out[f"{m} std"] = g.std(ddof=1).reindex(out.index)
+    dist = (ok["score"] - ok.groupby(list(by))["score"].transform("median")).abs()
+    rep = ok.assign(_d=dist).sort_values("_d", kind="stable").groupby(list(by)).first()["url"]
+    fallback = groups["url"].first()
+    out["url"] = rep.reindex(out.index).fillna(fallback)
+    out = out.reset_index()
+    if "config" not in out:  # grouped by architecture label: every scheme together
+        out["config"] = out["arch_label"]
+    return out
+
+
+def pareto_mask(x: Sequence[float], y: Sequence[float], *, x_high: bool, y_high: bool = False
+                ) -> np.ndarray:
+    """Which points are on the Pareto front (not dominated by another point).
+
+    Point j dominates i when it is at least as good in both coordinates and strictly better
+    in one (``x_high``: larger x is better; ``y_high`` likewise). Non-finite points are never
+    on the front and dominate nothing. O(n²), for the few hundred points of a data set.
+    """
+    xs = np.asarray(x, dtype=float) * (1 if x_high else -1)
+    ys = np.asarray(y, dtype=float) * (1 if y_high else -1)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    xf, yf = np.where(finite, xs, -np.inf), np.where(finite, ys, -np.inf)
+    ge = (xf[None, :] >= xf[:, None]) & (yf[None, :] >= yf[:, None])
+    gt = (xf[None, :] > xf[:, None]) | (yf[None, :] > yf[:, None])
+    dominated = (ge & gt & finite[None, :]).any(axis=1)
+    return finite & ~dominated
+
+
+def _values(df: pd.DataFrame, col: str) -> str:
+    if col not in df:
+        return "?"
+    vals = [v for v in pd.unique(df[col].dropna())]
+    if not vals:
+        return "?"
+    text = [f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v) for v in vals]
+    return " / ".join(sorted(text)[:4]) + (" …" if len(text) > 4 else "")
+
+
+def provenance(df: pd.DataFrame, timing: bool = True) -> str:
+    """How the numbers of ``df`` (prepared runs) were measured, in one sentence for captions:
+    device, timing batch size and repeats, evaluation batch, training budget, seeds."""
+    if df.empty:
+        return "No runs."
+    parts = [f"Device: {_values(df, 'device')}"]
+    if timing:
+        parts.append(f"timing batch {_values(df, 'timing.batch_size')}, median of "
+                     f"{_values(df, 'timing.repeats')} device-synced repeats after warm-up")
+    parts.append(f"evaluation batch {_values(df, 'eval.batch_size')}")
+    parts.append(f"training budget {_values(df, 'train.steps')} steps")
+    ok = df[df["ok"]] if "ok" in df else df
+    parts.append(f"{len(ok)} finished runs over seeds {_values(ok, 'seed')}")
+    return "; ".join(parts) + "."
