@@ -29,6 +29,7 @@ expectation at ``k = 1``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -258,16 +259,18 @@ def make_dequantizer(scheme: str, ds: DataSet, **options: Any) -> Dequantizer:
     if not ok:
         raise DataError(f"dequantization '{scheme}' on data set '{ds.name}': {why}")
     factory = DEQUANTIZERS.get(scheme)
-    try:
-        return factory(ds, **options)
-    except TypeError as err:
-        import inspect
-
-        valid = [p for p in inspect.signature(factory).parameters if p != "ds"]
+    valid = [
+        p.name
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    bad = sorted(set(options) - set(valid))
+    if bad:
         raise DataError(
-            f"dequantization '{scheme}': bad options {sorted(options)} ({err}); "
+            f"dequantization '{scheme}': unknown option(s) {', '.join(bad)}; "
             f"valid options: {', '.join(valid) or 'none'}"
-        ) from None
+        )
+    return factory(ds, **options)
 
 
 def _ensure_loaded() -> None:
