@@ -92,3 +92,4 @@ ART_SAMPLES = "samples.png"
 STAB_LAYER_LOGDET_ABSMAX = "stab/layer_logdet_absmax"  # max over layers of |per-layer log-det|
 STAB_SCALE_ABSMAX = "stab/scale_absmax"  # largest |log-scale| of a bounded affine scale
 STAB_SPLINE_TAIL_SHARE = "stab/spline_tail_share"  # share of spline inputs in the linear tails
+STAB_EXACT_TRACE = "stab/exact_trace"  # CNF: 1.0 when the last transform's trace was exact
