@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
-
 from .. import keys
 from ..tracking.read import load_runs
 from ..tracking.store import resolve_uri
@@ -49,7 +47,8 @@ class Tolerance:
 @dataclass
 class CompareResult:
     """``table``: one row per (dataset, config, metric) with ``a b delta change worse kind
-    note``; ``worse``: any row worse; ``text``: the report to print."""
+    note`` (the quality metric is named ``eval/bpd`` or ``eval/nll``; a configuration on one
+    side only has metric ``presence``); ``worse``: any row worse; ``text``: what to print."""
 
     a: str
     b: str
@@ -72,10 +71,14 @@ CHECKS = (
 _COLS = ["dataset", "config", "metric", "kind", "a", "b", "delta", "change", "worse", "note"]
 
 
-def parse_side(spec: str, client: MlflowClient) -> tuple[str, str | None]:
+def parse_side(spec: str, uri: str) -> tuple[str, str | None]:
     """``SUITE`` or ``SUITE@REV`` → (suite, revision prefix or None). A suite whose name
     itself contains '@' is taken whole when the store has it."""
-    if "@" in spec and client.get_experiment_by_name(spec) is None:
+    if "@" not in spec:
+        return spec, None
+    from mlflow.tracking import MlflowClient
+
+    if MlflowClient(tracking_uri=uri).get_experiment_by_name(spec) is None:
         suite, rev = spec.rsplit("@", 1)
         return suite, rev or None
     return spec, None
@@ -138,7 +141,9 @@ def _compare_table(agg_a: pd.DataFrame, agg_b: pd.DataFrame, tol: Tolerance) -> 
             if math.isnan(vb) and not math.isnan(va):
                 note, worse = "missing in B", kind == "quality" or worse
             change = vb / va - 1 if va not in (0.0,) and math.isfinite(va) else np.nan
-            rows.append([*key, metric, kind, va, vb, vb - va, change, bool(worse), note])
+            name = metric if metric != "score" else (
+                keys.EVAL_BPD if ra.get("unit") == "bpd" else keys.EVAL_NLL)
+            rows.append([*key, name, kind, va, vb, vb - va, change, bool(worse), note])
     return pd.DataFrame(rows, columns=_COLS)
 
 
@@ -153,7 +158,7 @@ def _text(spec_a: str, spec_b: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame,
     if dev_a != dev_b:
         lines.append(f"note: devices differ (A: {', '.join(dev_a)}; B: {', '.join(dev_b)}), "
                      "so speed rows compare machines as well as code")
-    score = table[table["metric"] == "score"]
+    score = table[table["metric"].isin([keys.EVAL_BPD, keys.EVAL_NLL])]
     speed = table[table["metric"] == keys.PERF_SAMPLE_THROUGHPUT].set_index(["dataset", "config"])
     bad = table[table["worse"]].groupby(["dataset", "config"]).size()
     header = f"{'':2}{'data set':<14}{'configuration':<34}{'A score':>10}{'B score':>10}" \
@@ -194,8 +199,7 @@ def compare(a: str, b: str, tracking_uri: str | None, *, tolerance: Tolerance | 
     """
     tol = tolerance or Tolerance()
     uri = resolve_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
-    (suite_a, rev_a), (suite_b, rev_b) = parse_side(a, client), parse_side(b, client)
+    (suite_a, rev_a), (suite_b, rev_b) = parse_side(a, uri), parse_side(b, uri)
     runs = prepare(load_runs(uri, [suite_a, suite_b]))
     runs_a, runs_b = _side(runs, suite_a, rev_a, a), _side(runs, suite_b, rev_b, b)
     metrics = [m for m, _, _ in CHECKS if m != "finished_share"]

@@ -15,6 +15,7 @@ Nothing else in ``out_dir`` is touched.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import shutil
 import tempfile
@@ -23,8 +24,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
-
 from .. import keys
 from ..tracking.read import load_curves, load_runs, local_artifact_path
 from ..tracking.store import resolve_uri
@@ -35,6 +34,7 @@ from .table import DEFAULT_UI, prepare
 __all__ = ["write_report"]
 
 MANIFEST = ".nfbench-report.json"
+CURVES_SHOWN = (keys.TRAIN_NLL, keys.TRAIN_BPD, keys.VAL_NLL, keys.VAL_BPD)  # what pages draw
 
 
 def _publishable(df: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +64,15 @@ def _shown_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _samples(runs: pd.DataFrame, client: MlflowClient, folder: Path, prefix: str,
+@functools.lru_cache(maxsize=4)
+def _client(uri: str):
+    """An MLflow client, made only when needed (creating one opens the store: ~1 s)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _samples(runs: pd.DataFrame, uri: str, folder: Path, prefix: str,
              written: list[Path]) -> pd.DataFrame:
     """Copy the samples.png of each configuration's best finished seed into ``folder``."""
     cols = ["run_id", "dataset", "config", "seed", "url", "src"]
@@ -81,7 +89,8 @@ def _samples(runs: pd.DataFrame, client: MlflowClient, folder: Path, prefix: str
                         continue
                     source = local
                 else:
-                    source = Path(client.download_artifacts(run["run_id"], keys.ART_SAMPLES, tmp))
+                    source = Path(_client(uri).download_artifacts(run["run_id"],
+                                                                  keys.ART_SAMPLES, tmp))
             except Exception:  # no samples for this run (not every data set makes them)
                 continue
             folder.mkdir(parents=True, exist_ok=True)
@@ -122,10 +131,9 @@ def _render_sections(sections: list[Section], data_prefix: str) -> str:
 
 
 def _suite_page(suite: str, runs: pd.DataFrame, curves: pd.DataFrame, folder: Path,
-                assets: str, uri: str, client: MlflowClient, written: list[Path],
-                home: str | None) -> Path:
+                assets: str, uri: str, written: list[Path], home: str | None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    samples = _samples(runs, client, folder / "samples", "samples", written)
+    samples = _samples(runs, uri, folder / "samples", "samples", written)
     sections = suite_sections(runs, curves, samples)
     for sec in sections:
         for panel in sec.panels:
@@ -219,15 +227,14 @@ def write_report(suites: Sequence[str], tracking_uri: str | None, out_dir: str |
     uri = resolve_uri(tracking_uri)
     raw = load_runs(uri, suites)
     runs = prepare(raw, ui_base)
-    curves = load_curves(uri, raw)
+    curves = load_curves(uri, raw[runs["ok"].to_numpy()], keys_wanted=CURVES_SHOWN)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     assets = write_assets(out)
     written += sorted(p for p in assets.iterdir() if p.is_file())
-    client = MlflowClient(tracking_uri=uri)
     if len(suites) == 1:
-        index = _suite_page(suites[0], runs, curves, out, ASSETS, uri, client, written, None)
+        index = _suite_page(suites[0], runs, curves, out, ASSETS, uri, written, None)
     else:
         folders = {s: slug(s) for s in suites}
         by_run = runs.groupby("experiment").groups
@@ -235,7 +242,7 @@ def write_report(suites: Sequence[str], tracking_uri: str | None, out_dir: str |
             sel = runs.loc[by_run.get(suite, [])] if suite in by_run else runs.iloc[:0]
             sub_curves = curves[curves["run_id"].isin(sel["run_id"])]
             _suite_page(suite, sel.reset_index(drop=True), sub_curves, out / folders[suite],
-                        f"../{ASSETS}", uri, client, written, "../index.html")
+                        f"../{ASSETS}", uri, written, "../index.html")
         index = _index(suites, runs, folders, out, uri, written)
     _clean_stale(out, written)
     return index
