@@ -17,10 +17,9 @@ from __future__ import annotations
 
 # The built-in architectures: each module registers its names on import. A new module that
 # registers an architecture (e.g. issue 5's harness/flows/ffjord.py) is added to this list.
+from harness.flows import ffjord as _ffjord  # noqa: F401  ffjord
 from harness.flows import maf as _maf  # noqa: F401
 from harness.flows import realnvp as _realnvp  # noqa: F401
-
-# from harness.flows import ffjord as _ffjord
 from harness.flows.base import Flow, Layer
 from harness.flows.check import PreflightResult, preflight
 from harness.flows.zoo import build, entry, hparams, load_plugins, names, register
