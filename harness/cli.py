@@ -269,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except Exception as exc:
+        from .schedule.driver import WorkerStartError
+
+        if isinstance(exc, WorkerStartError):
+            _err(f"error: {exc}")
+            return 1
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ the scheduler runs it with no other job on the device. Everything is written thr
 from __future__ import annotations
 
 import io
+import json
 import math
 import tempfile
 import traceback
@@ -39,6 +40,9 @@ class JobResult:
     metrics: dict[str, float]
     seconds: float
     log_seconds: float = 0.0
+    # The final batch (params, tags, metrics, step, points) when the caller records it:
+    # the scheduler's driver writes it while the worker already runs its next job.
+    record: dict[str, Any] | None = None
 
 
 def _options(section: dict[str, Any], drop: str) -> dict[str, Any]:
@@ -76,14 +80,6 @@ def _fetch_state(tracker: Tracker, artifact: str) -> dict[str, Any] | None:
         return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
 
 
-def _upload(tracker: Tracker, obj: Any, artifact: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(artifact).name
-        torch.save(obj, path)
-        parent = str(Path(artifact).parent)
-        tracker.log_file(path, None if parent == "." else parent)
-
-
 def _test_inputs(deq, test: torch.Tensor, n: int, device: torch.device, seed: int) -> torch.Tensor:
     """``n`` flow inputs from the test split (rows repeated when the split is smaller)."""
     idx = torch.arange(n) % len(test)
@@ -94,8 +90,11 @@ def _test_inputs(deq, test: torch.Tensor, n: int, device: torch.device, seed: in
 
 
 def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
-                 progress=None) -> JobResult:
-    """The train phase; resumes from the run's last checkpoint when there is one."""
+                 progress=None, defer_record: bool = False) -> JobResult:
+    """The train phase; resumes from the run's last checkpoint when there is one.
+
+    With ``defer_record`` the final metrics batch is returned in ``JobResult.record`` for the
+    caller to write (artifacts are always written here)."""
     import time
 
     t0 = time.perf_counter()
@@ -104,20 +103,16 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
     ds, deq, flow = build(config, device)
     n_params = sum(p.numel() for p in flow.parameters())
     resume = _fetch_state(tracker, keys.ART_CHECKPOINT_LAST)
-    if resume is None:
-        from ..suite.expand import flatten
-
-        params = flatten(config)
-        params.update({
-            "data.kind": ds.kind, "data.dims": deq.dims, "data.levels": ds.levels,
-            "data.fingerprint": ds.fingerprint, "flow.params": n_params,
-            **{f"data.split.{k}": v for k, v in ds.splits_info.items()},
-        })
-        tracker.log_params(params)
-        tracker.log_json(config, keys.ART_CONFIG)
-    tracker.set_tags({**environment_tags(device), keys.TAG_ARCH: config["arch"]["name"],
-                      keys.TAG_DATASET: config["data"]["name"],
-                      keys.TAG_DEQUANT: config["dequant"]["scheme"], keys.TAG_SEED: seed})
+    # The driver logged the config as params when it opened the run; what only the worker
+    # knows travels with the final metrics, in one batch.
+    tags = {**environment_tags(device), keys.TAG_ARCH: config["arch"]["name"],
+            keys.TAG_DATASET: config["data"]["name"],
+            keys.TAG_DEQUANT: config["dequant"]["scheme"], keys.TAG_SEED: seed}
+    params = {
+        "data.kind": ds.kind, "data.dims": deq.dims, "data.levels": ds.levels,
+        "data.fingerprint": ds.fingerprint, "flow.params": n_params,
+        **{f"data.split.{k}": v for k, v in ds.splits_info.items()},
+    }
     outcome = train(flow, deq, _on_device(ds, device), config["train"], tracker, device, seed,
                     resume=resume, progress=progress)
     discrete = ds.kind == "discrete"
@@ -147,20 +142,30 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
             metrics[keys.EVAL_NLL_GAP] = ev["nll"] - float(ds.true_entropy)
         w = _test_inputs(deq, ds.test, min(len(ds.test), 2048), device, seed + 3)
         metrics.update(diagnose(flow, w))
-        _upload(tracker, outcome.best_state, keys.ART_CHECKPOINT_BEST)
     status = keys.STATUS_DIVERGED if outcome.diverged or not math.isfinite(
         metrics.get(keys.EVAL_NLL, math.nan)) else keys.STATUS_FINISHED
     diag.update(metrics)
-    _write_curves(tracker, outcome.curves)
-    tracker.log_json(diag, keys.ART_DIAGNOSTICS)
+    with tempfile.TemporaryDirectory() as tmp:  # every end-of-training artifact in one upload
+        root = Path(tmp)
+        _curves_frame(outcome.curves).to_parquet(root / keys.ART_CURVES, index=False)
+        (root / keys.ART_DIAGNOSTICS).write_text(json.dumps(diag, indent=2, default=str))
+        (root / keys.ART_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+        if outcome.best_state is not None:
+            best = root / keys.ART_CHECKPOINT_BEST
+            best.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(outcome.best_state, best)
+        tracker.log_dir(root)
     finite = {k: v for k, v in metrics.items() if v is not None and not math.isnan(v)}
-    tracker.log_metrics(finite, step=outcome.steps)
-    tracker.flush()
-    tracker.set_tags({PHASE_TAG: "trained"})
-    return JobResult(status, metrics, time.perf_counter() - t0)
+    final = {"params": params, "metrics": finite, "tags": {**tags, PHASE_TAG: "trained"},
+             "step": outcome.steps, "points": outcome.pending}
+    if not defer_record:
+        tracker.record(**final)
+    return JobResult(status, metrics, time.perf_counter() - t0,
+                     record=final if defer_record else None)
 
 
-def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device) -> JobResult:
+def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device,
+               defer_record: bool = False) -> JobResult:
     """The timing phase: reload the best weights and time them (nothing else on the device)."""
     import time
 
@@ -177,22 +182,18 @@ def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device) -
     x = _test_inputs(deq, ds.test, tcfg["batch_size"], device, seed + 4)
     timing = time_flow(flow, x, min_run_time=tcfg["min_run_time"],
                        sample_batch=tcfg["sample_batch_size"])
-    tracker.log_params(timing.info)
-    tracker.log_metrics(timing.metrics, step=0)
-    tracker.flush()
-    tracker.set_tags({PHASE_TAG: "timed"})
-    return JobResult(keys.STATUS_FINISHED, timing.metrics, time.perf_counter() - t0)
+    final = {"tags": {**timing.info, PHASE_TAG: "timed"}, "metrics": timing.metrics}
+    if not defer_record:
+        tracker.record(**final)
+    return JobResult(keys.STATUS_FINISHED, timing.metrics, time.perf_counter() - t0,
+                     record=final if defer_record else None)
 
 
-def _write_curves(tracker: Tracker, curves: list[tuple[int, float, str, float]]) -> None:
+def _curves_frame(curves: list[tuple[int, float, str, float]]):
     import pandas as pd
 
-    frame = pd.DataFrame(curves, columns=["step", "wall_s", "key", "value"]).astype(
+    return pd.DataFrame(curves, columns=["step", "wall_s", "key", "value"]).astype(
         {"step": "int64", "wall_s": "float64", "key": "string", "value": "float64"})
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / keys.ART_CURVES
-        frame.to_parquet(path, index=False)
-        tracker.log_file(path)
 
 
 def error_text(exc: BaseException) -> str:

@@ -97,12 +97,12 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
         m[keys.PERF_PEAK_MEM_MB] = torch.cuda.max_memory_allocated(device) / 2**20
     m[keys.PERF_BATCH] = float(len(x))
     info = {
-        "timing.device": str(device),
-        "timing.threads": str(torch.get_num_threads()),
-        "timing.batch": str(len(x)),
-        "timing.sample_batch": str(n),
-        "timing.min_run_time": str(min_run_time),
-        "timing.method": "torch.utils.benchmark blocked_autorange, median; log-det = "
+        "nfbench.timing.device": str(device),
+        "nfbench.timing.threads": str(torch.get_num_threads()),
+        "nfbench.timing.batch": str(len(x)),
+        "nfbench.timing.sample_batch": str(n),
+        "nfbench.timing.min_run_time": str(min_run_time),
+        "nfbench.timing.method": "torch.utils.benchmark blocked_autorange, median; log-det = "
                          "forward − forward without log-det, alternating blocks",
     }
     return Timing(m, info)

@@ -41,7 +41,7 @@ try:  # a dead node's actor may first surface as "unavailable"
 except ImportError:  # pragma: no cover
     ActorUnavailableError = RayActorError
 
-__all__ = ["RunSummary", "run_jobs"]
+__all__ = ["RunSummary", "WorkerStartError", "run_jobs"]
 
 NAMESPACE = "nfbench"
 
@@ -53,6 +53,7 @@ class Task:
     phase: str  # "train" | "time"
     attempts: int = 0
     started: float = 0.0
+    artifact_uri: str | None = None
 
 
 @dataclass
@@ -67,7 +68,9 @@ class RunSummary:
     retried: int = 0
     job_seconds: float = 0.0  # Σ in-job time × slots held (timing holds a whole device)
     log_seconds: float = 0.0
+    driver_log_seconds: float = 0.0  # the driver writing final batches, beside the workers
     wall_seconds: float = 0.0
+    startup_seconds: float = 0.0  # from the call to the first job dispatched (actor start-up)
     slots: int = 0
     run_ids: dict[str, str] = field(default_factory=dict)
 
@@ -131,8 +134,8 @@ def _connect(address: str | None, num_cpus: float | None) -> bool:
     return True
 
 
-class _Interrupted(Exception):
-    pass
+class WorkerStartError(RuntimeError):
+    """No worker actor could start (the cause is in the message)."""
 
 
 def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
@@ -164,6 +167,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
     except ValueError:  # not the main thread
         previous = None
     state = _Run(store, suite, summary, out, tty, on_start)
+    state.t_wall = t_wall
     try:
         shape = cluster_shape()
         res = suite.resources
@@ -172,6 +176,9 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         state.train_and_time(todo, existing, force, shape, slots)
     except KeyboardInterrupt:
         state.interrupt()
+        raise
+    except WorkerStartError:
+        state.abandon("no worker could start")
         raise
     finally:
         summary.wall_seconds = time.monotonic() - t_wall
@@ -223,6 +230,16 @@ class _Run:
             raise ResourceError("no node can host a timing worker")
         return specs
 
+    def _check_started(self, refs: list, timeout: float = 600) -> None:
+        """Wait until every actor is up; one that cannot start (an import error, a package
+        missing on a node) stops the suite with its cause instead of failing every job."""
+        try:
+            ray.get(refs, timeout=timeout)
+        except RayActorError as exc:
+            raise WorkerStartError(
+                "a worker could not start, so no job can run; its error:\n"
+                f"{str(exc)[-3000:]}") from None
+
     def release(self) -> None:
         for actor in self.actors:
             if actor is not None:
@@ -235,105 +252,142 @@ class _Run:
     # ── phases ──────────────────────────────────────────────────────────────────────
     def train_and_time(self, todo: list[Job], existing: dict, force: bool,
                        shape: ClusterShape, slots: int) -> None:
+        timed_before = []
+        for job in todo:
+            runs = [] if force else existing.get(job.key, [])
+            phase = runs[0].data.tags.get("nfbench.phase", "") if runs else ""
+            timed_before.append(phase in ("trained", "timed") and self.suite.timing.enabled)
+        n_train = timed_before.count(False)
+        started = []
+        if n_train:  # actors start (import torch, …) while the driver opens the runs
+            self.make_actor = self._train_actor
+            self.actors = [self._train_actor(i) for i in range(min(slots, n_train))]
+            started = [a.where.remote() for a in self.actors]
         train_q: collections.deque[Task] = collections.deque()
         time_q: collections.deque[Task] = collections.deque()
-        for job in todo:
+        for job, timed in zip(todo, timed_before):
             jr = self.store.open_run(job, {
                 keys.TAG_ARCH: job.arch.name, keys.TAG_ARCH_LABEL: job.arch.display,
                 keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
-                keys.TAG_SEED: str(job.seed)}, existing.get(job.key), force)
+                keys.TAG_SEED: str(job.seed)}, existing.get(job.key), force,
+                params=job.flat_params())
             self.summary.run_ids[job.key] = jr.run_id
-            task = Task(job, jr.run_id, "train")
-            if jr.phase in ("trained", "timed") and self.suite.timing.enabled:
-                task.phase = "time"
-                time_q.append(task)
-            else:
-                train_q.append(task)
-        for task in list(train_q) + list(time_q):
+            task = Task(job, jr.run_id, "time" if timed else "train",
+                        artifact_uri=jr.artifact_uri)
+            (time_q if timed else train_q).append(task)
             self.open[task.run_id] = task
         if train_q:
-            self.make_actor = self._train_actor
-            self.actors = [self._train_actor(i) for i in range(min(slots, len(train_q)))]
+            self._check_started(started)
             self._drain("train", train_q, time_q, slots_per_task=1)
             self.release()
         if time_q:
             specs = self._timing_specs(shape)
             self.make_actor = lambda i: JobWorker.options(**specs[i][0]).remote(specs[i][1])
             self.actors = [self.make_actor(i) for i in range(len(specs))]
+            self._check_started([a.where.remote() for a in self.actors])
             weight = max(1, slots // len(self.actors))
             self._drain("time", time_q, None, slots_per_task=weight)
             self.release()
 
     def _drain(self, phase: str, queue: collections.deque, next_q, slots_per_task: int) -> None:
+        """Feed ``queue`` to the actors; a freed actor gets its next job before the driver
+        does the bookkeeping of the one it finished (so workers never wait on MLflow)."""
         s = self.summary
-        total = len(queue)
-        done = failed = 0
-        progress = Progress(total, self.out, self.tty)
+        progress = Progress(len(queue), self.out, self.tty)
+        counts = {"done": 0, "failed": 0}
         free = list(range(len(self.actors)))
         uri = self.store.uri
-        while queue or self.inflight:
+
+        def dispatch() -> None:
             while queue and free:
                 slot = free.pop(0)
                 task = queue.popleft()
                 task.started = time.perf_counter()
-                ref = self.actors[slot].run.remote(phase, task.job.config, uri, task.run_id)
+                ref = self.actors[slot].run.remote(phase, task.job.config, uri, task.run_id,
+                                                   task.artifact_uri)
                 self.inflight[ref] = (slot, task)
                 if self.on_start:
                     self.on_start({"phase": phase, "slot": slot, "key": task.job.key,
                                    "actor": self.actors[slot], "run_id": task.run_id})
-            progress.line(phase, done, len(self.inflight), failed, len(queue))
-            ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
+
+        dispatch()
+        if not s.startup_seconds:
+            s.startup_seconds = time.monotonic() - self.t_wall
+        while queue or self.inflight:
+            progress.line(phase, counts["done"], len(self.inflight), counts["failed"], len(queue))
+            ready, rest = ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
+            if not ready:
+                continue
+            if rest:  # whatever else finished meanwhile, without waiting
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+            finished: list[tuple[Task, dict[str, Any] | BaseException]] = []
             for ref in ready:
                 slot, task = self.inflight.pop(ref)
                 try:
-                    result = ray.get(ref, timeout=60)
+                    finished.append((task, ray.get(ref, timeout=60)))
                 except (RayActorError, ActorUnavailableError, GetTimeoutError) as exc:
                     self._replace(slot)
-                    free.append(slot)
+                    finished.append((task, exc))
+                free.append(slot)
+            for task, result in finished:  # retries go first in the queue
+                if isinstance(result, BaseException):
                     task.attempts += 1
                     s.retried += 1
                     if task.attempts <= self.suite.retries:
-                        progress.event(f"  ↻ {_describe(task.job)}: worker died "
-                                       f"({type(exc).__name__}); retry {task.attempts}/"
-                                       f"{self.suite.retries} from its last checkpoint")
                         queue.appendleft(task)
-                    else:
-                        failed += 1
-                        s.failed.append(task.job.key)
-                        self.close(task, keys.STATUS_FAILED,
-                                   f"worker died {task.attempts} times; last: {exc}")
-                        progress.event(f"  ✗ {_describe(task.job)}: worker died "
-                                       f"{task.attempts} times; recorded failed")
-                    continue
-                free.append(slot)
-                s.job_seconds += result["seconds"] * slots_per_task
-                s.log_seconds += result.get("log_seconds", 0.0)
-                if not result["ok"]:
-                    failed += 1
-                    s.failed.append(task.job.key)
-                    self.close(task, keys.STATUS_FAILED, result["error"])
-                    last = result["error"].strip().splitlines()[-1]
-                    progress.event(f"  ✗ {_describe(task.job)} ({phase}): {last}")
-                    continue
-                done += 1
-                status = result["status"]
-                if phase == "train" and status == keys.STATUS_FINISHED and \
-                        self.suite.timing.enabled and next_q is not None:
-                    next_q.append(Task(task.job, task.run_id, "time"))
-                    progress.event(f"  ✓ {_describe(task.job)}: trained "
-                                   f"{_headline(result['metrics'])} ({result['seconds']:.0f} s)")
-                    continue
-                if phase == "time":
-                    status = keys.STATUS_FINISHED
-                self.close(task, status)
-                (s.diverged if status == keys.STATUS_DIVERGED else s.finished).append(task.job.key)
-                tail = (f"sampling {result['metrics'].get(keys.PERF_SAMPLE_THROUGHPUT, 0):,.0f}/s"
-                        if phase == "time" else _headline(result["metrics"]))
-                mark = "✓" if status == keys.STATUS_FINISHED else "!"
-                progress.event(f"  {mark} {_describe(task.job)}: {status} {tail}")
-        progress.line(phase, done, 0, failed, 0)
+            dispatch()
+            for task, result in finished:
+                self._settle(phase, task, result, next_q, slots_per_task, progress, counts)
+        progress.line(phase, counts["done"], 0, counts["failed"], 0)
         if progress.tty:
             sys.stdout.write("\n")
+
+    def _settle(self, phase: str, task: Task, result, next_q, slots_per_task: int,
+                progress: Progress, counts: dict[str, int]) -> None:
+        """Record what one finished (or dead) task means for its run."""
+        s = self.summary
+        if isinstance(result, BaseException):
+            if task.attempts <= self.suite.retries:
+                progress.event(f"  ↻ {_describe(task.job)}: worker died "
+                               f"({type(result).__name__}); retry {task.attempts}/"
+                               f"{self.suite.retries} from its last checkpoint")
+            else:
+                counts["failed"] += 1
+                s.failed.append(task.job.key)
+                self.close(task, keys.STATUS_FAILED,
+                           f"worker died {task.attempts} times; last: {result}")
+                progress.event(f"  ✗ {_describe(task.job)}: worker died "
+                               f"{task.attempts} times; recorded failed")
+            return
+        s.job_seconds += result["seconds"] * slots_per_task
+        s.log_seconds += result.get("log_seconds", 0.0)
+        if result["ok"]:
+            t0 = time.perf_counter()
+            self.store.record(task.run_id, result.get("record"))
+            s.driver_log_seconds += time.perf_counter() - t0
+        if not result["ok"]:
+            counts["failed"] += 1
+            s.failed.append(task.job.key)
+            self.close(task, keys.STATUS_FAILED, result["error"])
+            last = result["error"].strip().splitlines()[-1]
+            progress.event(f"  ✗ {_describe(task.job)} ({phase}): {last}")
+            return
+        counts["done"] += 1
+        status = result["status"]
+        if phase == "train" and status == keys.STATUS_FINISHED and \
+                self.suite.timing.enabled and next_q is not None:
+            next_q.append(Task(task.job, task.run_id, "time", artifact_uri=task.artifact_uri))
+            progress.event(f"  ✓ {_describe(task.job)}: trained "
+                           f"{_headline(result['metrics'])} ({result['seconds']:.0f} s)")
+            return
+        if phase == "time":
+            status = keys.STATUS_FINISHED
+        self.close(task, status)
+        (s.diverged if status == keys.STATUS_DIVERGED else s.finished).append(task.job.key)
+        tail = (f"sampling {result['metrics'].get(keys.PERF_SAMPLE_THROUGHPUT, 0):,.0f}/s"
+                if phase == "time" else _headline(result["metrics"]))
+        mark = "✓" if status == keys.STATUS_FINISHED else "!"
+        progress.event(f"  {mark} {_describe(task.job)}: {status} {tail}")
 
     def _replace(self, slot: int) -> None:
         old = self.actors[slot]
@@ -342,6 +396,14 @@ class _Run:
         except Exception:
             pass
         self.actors[slot] = self.make_actor(slot)
+
+    def abandon(self, why: str) -> None:
+        for task in list(self.open.values()):
+            try:
+                self.close(task, keys.STATUS_FAILED, why)
+                self.summary.failed.append(task.job.key)
+            except Exception:
+                pass
 
     def interrupt(self) -> None:
         """Ctrl-C: mark every in-flight run killed; a re-run resumes them."""

@@ -15,8 +15,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from mlflow.entities import RunStatus, ViewType
+from mlflow.entities import Param, RunStatus, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 from .. import keys
@@ -55,6 +56,7 @@ class JobRun:
     run_id: str
     resumed: bool
     phase: str  # "" (nothing done), "trained" (timing left)
+    artifact_uri: str | None = None
 
 
 class Store:
@@ -108,8 +110,10 @@ class Store:
     def status_of(run) -> str:
         return run.data.tags.get(keys.TAG_STATUS, keys.STATUS_RUNNING)
 
-    def open_run(self, job, tags: dict[str, str], existing: list | None, force: bool) -> JobRun:
-        """The run for ``job``: resume an unfinished one, or create it (``force``: replace)."""
+    def open_run(self, job, tags: dict[str, str], existing: list | None, force: bool,
+                 params: dict[str, str] | None = None) -> JobRun:
+        """The run for ``job``: resume an unfinished one, or create it (``force``: replace);
+        a new run gets ``params`` (the flattened job config) at once."""
         existing = existing or []
         if force:
             for run in existing:
@@ -121,22 +125,33 @@ class Store:
                 self.client.delete_run(extra.info.run_id)
             self.client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             self.client.set_tag(run.info.run_id, keys.TAG_STATUS, keys.STATUS_RUNNING)
-            return JobRun(run.info.run_id, True, run.data.tags.get("nfbench.phase", ""))
+            return JobRun(run.info.run_id, True, run.data.tags.get("nfbench.phase", ""),
+                          run.info.artifact_uri)
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{job.arch.display}·{job.dataset.display}·{job.dequant.display}·s{job.seed}",
             tags={**tags, keys.TAG_STATUS: keys.STATUS_RUNNING, keys.TAG_SUITE: self.suite,
                   keys.TAG_KEY: job.key},
         )
-        return JobRun(run.info.run_id, False, "")
+        if params:
+            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run.info.run_id, params=items[i : i + 100])
+        return JobRun(run.info.run_id, False, "", run.info.artifact_uri)
+
+    def record(self, run_id: str, batch: dict[str, Any] | None) -> None:
+        """Write a job's final batch (params, tags, metrics, curve points) in one call."""
+        if batch:
+            from .writer import MlflowTracker
+
+            MlflowTracker(self.uri, run_id).record(**batch)
 
     def close_run(self, run_id: str, status: str, error: str | None = None) -> None:
         """Mark a run done with nfbench ``status`` and the matching MLflow status."""
-        tags = {keys.TAG_STATUS: status}
+        tags = [RunTag(keys.TAG_STATUS, status)]
         if error:
-            tags[keys.TAG_ERROR] = error[-4900:]
-        for k, v in tags.items():
-            self.client.set_tag(run_id, k, v)
+            tags.append(RunTag(keys.TAG_ERROR, error[-4900:]))
+        self.client.log_batch(run_id, tags=tags)
         mlflow_status = {
             keys.STATUS_FINISHED: "FINISHED",
             keys.STATUS_DIVERGED: "FINISHED",

@@ -35,6 +35,10 @@ class Tracker:
     def log_points(self, points: list[tuple[int, int, str, float]]) -> None: ...
     def flush(self) -> None: ...
     def log_file(self, local: Path, artifact_dir: str | None = None) -> None: ...
+    def log_dir(self, local: Path) -> None: ...
+    def record(self, params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+               metrics: dict[str, float] | None = None, step: int = 0,
+               points: list[tuple[int, int, str, float]] | None = None) -> None: ...
     def log_json(self, obj: Any, name: str) -> None: ...
     def fetch(self, artifact: str, dst: Path) -> Path | None: ...
 
@@ -42,12 +46,27 @@ class Tracker:
 class MlflowTracker(Tracker):
     """Writes into one existing MLflow run (the driver created or resumed it)."""
 
-    def __init__(self, uri: str, run_id: str, retries: int = 8):
+    def __init__(self, uri: str, run_id: str, retries: int = 8, artifact_uri: str | None = None):
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id = run_id
         self.retries = retries
         self._buffer: list[Metric] = []
+        self._artifacts = None
+        self._artifact_uri = artifact_uri
         self.seconds = 0.0  # time spent talking to MLflow (for the overhead benchmark)
+
+    @property
+    def artifacts(self):
+        """The run's artifact repository, resolved once (not one run look-up per file)."""
+        if self._artifacts is None:
+            from mlflow.store.artifact.artifact_repository_registry import (
+                get_artifact_repository,
+            )
+
+            if self._artifact_uri is None:
+                self._artifact_uri = self._retry(self.client.get_run, self.run_id).info.artifact_uri
+            self._artifacts = get_artifact_repository(self._artifact_uri)
+        return self._artifacts
 
     def _retry(self, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -97,8 +116,28 @@ class MlflowTracker(Tracker):
             self._retry(self.client.log_batch, self.run_id, metrics=chunk)
             del self._buffer[: len(chunk)]
 
+    def record(self, params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+               metrics: dict[str, float] | None = None, step: int = 0,
+               points: list[tuple[int, int, str, float]] | None = None) -> None:
+        """Params, tags, metrics (at ``step``) and curve points ``(step, timestamp_ms, key,
+        value)`` in as few ``log_batch`` calls as MLflow's limits allow (one, usually)."""
+        now = int(time.time() * 1000)
+        ps = [Param(k, str(v)[:PARAM_LEN]) for k, v in (params or {}).items()]
+        ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        ms = self._buffer + [Metric(k, float(v), int(t), int(st)) for st, t, k, v in points or ()]
+        ms += [Metric(k, float(v), now, int(step)) for k, v in (metrics or {}).items()]
+        self._buffer = []
+        while ps or ts or ms:
+            self._retry(self.client.log_batch, self.run_id, metrics=ms[:MAX_METRICS],
+                        params=ps[:MAX_PARAMS], tags=ts[:MAX_TAGS])
+            ps, ts, ms = ps[MAX_PARAMS:], ts[MAX_TAGS:], ms[MAX_METRICS:]
+
     def log_file(self, local: Path, artifact_dir: str | None = None) -> None:
-        self._retry(self.client.log_artifact, self.run_id, str(local), artifact_dir)
+        self._retry(self.artifacts.log_artifact, str(local), artifact_dir)
+
+    def log_dir(self, local: Path) -> None:
+        """Every file under ``local`` as artifacts, keeping the relative paths."""
+        self._retry(self.artifacts.log_artifacts, str(local), None)
 
     def log_json(self, obj: Any, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -110,8 +149,8 @@ class MlflowTracker(Tracker):
     def fetch(self, artifact: str, dst: Path) -> Path | None:
         """Download one artifact of this run into ``dst``; None if it does not exist."""
         parent = str(Path(artifact).parent)
-        listing = self.client.list_artifacts(self.run_id, None if parent == "." else parent)
+        listing = self._retry(self.artifacts.list_artifacts, None if parent == "." else parent)
         if not any(f.path == artifact for f in listing):
             return None
         dst.mkdir(parents=True, exist_ok=True)
-        return Path(self._retry(self.client.download_artifacts, self.run_id, artifact, str(dst)))
+        return Path(self._retry(self.artifacts.download_artifacts, artifact, str(dst)))
