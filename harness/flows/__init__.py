@@ -16,10 +16,14 @@ group ``nfbench.flows`` (loaded lazily by :func:`names`/:func:`build`, see
 from __future__ import annotations
 
 # The built-in architectures: each module registers its names on import. A new module that
-# registers an architecture (e.g. issue 5's harness/flows/ffjord.py) is added to this list.
-from harness.flows import ffjord as _ffjord  # noqa: F401  ffjord
-from harness.flows import maf as _maf  # noqa: F401
-from harness.flows import realnvp as _realnvp  # noqa: F401
+# registers an architecture is added to this list (issue 5 added harness/flows/ffjord.py).
+from harness.flows import ffjord as _ffjord  # noqa: F401  ffjord (issue 5)
+from harness.flows import gaussian as _gaussian  # noqa: F401  gaussian
+from harness.flows import glow as _glow  # noqa: F401  glow
+from harness.flows import maf as _maf  # noqa: F401  maf, iaf
+from harness.flows import nice as _nice  # noqa: F401  nice
+from harness.flows import nsf as _nsf  # noqa: F401  nsf-coupling, nsf-ar
+from harness.flows import realnvp as _realnvp  # noqa: F401  realnvp
 from harness.flows.base import Flow, Layer
 from harness.flows.check import PreflightResult, preflight
 from harness.flows.zoo import build, entry, hparams, load_plugins, names, register

@@ -11,6 +11,11 @@ identities), and on a tiny batch:
   on a smaller one of the same kind (``(64,)`` for vectors, ``(C, 4, 4)``/``(C, 8, 8)``/
   ``(C, 16, 16)`` for images: the first that the architecture accepts).
 
+An architecture whose registry entry carries ``meta["check_hparams"]`` (hyper-parameters
+under which an approximate flow, such as an ODE flow, is exact to round-off: tight solver
+tolerances) is checked with those laid over the suite's hyper-parameters: the check is of
+the architecture's mathematics, not of the suite's speed/accuracy trade-off.
+
 Thresholds: both ≤ 1e-6 (float64 round-off is ~1e-12 for a sound flow; a wrong log-det or
 a non-invertible layer is off by far more). The error is absolute for the inverse (inputs are
 standard normal, so of order 1) and relative to ``max(1, |log det|)`` for the log-det, which
@@ -29,7 +34,8 @@ import torch
 from torch import Tensor
 
 from harness.flows.base import Flow, _as_shape
-from harness.flows.zoo import build
+from harness.flows.zoo import build, entry
+from harness.registry import UnknownNameError
 
 __all__ = [
     "INV_TOL",
@@ -137,6 +143,10 @@ def preflight(
     t0 = time.perf_counter()
     shape = _as_shape(event_shape)
     hp = dict(hparams or {})
+    try:  # an approximate (e.g. ODE) flow is checked under its exact settings
+        hp.update(entry(name).meta.get("check_hparams", {}))
+    except UnknownNameError:
+        pass  # reported below, by build
     label = f"{name} {shape}" + (f" context_dim={context_dim}" if context_dim else "")
     inv_err = logdet_err = math.nan
     jac_shape: tuple[int, ...] = ()

@@ -1,9 +1,11 @@
-"""``realnvp``: affine coupling with alternating masks and bounded scales.
+"""``realnvp``: affine coupling with alternating masks, bounded scales, multi-scale images.
 
 Vectors: couplings over alternating halves (``mask="halves"``) or even/odd entries
-(``mask="parity"``); each coupling's conditioner is an MLP with a zero-initialised output, so
-the fresh flow is the identity. The log-scale is bounded (``scale_bound`` with a ``tanh`` or
-``atan`` soft clamp).
+(``mask="parity"``), optionally permuted between couplings (``permute``). Images: checkerboard
+and channel masks with squeeze and factor-out over ``levels`` scales
+(:mod:`harness.flows.stacks`). Conditioners (MLP or 3×3/1×1 conv nets) end in a
+zero-initialised layer, so the fresh flow is the identity; the log-scale is bounded by
+``scale_bound`` through a ``tanh`` or ``atan`` soft clamp.
 
 References:
     Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", ICLR 2017,
@@ -12,33 +14,18 @@ References:
 
 from __future__ import annotations
 
-from harness.flows.base import Flow, Layer
-from harness.flows.common import affine, check_net, mlp_factory, vector_dim
-from harness.flows.coupling import MaskCoupling, NetFactory, SplitCoupling, parity_mask
-from harness.flows.elementwise import Elementwise
-from harness.flows.zoo import check_choice, register
+from harness.flows.base import Flow
+from harness.flows.common import affine, check_net, conv_factory, mlp_factory
+from harness.flows.stacks import coupling_layers
+from harness.flows.zoo import register
 
-__all__ = ["realnvp", "vector_couplings"]
-
-
-def vector_couplings(
-    d: int, layers: int, mask: str, make_net: NetFactory, ew: Elementwise
-) -> list[Layer]:
-    """``layers`` couplings over ``(D,)`` alternating which part is transformed."""
-    check_choice("mask", mask, ("halves", "parity"))
-    out: list[Layer] = []
-    for k in range(layers):
-        if mask == "halves":
-            out.append(SplitCoupling((d // 2, d - d // 2), k % 2 == 1, make_net, ew))
-        else:
-            out.append(MaskCoupling(parity_mask(d, k % 2 == 1), make_net, ew))
-    return out
+__all__ = ["realnvp"]
 
 
 @register(
     "realnvp",
-    "RealNVP: affine coupling, alternating masks, bounded scales",
-    images=False,
+    "RealNVP: affine coupling, alternating/checkerboard/channel masks, multi-scale images",
+    images=True,
     vectors=True,
 )
 def realnvp(
@@ -52,11 +39,21 @@ def realnvp(
     scale_clamp: str = "tanh",
     activation: str = "relu",
     mask: str = "halves",
+    permute: str = "none",
+    levels: int = 2,
     context_mode: str = "concat",
 ) -> Flow:
     """Build a RealNVP flow (see the module doc)."""
     check_net(layers, hidden, depth, activation, context_mode)
-    ew = affine(scale_bound, scale_clamp)
-    d = vector_dim("realnvp", event_shape, 2)
-    make_net = mlp_factory(hidden, depth, activation, context_dim, context_mode)
-    return Flow(vector_couplings(d, layers, mask, make_net, ew), event_shape, context_dim)
+    net = (hidden, depth, activation, context_dim, context_mode)
+    stack = coupling_layers(
+        event_shape,
+        layers=layers,
+        mask=mask,
+        permute=permute,
+        levels=levels,
+        vector_net=mlp_factory(*net),
+        image_net=conv_factory(*net),
+        ew=affine(scale_bound, scale_clamp),
+    )
+    return Flow(stack, event_shape, context_dim)

@@ -22,8 +22,15 @@ IMAGE_SHAPE = (2, 4, 4)
 CTX = 3
 
 
-def _build(name: str, shape, context_dim=None, **hp) -> flows.Flow:
+def _check_hp(name: str, **hp) -> dict:
+    """``hp`` over the entry's ``check_hparams`` (e.g. tight ODE tolerances for ``ffjord``)."""
+    return {**flows.entry(name).meta.get("check_hparams", {}), **hp}
+
+
+def _build(name: str, shape, context_dim=None, exact: bool = True, **hp) -> flows.Flow:
+    """Float64, randomised, eval mode; ``exact``: under the entry's ``check_hparams``."""
     torch.manual_seed(0)
+    hp = _check_hp(name, **hp) if exact else hp
     flow = flows.build(name, shape, context_dim, **hp).double()
     return randomize(flow, seed=1).eval()
 
@@ -57,8 +64,9 @@ def test_inverse_logdet_and_skip(name: str, shape, context_dim) -> None:
         assert z.shape == x.shape and ld is not None and ld.shape == (x.shape[0],)
         assert torch.isfinite(z).all() and torch.isfinite(ld).all()
         assert (flow.inverse(z, ctx) - x).abs().max() <= 1e-9
-        truth = autograd_log_det(flow, x[:2], None if ctx is None else ctx[:2])
-        assert (ld[:2] - truth).abs().max() <= 1e-8 * max(1.0, float(truth.abs().max()))
+        m = 2 if len(shape) == 1 else 1  # Jacobians of two vectors or one image
+        truth = autograd_log_det(flow, x[:m], None if ctx is None else ctx[:m])
+        assert (ld[:m] - truth).abs().max() <= 1e-8 * max(1.0, float(truth.abs().max()))
         z2, none = flow.transform(x, ctx, with_log_det=False)
         assert none is None
         assert torch.equal(z2, z)
@@ -67,18 +75,31 @@ def test_inverse_logdet_and_skip(name: str, shape, context_dim) -> None:
         assert (zs[0] - zs[1]).abs().max() > 1e-6
 
 
+def _grid_integral(flow: flows.Flow, context, n: int = 241) -> float:
+    """Riemann sum of exp(log_prob) on an n×n grid over a box that holds the mass: the union
+    of [−6, 6]² and the 0.1 %–99.9 % sample quantiles widened by half their span."""
+    torch.manual_seed(5)
+    s = flow.sample(4000, context)
+    q = torch.quantile(s, torch.tensor([1e-3, 1 - 1e-3], dtype=s.dtype), dim=0)
+    span = q[1] - q[0]
+    lo = torch.minimum(q[0] - 0.5 * span, torch.full_like(span, -6.0))
+    hi = torch.maximum(q[1] + 0.5 * span, torch.full_like(span, 6.0))
+    axes = [torch.linspace(float(lo[i]), float(hi[i]), n, dtype=torch.float64) for i in (0, 1)]
+    cell = float(axes[0][1] - axes[0][0]) * float(axes[1][1] - axes[1][0])
+    return float(flow.log_prob(torch.cartesian_prod(*axes), context).exp().sum()) * cell
+
+
 @pytest.mark.parametrize("context_dim", [None, CTX], ids=["plain", "ctx"])
 @pytest.mark.parametrize("name", VECTOR_NAMES)
 def test_density_integrates_to_one_in_2d(name: str, context_dim) -> None:
-    flow = _build(name, (2,), context_dim)
-    half, n = 8.0, 321
-    t = torch.linspace(-half, half, n, dtype=torch.float64)
-    grid = torch.cartesian_prod(t, t)
-    cell = float(t[1] - t[0]) ** 2
+    torch.manual_seed(0)
+    # Milder random weights than elsewhere (0.15): still no identity layer, but densities
+    # smooth enough for a 241² grid to resolve to well under 0.5 %.
+    flow = randomize(flows.build(name, 2, context_dim).double(), 0.15, seed=1).eval()
     contexts = [None] if context_dim is None else [torch.full((CTX,), v).double() for v in (-1, 1)]
     with torch.no_grad():
         for c in contexts:
-            total = float(flow.log_prob(grid, c).exp().sum()) * cell
+            total = _grid_integral(flow, c)
             assert abs(total - 1.0) <= 5e-3, f"{name}: ∫p = {total:.5f} (context {c})"
 
 
@@ -100,11 +121,11 @@ def test_gradient_reaches_every_parameter(name: str, context_mode: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_sample_shapes_dtype_and_state_dict(name: str) -> None:
     shape = (3,) if name in VECTOR_NAMES else IMAGE_SHAPE
-    flow = _build(name, shape)
+    flow = _build(name, shape, exact=False)
     assert flow.event_shape == shape
     assert flow.sample(5).shape == (5, *shape)
     assert flow.sample(5).dtype == torch.float64
-    cond = _build(name, shape, CTX)
+    cond = _build(name, shape, CTX, exact=False)
     assert cond.sample(4, torch.randn(4, CTX).double()).shape == (4, *shape)
     assert cond.sample(4, torch.randn(CTX).double()).shape == (4, *shape)
     x, _ = _inputs(shape, 6, None)

@@ -87,7 +87,7 @@ def test_bad_context_and_shapes_are_refused() -> None:
         plain.log_prob(torch.randn(3, 5))
     with pytest.raises(ValueError, match="context_dim"):
         flows.build("realnvp", 4, context_dim=0)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="D ≥ 2"):
         flows.build("realnvp", 1)
 
 
