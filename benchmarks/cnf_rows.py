@@ -1,0 +1,212 @@
+"""``ffjord`` against the reference approach and against nfbench's discrete flows.
+
+The reference is FFJORD's own approach, written out here in its style (rtqichen/ffjord
+``lib/layers/odefunc.py``, ``cnf.py``): concat-squash layers, a brute-force divergence that
+always builds a graph (``create_graph=True``), the state ``(z, Δlog p)`` solved by torchdiffeq's
+``dopri5`` with its default mixed norm. Both CNFs get the same network size and the same
+(randomised) weights, so they solve the same ODE; the rows give their function evaluations and
+the largest difference of their log-densities beside the times.
+
+Operations, at D = 2 and 8 on one batch (float32):
+
+- ``density``: ``log_prob`` in eval mode without gradients (ffjord: exact trace, D ≤ 64);
+- ``train_step``: ``log_prob`` with the exact trace, then ``backward`` (direct
+  back-propagation through the solver in both CNFs).
+
+Peers: the reference CNF, ``realnvp`` and ``maf`` (defaults). Each row holds ``ours_ms``,
+``peer_ms`` and ``ratio = ours_ms / peer_ms`` (below 1: ffjord is faster), timed with
+``torch.utils.benchmark`` (``blocked_autorange``) in blocks alternating between ffjord and
+the peer (:func:`harness.measure.timing.paired_ms`, median of 5 rounds each).
+
+Usage: python benchmarks/cnf_rows.py [--quick] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from itertools import pairwise
+
+import torch
+from torch import Tensor, nn
+from torchdiffeq import odeint
+
+from harness import flows
+from harness.flows.check import randomize
+from harness.flows.ffjord import CNFFlow
+from harness.measure.timing import paired_ms
+
+__all__ = ["ReferenceCNF", "rows"]
+
+TOL = 1e-5  # FFJORD's default rtol = atol
+HIDDEN, DEPTH = 64, 3  # FFJORD's toy network: 64-64-64
+
+
+# ── the reference: FFJORD's approach, written out ──────────────────────────────────────────
+class _ConcatSquashLinear(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self._layer = nn.Linear(dim_in, dim_out)
+        self._hyper_bias = nn.Linear(1, dim_out, bias=False)
+        self._hyper_gate = nn.Linear(1, dim_out)
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        tt = t.view(1, 1).to(x)
+        return self._layer(x) * torch.sigmoid(self._hyper_gate(tt)) + self._hyper_bias(tt)
+
+
+def _divergence_bf(dx: Tensor, y: Tensor) -> Tensor:
+    total = torch.zeros(y.shape[0], device=y.device, dtype=y.dtype)
+    for i in range(y.shape[1]):
+        total = total + torch.autograd.grad(dx[:, i].sum(), y, create_graph=True)[0][:, i]
+    return total
+
+
+class _ODEfunc(nn.Module):
+    def __init__(self, d: int, hidden: int, depth: int):
+        super().__init__()
+        dims = [d] + [hidden] * depth + [d]
+        self.layers = nn.ModuleList(_ConcatSquashLinear(a, b) for a, b in pairwise(dims))
+        self.act = nn.Softplus()
+        self.nfe = 0
+
+    def forward(self, t: Tensor, states: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        self.nfe += 1
+        y = states[0]
+        with torch.set_grad_enabled(True):
+            y.requires_grad_(True)
+            dx = y
+            for k, layer in enumerate(self.layers):
+                dx = layer(t, dx)
+                if k < len(self.layers) - 1:
+                    dx = self.act(dx)
+            div = _divergence_bf(dx, y)
+        return dx, -div
+
+
+class ReferenceCNF(nn.Module):
+    """A plain torchdiffeq CNF in FFJORD's style: ``log p(x) = log N(z) − Δlog p``."""
+
+    def __init__(self, d: int, hidden: int = HIDDEN, depth: int = DEPTH, tol: float = TOL):
+        super().__init__()
+        self.odefunc = _ODEfunc(d, hidden, depth)
+        self.tol = tol
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        t = torch.tensor([0.0, 1.0]).to(x)
+        zero = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        z, dlogp = odeint(
+            self.odefunc, (x, zero), t, rtol=self.tol, atol=self.tol, method="dopri5"
+        )
+        z, dlogp = z[-1], dlogp[-1]
+        logpz = -0.5 * z.square().sum(-1) - 0.5 * x.shape[1] * math.log(2 * math.pi)
+        return logpz - dlogp
+
+    def load_from(self, flow: CNFFlow) -> ReferenceCNF:
+        """Copy the weights of ``flow``'s (single) CNF, layer by layer."""
+        (cnf,) = flow.cnf_layers()
+        with torch.no_grad():
+            for mine, ref in zip(cnf.net.layers, self.odefunc.layers):  # type: ignore[union-attr]
+                ref._layer.weight.copy_(mine.layer.weight)
+                ref._layer.bias.copy_(mine.layer.bias)
+                ref._hyper_gate.weight.copy_(mine.time.gate.weight)
+                ref._hyper_gate.bias.copy_(mine.time.gate.bias)
+                ref._hyper_bias.weight.copy_(mine.time.shift.weight)
+        return self
+
+
+# ── timing ─────────────────────────────────────────────────────────────────────────────────
+def _density(model: nn.Module, x: Tensor) -> Callable[[], object]:
+    def run() -> object:
+        model.eval()
+        with torch.no_grad():
+            return model.log_prob(x)  # type: ignore[operator]
+
+    return run
+
+
+def _train_step(model: nn.Module, x: Tensor) -> Callable[[], object]:
+    params = list(model.parameters())
+
+    def run() -> object:
+        model.train()
+        for p in params:
+            p.grad = None
+        loss = -model.log_prob(x).mean()  # type: ignore[operator]
+        loss.backward()
+        return loss
+
+    return run
+
+
+def _nfe_of(model: nn.Module, run: Callable[[], object]) -> int:
+    if isinstance(model, CNFFlow):
+        model.reset_counters()
+        run()
+        return model.counters()["nfe_forward"]
+    if isinstance(model, ReferenceCNF):
+        model.odefunc.nfe = 0
+        run()
+        return model.odefunc.nfe
+    return 0
+
+
+def rows(quick: bool) -> list[dict]:
+    """Time ffjord against its peers at D = 2 and 8; one row per (D, op, peer)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch, min_run_time = (256, 0.2) if quick else (512, 1.0)
+    out: list[dict] = []
+    for d in (2, 8):
+        torch.manual_seed(0)
+        ours = flows.build("ffjord", d, hidden=HIDDEN, depth=DEPTH, rtol=TOL, atol=TOL,
+                           trace="exact")  # fmt: skip
+        ours = randomize(ours, scale=1.0, seed=1).to(device)  # type: ignore[assignment]
+        ref = ReferenceCNF(d).load_from(ours).to(device)  # type: ignore[arg-type]
+        peers: dict[str, nn.Module] = {
+            "torchdiffeq-reference": ref,
+            "realnvp": flows.build("realnvp", d).to(device),
+            "maf": flows.build("maf", d).to(device),
+        }
+        x = torch.randn(batch, d, generator=torch.Generator().manual_seed(2)).to(device)
+        ours.eval()
+        with torch.no_grad():
+            diff = float((ours.log_prob(x) - ref.log_prob(x)).abs().max())
+        for op, make in (("density", _density), ("train_step", _train_step)):
+            ours_run = make(ours, x)
+            ours_nfe = _nfe_of(ours, ours_run)
+            for peer, model in peers.items():
+                run = make(model, x)
+                ours_ms, peer_ms = paired_ms(ours_run, run, 2 * min_run_time)
+                out.append({
+                    "bench": "cnf", "ours": "ffjord", "peer": peer, "op": op, "D": d,
+                    "batch": batch, "device": device.type, "threads": torch.get_num_threads(),
+                    "ours_ms": ours_ms, "peer_ms": peer_ms, "ratio": ours_ms / peer_ms,
+                    "nfe": ours_nfe, "peer_nfe": _nfe_of(model, run),
+                    "max_abs_diff": diff if model is ref else math.nan,
+                })  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller batch, shorter timing")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table = rows(args.quick)
+    head = (f"{'D':>2} {'op':<10} {'peer':<22} {'ffjord ms':>10} {'peer ms':>9} "
+            f"{'ratio':>7} {'nfe':>5} {'peer nfe':>8} {'|Δlog p|':>9}")  # fmt: skip
+    print(f"ffjord (dopri5, rtol=atol={TOL:g}, {HIDDEN}×{DEPTH}, exact trace) vs peers; "
+          f"batch {table[0]['batch']}, {table[0]['device']}, {table[0]['threads']} threads")  # fmt: skip
+    print(head)
+    for r in table:
+        print(f"{r['D']:>2} {r['op']:<10} {r['peer']:<22} {r['ours_ms']:>10.2f} "
+              f"{r['peer_ms']:>9.2f} {r['ratio']:>7.2f} {r['nfe']:>5} {r['peer_nfe']:>8} "
+              f"{r['max_abs_diff']:>9.1e}")  # fmt: skip
+    print("ratio = ffjord ms / peer ms (below 1: ffjord faster); nfe = forward evaluations")
+
+
+if __name__ == "__main__":
+    main()
