@@ -216,10 +216,10 @@ class CNFLayer(Layer):
 
     def _solve(self, func: object, y0: object, t: Tensor, params: tuple[Tensor, ...]) -> object:
         s = self.solver
-        kw = dict(rtol=s.rtol, atol=s.atol, method=s.method, options=s.options())
+        kw = {"rtol": s.rtol, "atol": s.atol, "method": s.method, "options": s.options()}
         if s.adjoint and torch.is_grad_enabled():
-            return odeint_adjoint(func, y0, t, adjoint_params=params, **kw)  # type: ignore[arg-type]
-        return odeint(func, y0, t, **kw)  # type: ignore[arg-type]
+            return odeint_adjoint(func, y0, t, adjoint_params=params, **kw)  # type: ignore
+        return odeint(func, y0, t, **kw)  # type: ignore
 
     def _params(self, context: Tensor | None) -> tuple[Tensor, ...]:
         extra = (context,) if context is not None and context.requires_grad else ()

@@ -204,10 +204,13 @@ def ffjord(
         event_shape, hidden, depth, blocks, activation, solver, rtol, atol, steps, trace,
         noise, exact_max_dim, T, kinetic, jacobian, max_steps, context_mode,
     )  # fmt: skip
-    solver_cfg = SolverConfig(solver, float(rtol), float(atol), steps, float(T), adjoint, max_steps)
+    solver_cfg = SolverConfig(
+        solver, float(rtol), float(atol), steps, float(T), adjoint, max_steps
+    )
     trace_cfg = TraceConfig(
         trace, noise, math.prod(event_shape) <= exact_max_dim, float(kinetic), float(jacobian)
     )
+
     def vector(d: int) -> CNFLayer:
         net = ODENet(d, hidden, depth, activation, context_dim, context_mode)
         return CNFLayer(net, solver_cfg, trace_cfg)

@@ -38,6 +38,15 @@ def _x(n: int, d: int, seed: int = 2) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def _jacobians(net: torch.nn.Module, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``∂f/∂z`` of the dynamics at each row of ``z``, shape ``(B, D, D)``, by autograd."""
+
+    def f(v: torch.Tensor) -> torch.Tensor:
+        return net(t, v[None])[0]
+
+    return torch.stack([torch.autograd.functional.jacobian(f, zi) for zi in z])
+
+
 def _se_check(estimates: torch.Tensor, truth: torch.Tensor) -> None:
     """Mean over dim 0 within 4 standard errors of ``truth`` (and the SE is informative)."""
     n = estimates.shape[0]
@@ -52,8 +61,7 @@ def test_divergences_against_the_autograd_jacobian(noise: str) -> None:
     torch.manual_seed(0)
     net = randomize(ODENet(5, 16, 2).double(), scale=SCALE, seed=3)  # type: ignore[arg-type]
     z, t = _x(3, 5), torch.tensor(0.4, dtype=torch.float64)
-    jac = torch.stack([torch.autograd.functional.jacobian(lambda v: net(t, v[None])[0], zi)
-                       for zi in z])  # fmt: skip
+    jac = _jacobians(net, t, z)
     true_tr = jac.diagonal(dim1=1, dim2=2).sum(-1)
     true_fro = jac.square().sum((1, 2))
     zr = z.clone().requires_grad_(True)
@@ -235,13 +243,11 @@ def test_rnode_regularisers_match_quadrature_along_the_trajectory() -> None:
     kin, fro = [], []
     for t, z in zip(ts, traj):
         kin.append(net(t, z).detach().square().sum(-1))
-        jac = torch.stack([torch.autograd.functional.jacobian(lambda v: net(t, v[None])[0], zi)
-                           for zi in z])  # fmt: skip
-        fro.append(jac.square().sum((1, 2)))
+        fro.append(_jacobians(net, t, z).square().sum((1, 2)))
     h = float(ts[1] - ts[0])
     truth = 0.7 * _simpson(torch.stack(kin), h).mean() + 0.3 * _simpson(torch.stack(fro), h).mean()
     assert truth > 1e-2
-    assert abs(float(reg) - float(truth)) <= 1e-6 * float(truth)
+    assert abs(float(reg.detach()) - float(truth)) <= 1e-6 * float(truth)
     grads = torch.autograd.grad(reg, list(net.parameters()), allow_unused=True)
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     flow.eval().log_prob(x)
@@ -253,7 +259,7 @@ def test_rnode_regularisers_match_quadrature_along_the_trajectory() -> None:
 
 # ── images: FFJORD's multi-scale model ─────────────────────────────────────────────────────
 def test_multiscale_image_flow_inverse_and_log_det() -> None:
-    flow = _flow((2, 4, 4), 2, hidden=8, levels=2, **TIGHT)
+    flow = _flow((2, 4, 4), 2, hidden=8, levels=2, rtol=1e-10, atol=1e-10)
     assert len(flow.cnf_layers()) == 3  # before and after the squeeze, then the last level
     x = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(2)).double()
     c = _x(2, 2, seed=3)
