@@ -96,7 +96,8 @@ def pareto_frame(agg: pd.DataFrame) -> pd.DataFrame:
     (computed per data set; references take part, rows without the timing do not)."""
     cols = [*_ID, "score", keys.PERF_SAMPLE_THROUGHPUT, keys.PERF_DENSITY_MS, "n_ok", "url"]
     pts = _cols(agg, cols)
-    pts = pts[np.isfinite(pts["score"].astype(float))].copy()
+    timed = pts[[keys.PERF_SAMPLE_THROUGHPUT, keys.PERF_DENSITY_MS]].notna().any(axis=1)
+    pts = pts[np.isfinite(pts["score"].astype(float)) & timed].copy()
     pts["front_sampling"] = False
     pts["front_density"] = False
     for _, idx in pts.groupby("dataset").groups.items():
@@ -188,11 +189,12 @@ def dequant_frame(agg: pd.DataFrame) -> pd.DataFrame:
 
 
 def stability_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per finished or diverged run with its stability diagnostics."""
+    """One row per finished or diverged run that recorded a stability diagnostic."""
     cols = ["run_id", "dataset", "config", "arch", "arch_label", "seed", "status",
             *STABILITY_KEYS, "url"]
     keep = runs["status"].isin([keys.STATUS_FINISHED, keys.STATUS_DIVERGED])
     out = _cols(runs[keep], cols)
+    out = out[out[list(STABILITY_KEYS)].notna().any(axis=1)]
     return out.sort_values(["arch_label", "config", "dataset", "seed"],
                            kind="stable").reset_index(drop=True)
 

@@ -188,6 +188,8 @@ def suite_sections(runs: pd.DataFrame, curves: pd.DataFrame, samples: pd.DataFra
         "both better and faster); the dotted staircase is the best score reached at each speed. "
         "Failed and diverged runs are excluded."))
     scores = triangle_scores(per_arch)
+    if scores["a"].isna().all():  # no configuration has all three scores: nothing to place
+        scores = scores.iloc[:0]
     sections.append(_single(
         "triangle", "Invertibility – expressivity – efficiency", scores, figure_triangle,
         "Each architecture (its label; dequantization schemes pooled) placed by three "

@@ -285,7 +285,7 @@ def fill_suite(
             }
             if status == keys.STATUS_FAILED:
                 tags[keys.TAG_ERROR] = ("Traceback (most recent call last):\n  File \"job.py\"\n"
-                                        "RuntimeError: CUDA out of memory <in> 'coupling' & co")
+                                        f"RuntimeError: out of memory <in> 'coupling' of {suite}")
             run = client.create_run(exp_id, run_name=f"{label}·{dname}·{dequant}·s{seed}",
                                     tags=tags)
             run_id = run.info.run_id
@@ -334,20 +334,16 @@ def fill_suite(
                 ]
             _log_batched(client, run_id, batch_metrics)
             run_dir = tmp / run_id
-            run_dir.mkdir()
+            (run_dir / "checkpoints").mkdir(parents=True)
             (run_dir / keys.ART_CONFIG).write_text(json.dumps(params, indent=1))
             (run_dir / keys.ART_DIAGNOSTICS).write_text(json.dumps(metrics, indent=1))
-            client.log_artifact(run_id, str(run_dir / keys.ART_CONFIG))
-            client.log_artifact(run_id, str(run_dir / keys.ART_DIAGNOSTICS))
-            (run_dir / "best.pt").write_bytes(b"synthetic checkpoint")
-            client.log_artifact(run_id, str(run_dir / "best.pt"), "checkpoints")
+            (run_dir / keys.ART_CHECKPOINT_BEST).write_bytes(b"synthetic checkpoint")
             if in_parquet:
                 curves.to_parquet(run_dir / keys.ART_CURVES, index=False)
-                client.log_artifact(run_id, str(run_dir / keys.ART_CURVES))
             has_samples = samples and status == keys.STATUS_FINISHED
             if has_samples:
                 (run_dir / keys.ART_SAMPLES).write_bytes(png_bytes(_samples_image(ds, rng)))
-                client.log_artifact(run_id, str(run_dir / keys.ART_SAMPLES))
+            client.log_artifacts(run_id, str(run_dir))
             mlflow_status = {keys.STATUS_FAILED: "FAILED", keys.STATUS_KILLED: "KILLED"}.get(
                 status, "FINISHED")
             client.set_terminated(run_id, status=mlflow_status)
