@@ -74,7 +74,8 @@ def preflight(jobs, out=print) -> list[str]:
     for job in jobs:
         name = job.arch.name
         shape = tuple(data.entry(job.dataset.name).meta["event_shape"])
-        if len(shape) > 1 and not flows.entry(name).meta.get("images", False):
+        flat = job.dataset.options.get("flatten", False)
+        if len(shape) > 1 and (flat or not flows.entry(name).meta.get("images", False)):
             import math
 
             shape = (math.prod(shape),)

@@ -54,6 +54,7 @@ def build(config: dict[str, Any], device: torch.device):
     dcfg = _options(config["data"], "name")
     data_dir = dcfg.pop("data_dir", None)
     data_seed = dcfg.pop("seed", 0)
+    as_vectors = bool(dcfg.pop("flatten", False))  # image data seen as vectors by any flow
     ds = datasets.load(config["data"]["name"], seed=data_seed, data_dir=data_dir, **dcfg)
     deq = datasets.make_dequantizer(config["dequant"]["scheme"], ds,
                                     **_options(config["dequant"], "scheme")).to(device)
@@ -61,7 +62,7 @@ def build(config: dict[str, Any], device: torch.device):
     name = config["arch"]["name"]
     hparams = _options(config["arch"], "name")
     takes_images = flows.entry(name).meta.get("images", False)
-    if len(shape) > 1 and not takes_images:
+    if len(shape) > 1 and (as_vectors or not takes_images):
         flow = Flattened(flows.build(name, event_shape=math.prod(shape), **hparams), shape)
     else:
         flow = flows.build(name, event_shape=shape if len(shape) > 1 else shape[0], **hparams)
@@ -179,6 +180,8 @@ def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device,
     flow.load_state_dict(state["flow"])
     deq.load_state_dict(state["deq"])
     tcfg = config["timing"]
+    if device.type == "cpu" and tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg["threads"]))
     x = _test_inputs(deq, ds.test, tcfg["batch_size"], device, seed + 4)
     timing = time_flow(flow, x, min_run_time=tcfg["min_run_time"],
                        sample_batch=tcfg["sample_batch_size"])

@@ -164,6 +164,10 @@ class TimingSettings(_Strict):
     batch_size: int = Field(512, gt=0)
     min_run_time: float = Field(0.2, gt=0, le=60)
     sample_batch_size: int | None = Field(None, gt=0, description="null: batch_size")
+    threads: int | None = Field(
+        1, gt=0, description="CPU threads while timing (null: every CPU of the node); one "
+        "thread is the reproducible default: on a busy machine, idle-spinning OpenMP threads "
+        "inflate small operations by 10–600× (measured here)")
 
 
 class Resources(_Strict):
