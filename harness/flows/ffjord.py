@@ -95,7 +95,7 @@ class CNFFlow(Flow):
         """The base diagnostics plus ``stab/nfe`` (evaluations of the last transform's solves)
         and ``stab/exact_trace`` (1.0 when its trace was exact, 0.0 when estimated)."""
         out = super().stability()
-        if out or self._transformed:
+        if self._transformed:
             layers = self.cnf_layers()
             out[keys.STAB_NFE] = float(sum(m.last_nfe for m in layers))
             out[keys.STAB_EXACT_TRACE] = float(all(m.last_exact for m in layers))
