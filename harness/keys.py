@@ -77,6 +77,8 @@ TRAIN_LR = "train/lr"
 TRAIN_WALL_S = "train/wall_s"
 VAL_NLL = "val/nll"
 VAL_BPD = "val/bpd"
+TRAIN_NFE_FORWARD = "train/nfe_forward"  # CNF: function evaluations of the forward solve
+TRAIN_NFE_BACKWARD = "train/nfe_backward"  # CNF: … of the backward (adjoint) solve
 TRAIN_STEPS_DONE = "train/steps_done"
 TRAIN_SECONDS = "train/seconds"
 

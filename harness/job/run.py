@@ -27,6 +27,7 @@ from ..measure import diagnose, evaluate_likelihood, time_flow
 from ..tracking.writer import Tracker
 from .environment import environment_tags, seed_all
 from .reshape import Flattened
+from .samples import samples_png
 from .train import train
 
 __all__ = ["JobResult", "build", "run_timing", "run_training"]
@@ -90,6 +91,20 @@ def _test_inputs(deq, test: torch.Tensor, n: int, device: torch.device, seed: in
     return w
 
 
+def _iw_bpd(flow, deq, test: torch.Tensor, ecfg: dict[str, Any], device: torch.device,
+            seed: int) -> float:
+    """``eval/bpd_iw``: the importance-weighted bound with ``eval.iw_samples`` samples."""
+    k = int(ecfg["iw_samples"])
+    batch = max(1, ecfg["batch_size"] // k)
+    total = 0.0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed + 5)
+        for i in range(0, len(test), batch):
+            x = test[i : i + batch].to(device)
+            total += float(deq.iw_log_likelihood(x, flow.log_prob, k).double().sum())
+    return -total / len(test) / (deq.dims * math.log(2))
+
+
 def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
                  progress=None, defer_record: bool = False) -> JobResult:
     """The train phase; resumes from the run's last checkpoint when there is one.
@@ -135,6 +150,14 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed + 2)
             ev = evaluate_likelihood(flow, deq, test, config["eval"]["batch_size"], device, discrete)
+        inner = getattr(flow, "flow", flow)
+        if hasattr(inner, "counters"):  # CNF: function evaluations of one test batch
+            inner.reset_counters()
+            with torch.no_grad():
+                flow.log_prob(deq(test[: config["eval"]["batch_size"]].to(device))[0])
+            metrics[keys.PERF_NFE] = float(inner.counters()["nfe_forward"])
+        if config["dequant"]["scheme"] == "variational":
+            metrics[keys.EVAL_BPD_IW] = _iw_bpd(flow, deq, test, config["eval"], device, seed)
         metrics[keys.EVAL_NLL] = ev["nll"]
         metrics["eval/nll_se"] = ev["nll_se"]
         if "bpd" in ev:
@@ -152,6 +175,13 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
         (root / keys.ART_DIAGNOSTICS).write_text(json.dumps(diag, indent=2, default=str))
         (root / keys.ART_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
         if outcome.best_state is not None:
+            try:
+                png = samples_png(flow, deq, ds.kind, ds.test, device)
+            except Exception as exc:  # a picture never fails a job
+                diag["samples_error"] = repr(exc)
+                png = None
+            if png:
+                (root / keys.ART_SAMPLES).write_bytes(png)
             best = root / keys.ART_CHECKPOINT_BEST
             best.parent.mkdir(parents=True, exist_ok=True)
             torch.save(outcome.best_state, best)

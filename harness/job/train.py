@@ -168,6 +168,9 @@ def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.
             pending.clear()
             last_flush = time.monotonic()
 
+    inner = getattr(flow, "flow", flow)  # through the image-as-vector adapter
+    counted = inner if hasattr(inner, "counters") and hasattr(inner, "reset_counters") else None
+    regularized = inner if hasattr(inner, "regularizer") else None
     flow.train()
     deq.train()
     t0 = time.perf_counter()
@@ -181,8 +184,12 @@ def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.
             break
         idx = torch.randint(n_train, (batch,), generator=gen).to(device)
         x = data.train[idx]
+        if counted is not None:
+            counted.reset_counters()
         w, lw = deq(x)
         loss = -(flow.log_prob(w) + lw).mean()
+        if regularized is not None:  # RNODE's speed penalty (CNFs), 0 unless the suite sets it
+            loss = loss + regularized.regularizer()
         step += 1
         if not torch.isfinite(loss):
             nonfinite += 1
@@ -199,11 +206,16 @@ def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.
                 gmax, gsum, gcount = max(gmax, gnorm), gsum + gnorm, gcount + 1
                 if step % cfg["log_every"] == 0 or step == 1:
                     nll = float(loss.detach())
-                    record({keys.TRAIN_LOSS: nll,
-                            curve_key: nll / (dims * math.log(2)) if discrete else nll,
-                            keys.TRAIN_GRAD_NORM: gnorm,
-                            keys.TRAIN_LR: opt.param_groups[0]["lr"],
-                            keys.TRAIN_WALL_S: elapsed + (time.perf_counter() - t0)}, step)
+                    point = {keys.TRAIN_LOSS: nll,
+                             curve_key: nll / (dims * math.log(2)) if discrete else nll,
+                             keys.TRAIN_GRAD_NORM: gnorm,
+                             keys.TRAIN_LR: opt.param_groups[0]["lr"],
+                             keys.TRAIN_WALL_S: elapsed + (time.perf_counter() - t0)}
+                    if counted is not None:
+                        nfe = counted.counters()
+                        point[keys.TRAIN_NFE_FORWARD] = nfe["nfe_forward"]
+                        point[keys.TRAIN_NFE_BACKWARD] = nfe["nfe_backward"]
+                    record(point, step)
         sched.step()
         if nonfinite > cfg["max_nonfinite"]:
             diverged = True

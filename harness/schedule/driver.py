@@ -200,7 +200,7 @@ class _Run:
         self.open: dict[str, Task] = {}  # runs opened and not yet closed, by run id
 
     def close(self, task: Task, status: str, error: str | None = None) -> None:
-        self.store.close_run(task.run_id, status, error)
+        self.store.close_run(task.run_id, status, error, attempts=task.attempts)
         self.open.pop(task.run_id, None)
 
     # ── actors ──────────────────────────────────────────────────────────────────────

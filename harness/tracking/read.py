@@ -38,6 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from mlflow.exceptions import MlflowException
+
 from .. import keys
 from .store import resolve_uri
 
@@ -313,7 +315,7 @@ def _read_parquet(path: Path, run_id: str, wanted: list[str] | None) -> pa.Table
 def _download(client, run_id: str, tmp: str, wanted: list[str] | None) -> pa.Table | None:
     try:
         local = client.download_artifacts(run_id, keys.ART_CURVES, os.path.join(tmp, run_id))
-    except Exception:  # no such artifact (a run that failed before training), or unreachable
+    except (MlflowException, OSError):  # no such artifact (failed before training), or gone
         return None
     return _read_parquet(Path(local), run_id, wanted)
 
@@ -324,8 +326,8 @@ def _history(client, run_id: str, wanted: list[str] | None) -> pa.Table | None:
     for key in CURVE_KEYS if wanted is None else wanted:
         try:
             hist = client.get_metric_history(run_id, key)
-        except Exception:
-            continue
+        except MlflowException:  # a key this run never logged
+            hist = []
         if hist:
             ts = np.array([m.timestamp for m in hist], dtype="float64")
             parts.append(
@@ -345,7 +347,7 @@ def _history(client, run_id: str, wanted: list[str] | None) -> pa.Table | None:
     if not len(wall) and (wanted is None or keys.TRAIN_WALL_S not in wanted):
         try:
             hist = client.get_metric_history(run_id, keys.TRAIN_WALL_S)
-        except Exception:
+        except MlflowException:
             hist = []
         wall = pd.Series([m.value for m in hist], index=[m.step for m in hist], dtype=float)
     if len(wall):  # the training clock when the job logged it, per step

@@ -146,9 +146,13 @@ class Store:
 
             MlflowTracker(self.uri, run_id).record(**batch)
 
-    def close_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Mark a run done with nfbench ``status`` and the matching MLflow status."""
+    def close_run(self, run_id: str, status: str, error: str | None = None,
+                  attempts: int = 0) -> None:
+        """Mark a run done with nfbench ``status`` and the matching MLflow status
+        (``attempts``: how many of its workers died, when any did)."""
         tags = [RunTag(keys.TAG_STATUS, status)]
+        if attempts:
+            tags.append(RunTag(keys.TAG_ATTEMPTS, str(attempts)))
         if error:
             tags.append(RunTag(keys.TAG_ERROR, error[-4900:]))
         self.client.log_batch(run_id, tags=tags)

@@ -10,6 +10,7 @@ locked" under contention now and then; a batch is retried with back-off, and sin
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 __all__ = ["MlflowTracker", "Tracker"]
+
+# progress bars of artifact downloads would interleave with the scheduler's progress lines
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MAX_METRICS = 1000
 MAX_PARAMS = 100
