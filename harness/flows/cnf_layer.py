@@ -164,28 +164,31 @@ class _Dynamics:
         else:
             self.counter.backward += 1
         z = state[0]
-        if not self.with_log_det:
-            return self.net(t, z, self.context), torch.zeros_like(state[1])
         need_graph = torch.is_grad_enabled()
+        outs: tuple[Tensor, ...]
+        if not self.with_log_det:
+            outs = (self.net(t, z, self.context), torch.zeros_like(state[1]))
+        else:
+            outs = self._with_divergence(t, z, need_graph)
+        if self.count_backward and self.solving and need_graph:
+            outs = _CountBackward.apply(self.counter, *outs)
+        return outs
+
+    def _with_divergence(self, t: Tensor, z: Tensor, need_graph: bool) -> tuple[Tensor, ...]:
         with torch.enable_grad():
             # a fresh leaf unless z is part of the graph being built (direct back-propagation)
             zr = z if need_graph and z.requires_grad else z.detach().requires_grad_(True)
             f = self.net(t, zr, self.context)
-            frob = self.regs
             if self.exact:
-                div, fro = exact_divergence(f, zr, need_graph, frob)
+                div, fro = exact_divergence(f, zr, need_graph, self.regs)
             else:
                 assert self.noise is not None
-                div, fro = hutchinson_divergence(f, zr, self.noise, need_graph, frob)
+                div, fro = hutchinson_divergence(f, zr, self.noise, need_graph, self.regs)
         outs: tuple[Tensor, ...] = (f, div)
         if self.regs:
             assert fro is not None
             outs = (f, div, kinetic_rate(f), fro)
-        if not need_graph:
-            return tuple(o.detach() for o in outs)
-        if self.count_backward and self.solving:
-            outs = _CountBackward.apply(self.counter, *outs)
-        return outs
+        return outs if need_graph else tuple(o.detach() for o in outs)
 
 
 class CNFLayer(Layer):
