@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from .. import keys
 from ..tracking.read import load_runs
 from ..tracking.store import resolve_uri
@@ -149,10 +150,11 @@ def _compare_table(agg_a: pd.DataFrame, agg_b: pd.DataFrame, tol: Tolerance) -> 
 
 def _text(spec_a: str, spec_b: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame,
           table: pd.DataFrame, tol: Tolerance) -> str:
-    lines = [f"nfbench compare: A = {spec_a} ({len(runs_a)} runs)  vs  B = {spec_b} "
-             f"({len(runs_b)} runs)",
-             f"tolerance: quality +{tol.quality:g} and {tol.sigmas:g}σ; speed {tol.speed:.0%}; "
-             f"invertibility ×{tol.invertibility:g}; non-finite steps +{tol.nonfinite:g}"]
+    lines = [(f"nfbench compare: A = {spec_a} ({len(runs_a)} runs)  vs  B = {spec_b} "
+              f"({len(runs_b)} runs)"),
+             (f"tolerance: quality +{tol.quality:g} and {tol.sigmas:g}σ; speed "
+              f"{tol.speed:.0%}; invertibility ×{tol.invertibility:g}; non-finite steps "
+              f"+{tol.nonfinite:g}")]
     dev_a = sorted(map(str, runs_a["device"].dropna().unique()))
     dev_b = sorted(map(str, runs_b["device"].dropna().unique()))
     if dev_a != dev_b:
@@ -182,10 +184,10 @@ def _text(spec_a: str, spec_b: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame,
     counts = worse["kind"].value_counts()
     only_a = int(((table["metric"] == "presence") & (table["note"] == "only in A")).sum())
     only_b = int(((table["metric"] == "presence") & (table["note"] == "only in B")).sum())
-    lines += ["", f"{'WORSE' if len(worse) else 'OK'}: {len(worse)} rows worse (quality "
-              f"{counts.get('quality', 0)}, speed {counts.get('speed', 0)}, stability "
-              f"{counts.get('stability', 0)}); configurations only in A: {only_a}, only in B: "
-              f"{only_b}"]
+    lines += ["", (f"{'WORSE' if len(worse) else 'OK'}: {len(worse)} rows worse (quality "
+                   f"{counts.get('quality', 0)}, speed {counts.get('speed', 0)}, stability "
+                   f"{counts.get('stability', 0)}); configurations only in A: {only_a}, only "
+                   f"in B: {only_b}")]
     return "\n".join(lines)
 
 

@@ -100,7 +100,7 @@ def pareto_frame(agg: pd.DataFrame) -> pd.DataFrame:
     pts = pts[np.isfinite(pts["score"].astype(float)) & timed].copy()
     pts["front_sampling"] = False
     pts["front_density"] = False
-    for _, idx in pts.groupby("dataset").groups.items():
+    for idx in pts.groupby("dataset").groups.values():
         part = pts.loc[idx]
         pts.loc[idx, "front_sampling"] = pareto_mask(
             part[keys.PERF_SAMPLE_THROUGHPUT], part["score"], x_high=True)

@@ -24,6 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
+
 from .. import keys
 from ..tracking.read import load_curves, load_runs, local_artifact_path
 from ..tracking.store import resolve_uri
@@ -91,7 +93,7 @@ def _samples(runs: pd.DataFrame, uri: str, folder: Path, prefix: str,
                 else:
                     source = Path(_client(uri).download_artifacts(run["run_id"],
                                                                   keys.ART_SAMPLES, tmp))
-            except Exception:  # no samples for this run (not every data set makes them)
+            except (MlflowException, OSError):  # no samples.png for this run
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)

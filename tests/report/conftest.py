@@ -23,9 +23,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report_synth import RunTruth, fill_suite  # noqa: E402
+from report_synth import RunTruth, fill_suite
 
-from harness import keys  # noqa: E402
+from harness import keys
 
 HOSTILE = "<script>alert('suite')</script><img src=x onerror=alert(1)> & \"q\" <b>bold</b>"
 HOSTILE_LABEL = "<svg onload=alert(2)>nvp</svg>"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from harness import keys
@@ -62,14 +62,18 @@ QUALITY = {
 }
 # per-arch cost model: density / sampling passes, ms per dimension, log-det share, inv. error
 ARCHS = {
-    "realnvp": dict(dens=1, samp=1, ms=0.020, share=0.15, inv=1e-6, label="realnvp"),
-    "maf": dict(dens=1, samp="D", ms=0.018, share=0.10, inv=1e-5, label="maf(hidden=128)"),
-    "iaf": dict(dens="D", samp=1, ms=0.018, share=0.10, inv=1e-5, label="iaf"),
-    "glow": dict(dens=1, samp=1, ms=0.022, share=0.25, inv=1e-4, label="glow"),
-    "nsf-coupling": dict(dens=1, samp=1, ms=0.027, share=0.20, inv=1e-5, label="nsf-coupling"),
-    "ffjord": dict(dens=40, samp=40, ms=0.020, share=0.50, inv=1e-3, label="ffjord"),
-    "gaussian": dict(dens=1, samp=1, ms=0.001, share=0.30, inv=1e-7, label="gaussian"),
-    "histogram": dict(dens=1, samp=1, ms=0.001, share=0.05, inv=0.0, label="histogram"),
+    "realnvp": {"dens": 1, "samp": 1, "ms": 0.020, "share": 0.15, "inv": 1e-6, "label": "realnvp"},
+    "maf": {"dens": 1, "samp": "D", "ms": 0.018, "share": 0.10, "inv": 1e-5,
+            "label": "maf(hidden=128)"},
+    "iaf": {"dens": "D", "samp": 1, "ms": 0.018, "share": 0.10, "inv": 1e-5, "label": "iaf"},
+    "glow": {"dens": 1, "samp": 1, "ms": 0.022, "share": 0.25, "inv": 1e-4, "label": "glow"},
+    "nsf-coupling": {"dens": 1, "samp": 1, "ms": 0.027, "share": 0.20, "inv": 1e-5,
+                     "label": "nsf-coupling"},
+    "ffjord": {"dens": 40, "samp": 40, "ms": 0.020, "share": 0.50, "inv": 1e-3, "label": "ffjord"},
+    "gaussian": {"dens": 1, "samp": 1, "ms": 0.001, "share": 0.30, "inv": 1e-7,
+                 "label": "gaussian"},
+    "histogram": {"dens": 1, "samp": 1, "ms": 0.001, "share": 0.05, "inv": 0.0,
+                  "label": "histogram"},
 }
 CURVE_EVERY = 5  # a validation point every CURVE_EVERY training points
 
@@ -146,7 +150,7 @@ def _finals(arch: str, ds: SynthDataset, dequant: str, seed_rng: np.random.Gener
         m[keys.EVAL_VAL_NLL] = q * 0.99
         if ds.entropy is not None:
             m[keys.EVAL_NLL_GAP] = q - ds.entropy
-    jitter = lambda: math.exp(0.05 * seed_rng.standard_normal())  # noqa: E731
+    jitter = lambda: math.exp(0.05 * seed_rng.standard_normal())
     per_pass = (0.2 + spec["ms"] * d) * batch / 256
     dens_passes = d if spec["dens"] == "D" else spec["dens"]
     samp_passes = d if spec["samp"] == "D" else spec["samp"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import HOSTILE, HOSTILE_DEVICE, HOSTILE_LABEL
+
 from harness import keys
 from harness.report import write_report
 from harness.report.panels import slug
@@ -18,7 +18,7 @@ from harness.tracking.read import UnknownSuiteError
 
 FIGURE = re.compile(r'<div class="nf-figure" id="(fig-[^"]+)"></div>'
                     r'<script type="application/json" class="nf-figure-data" '
-                    r'data-target="(fig-[^"]+)">(.*?)</script>', re.S)
+                    r'data-target="(fig-[^"]+)">(.*?)</script>', re.DOTALL)
 
 
 def _figures(page: Path) -> list[tuple[str, dict]]:
@@ -94,7 +94,7 @@ def test_ui_base_and_multi_suite_index(multi_site: Path, store):
     assert "../assets/plotly.min.js" in solo.read_text()
     assert (root / "data" / "suites.csv").is_file()
     # one data set, one seed: a leaderboard without a spread
-    board = re.search(r"<table.*?</table>", solo.read_text(), re.S).group(0)
+    board = re.search(r"<table.*?</table>", solo.read_text(), re.DOTALL).group(0)
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", board)
     assert cells and not any("±" in c for c in cells)
 
