@@ -32,9 +32,26 @@ def catalog():
         ok, reason = data.compatible(scheme, kind)
         return None if ok else reason
 
+    from .job.reference import REFERENCE_MODELS
+
     schemes = list(data.schemes())
-    return Catalog(
-        arch_hparams={n: flows.hparams(n) for n in flows.names()},
+    arch_hparams = {n: flows.hparams(n) for n in flows.names()}
+    arch_hparams.update({n: hp for n, (hp, _) in REFERENCE_MODELS.items()})
+
+    class _Catalog(Catalog):
+        def combination(self, arch, dataset, dequant):
+            if arch.name in REFERENCE_MODELS:  # closed-form rows: discrete data, run once
+                kind = self.dataset_kind.get(dataset.name)
+                if kind != "discrete":
+                    return f"the {arch.name} reference row is for discrete data"
+                if dequant.name != "uniform":
+                    return (f"the {arch.name}'s bpd is exact, with no dequantization: it runs "
+                            "once, in the 'uniform' column")
+                return None
+            return super().combination(arch, dataset, dequant)
+
+    return _Catalog(
+        arch_hparams=arch_hparams,
         dataset_kind={n: data.entry(n).meta["kind"] for n in data.names()},
         dequant_schemes=schemes,
         dequant_ok=dequant_ok,
@@ -71,8 +88,12 @@ def preflight(jobs, out=print) -> list[str]:
     if check is None:
         return []
     problems, seen = [], set()
+    from .job.reference import REFERENCE_MODELS
+
     for job in jobs:
         name = job.arch.name
+        if name in REFERENCE_MODELS:
+            continue
         shape = tuple(data.entry(job.dataset.name).meta["event_shape"])
         flat = job.dataset.options.get("flatten", False)
         if len(shape) > 1 and (flat or not flows.entry(name).meta.get("images", False)):
@@ -175,6 +196,10 @@ def cmd_list(args) -> int:
     for e in flows.entries() if hasattr(flows, "entries") else [flows.entry(n) for n in flows.names()]:
         kinds = "/".join(k for k in ("vectors", "images") if e.meta.get(k))
         print(f"  {e.name:14} {e.summary}" + (f"  [{kinds}]" if kinds else ""))
+    from .job.reference import REFERENCE_MODELS
+
+    for name, (_, summary) in REFERENCE_MODELS.items():
+        print(f"  {name:14} {summary}  [reference row]")
     print("data sets:")
     for n in data.names():
         e = data.entry(n)

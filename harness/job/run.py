@@ -26,6 +26,7 @@ from .. import flows, keys
 from ..measure import diagnose, evaluate_likelihood, time_flow
 from ..tracking.writer import Tracker
 from .environment import environment_tags, seed_all
+from .reference import REFERENCE_MODELS, fit_reference, time_reference
 from .reshape import Flattened
 from .samples import samples_png
 from .train import train
@@ -50,13 +51,18 @@ def _options(section: dict[str, Any], drop: str) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k != drop}
 
 
-def build(config: dict[str, Any], device: torch.device):
-    """Data set, dequantizer and flow of a job config, on ``device``."""
+def _load_data(config: dict[str, Any]):
     dcfg = _options(config["data"], "name")
+    dcfg.pop("flatten", None)
     data_dir = dcfg.pop("data_dir", None)
     data_seed = dcfg.pop("seed", 0)
-    as_vectors = bool(dcfg.pop("flatten", False))  # image data seen as vectors by any flow
-    ds = datasets.load(config["data"]["name"], seed=data_seed, data_dir=data_dir, **dcfg)
+    return datasets.load(config["data"]["name"], seed=data_seed, data_dir=data_dir, **dcfg)
+
+
+def build(config: dict[str, Any], device: torch.device):
+    """Data set, dequantizer and flow of a job config, on ``device``."""
+    as_vectors = bool(config["data"].get("flatten", False))  # image data as vectors
+    ds = _load_data(config)
     deq = datasets.make_dequantizer(config["dequant"]["scheme"], ds,
                                     **_options(config["dequant"], "scheme")).to(device)
     shape = tuple(deq.model_shape)
@@ -105,6 +111,34 @@ def _iw_bpd(flow, deq, test: torch.Tensor, ecfg: dict[str, Any], device: torch.d
     return -total / len(test) / (deq.dims * math.log(2))
 
 
+def _finish(tracker: Tracker, final: dict[str, Any], status: str, metrics: dict[str, float],
+            t0: float, defer_record: bool) -> JobResult:
+    import time
+
+    if not defer_record:
+        tracker.record(**final)
+    return JobResult(status, metrics, time.perf_counter() - t0,
+                     record=final if defer_record else None)
+
+
+def _reference_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
+                        defer_record: bool, t0: float) -> JobResult:
+    """A reference row (``histogram``): closed-form fit, exact evaluation, no curves."""
+    ds = _load_data(config)
+    metrics, params, _model = fit_reference(ds, config)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / keys.ART_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+        (root / keys.ART_DIAGNOSTICS).write_text(json.dumps(metrics, indent=2))
+        tracker.log_dir(root)
+    tags = {**environment_tags(device), keys.TAG_ARCH: config["arch"]["name"],
+            keys.TAG_DATASET: config["data"]["name"],
+            keys.TAG_DEQUANT: config["dequant"]["scheme"], keys.TAG_SEED: config["seed"],
+            PHASE_TAG: "trained"}
+    final = {"params": params, "metrics": metrics, "tags": tags, "step": 0}
+    return _finish(tracker, final, keys.STATUS_FINISHED, metrics, t0, defer_record)
+
+
 def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
                  progress=None, defer_record: bool = False) -> JobResult:
     """The train phase; resumes from the run's last checkpoint when there is one.
@@ -116,6 +150,8 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
     t0 = time.perf_counter()
     seed = int(config["seed"])
     seed_all(seed)
+    if config["arch"]["name"] in REFERENCE_MODELS:
+        return _reference_training(config, tracker, device, defer_record, t0)
     ds, deq, flow = build(config, device)
     n_params = sum(p.numel() for p in flow.parameters())
     resume = _fetch_state(tracker, keys.ART_CHECKPOINT_LAST)
@@ -203,15 +239,20 @@ def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device,
     t0 = time.perf_counter()
     seed = int(config["seed"])
     seed_all(seed)
+    tcfg = config["timing"]
+    if device.type == "cpu" and tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg["threads"]))
+    if config["arch"]["name"] in REFERENCE_MODELS:
+        ds = _load_data(config)
+        metrics = time_reference(ds, config, device)
+        return _finish(tracker, {"tags": {PHASE_TAG: "timed"}, "metrics": metrics},
+                       keys.STATUS_FINISHED, metrics, t0, defer_record)
     ds, deq, flow = build(config, device)
     state = _fetch_state(tracker, keys.ART_CHECKPOINT_BEST)
     if state is None:
         raise RuntimeError("no best checkpoint to time (the train phase did not finish)")
     flow.load_state_dict(state["flow"])
     deq.load_state_dict(state["deq"])
-    tcfg = config["timing"]
-    if device.type == "cpu" and tcfg.get("threads"):
-        torch.set_num_threads(int(tcfg["threads"]))
     x = _test_inputs(deq, ds.test, tcfg["batch_size"], device, seed + 4)
     timing = time_flow(flow, x, min_run_time=tcfg["min_run_time"],
                        sample_batch=tcfg["sample_batch_size"])
