@@ -168,8 +168,10 @@ def figure_curves(bands: pd.DataFrame, title: str = "Training curves") -> go.Fig
 
     ``bands``: :func:`harness.report.derive.curve_frame` rows of one data set (``config arch
     key step wall_s mean std n url``); training keys are solid with a band (± one std),
-    validation keys dashed. Traces are built as plain dicts without Plotly's per-property
-    validation (a suite of 1,000 runs has hundreds of lines here); the tests validate them.
+    validation keys dashed. A line links to its representative run through its ``meta.url``
+    (not one URL per point: that would double the page). Traces are built as plain dicts
+    without Plotly's per-property validation (a suite of 1,000 runs has hundreds of lines
+    here); the tests validate them.
     """
     grid = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
                          subplot_titles=("against training step", "against wall time"))
@@ -183,13 +185,10 @@ def figure_curves(bands: pd.DataFrame, title: str = "Training curves") -> go.Fig
         for key, line in sorted(part.groupby("key"), key=lambda kv: kv[0], reverse=True):
             line = line.sort_values("step")
             train = key.startswith("train/")
-            text = np.char.add(
-                f"{name}<br>{esc(key)}<br>step ",
-                np.char.add(line["step"].to_numpy().astype(str),
-                            np.char.add("<br>mean ", np.char.add(
-                                _numbers(line["mean"]), np.char.add(
-                                    " ± ", np.char.add(_numbers(line["std"], 2), np.char.add(
-                                        "<br>seeds ", line["n"].to_numpy().astype(str))))))))
+            text = np.char.add(np.char.add(_numbers(line["mean"]), " ± "),
+                               np.char.add(_numbers(line["std"], 2), np.char.add(
+                                   " · seeds: ", line["n"].to_numpy().astype(str))))
+            url = str(line["url"].iloc[0])
             for col, x in enumerate(("step", "wall_s"), start=1):
                 axes = {"xaxis": "x" if col == 1 else "x2", "yaxis": "y" if col == 1 else "y2"}
                 xs = line[x].to_numpy(float)
@@ -209,8 +208,10 @@ def figure_curves(bands: pd.DataFrame, title: str = "Training curves") -> go.Fig
                     "showlegend": col == 1 and train,
                     "line": {"color": colour, "dash": "solid" if train else "dash",
                              "width": 2 if train else 1.2},
-                    "customdata": line["url"].to_numpy(object), "text": text,
-                    "hovertemplate": "%{text}<extra></extra>", **axes,
+                    "meta": {"url": url}, "text": text,  # one link per line: its run
+                    "hovertemplate": f"{name}<br>{esc(key)}<br>"
+                    + ("step %{x}" if col == 1 else "%{x:.3g} s") + "<br>%{text}<extra></extra>",
+                    **axes,
                 })
     fig = go.Figure(data=traces, layout=grid.layout, _validate=False)
     unit = str(bands["unit"].iloc[0]) if "unit" in bands else ""

@@ -3,7 +3,8 @@
 A figure is embedded as its JSON in a ``<script type="application/json">`` block with ``<``,
 ``>`` and ``&`` written as ``\\u003c`` … so that no string inside it can close the script;
 ``report.js`` (written once, beside ``plotly.min.js``) draws every block with
-``Plotly.newPlot`` and opens a point's MLflow run on click. Pages fetch nothing from the
+``Plotly.newPlot`` and opens a point's MLflow run on click: the point's ``customdata`` (or
+its first element), else its trace's ``meta.url``. Pages fetch nothing from the
 network: plotly.js is a file in the site (FIELD-NOTES.md: ``'cdn'`` breaks offline).
 """
 
@@ -53,6 +54,7 @@ _JS = r"""
   function runUrl(point) {
     var u = point && point.customdata;
     if (Array.isArray(u)) { u = u[0]; }
+    if (!u && point && point.data && point.data.meta) { u = point.data.meta.url; }
     return (typeof u === "string" && /^https?:\/\//.test(u)) ? u : null;
   }
   function draw(block) {
