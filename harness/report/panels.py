@@ -136,18 +136,19 @@ def _triangle_after(scores: pd.DataFrame) -> str:
 
 
 def _status(runs: pd.DataFrame) -> Section:
-    sec = Section("runs", "Runs that did not finish")
+    sec = Section("runs", "Runs left out")
     frame = derive.status_frame(runs)
     counts = runs["status"].value_counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     if frame.empty:
-        sec.note = f"Every run finished ({summary})."
+        sec.note = f"Every run finished with a finite score ({summary})."
         return sec
     rows = [[r.status, r.dataset, r.config, "" if pd.isna(r.seed) else int(r.seed),
              Raw(f"<pre>{e(str(r.error)[-600:])}</pre>") if isinstance(r.error, str) else "",
              Link(r.url, "MLflow")] for r in frame.itertuples(index=False)]
     after = table(["status", "data set", "configuration", "seed", "last error", "run"], rows)
-    sec.panels.append(Panel("runs-not-finished", f"Runs by status: {summary}. These runs are "
+    sec.panels.append(Panel("runs-left-out", f"Runs by status: {summary}. The runs below did "
+                            "not finish, or finished without a finite test bpd / NLL: they are "
                             "left out of the leaderboards, fronts and curves; diverged runs keep "
                             "their stability diagnostics.", frame, None, Raw(after)))
     return sec

@@ -20,7 +20,7 @@ flattened job config, so nothing is renamed):
 * every param under its dotted name (``arch.name``, ``data.dims``, ``train.lr`` …), numeric
   where every value of the column parses as a number;
 * every final metric under its key (``eval/nll``, ``perf/sample_throughput`` …), NaN where a
-  run did not log it.
+  run did not log it, ±inf where it logged an infinity (MLflow stores those as ±DBL_MAX).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ CURVE_KEYS = (
     keys.VAL_NLL,
     keys.VAL_BPD,
 )
+_DBL_MAX = np.finfo(np.float64).max
 PAGE = 1000  # runs per search_runs page (an MLflow server's limit)
 THREADS = 8  # concurrent artifact downloads from a remote store
 
@@ -264,6 +265,8 @@ def _frame(rows: list[dict], metric_rows: list[dict[str, float]], suites: list[s
     base = pd.DataFrame(rows, columns=None if rows else list(RUN_COLUMNS))
     metrics = pd.DataFrame(metric_rows, index=base.index, dtype=float)
     metrics = metrics[sorted(metrics.columns)]
+    # MLflow stores ±inf as ±DBL_MAX: give the infinities back
+    metrics = metrics.mask(metrics.abs() >= _DBL_MAX, np.sign(metrics) * np.inf)
     other = [c for c in base.columns if c not in RUN_COLUMNS]
     df = pd.concat([base[list(RUN_COLUMNS)], base[sorted(other)], metrics], axis=1)
     for col in ("start_time", "end_time"):

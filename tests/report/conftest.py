@@ -8,7 +8,8 @@ Suites (written once per test session, ~10 s):
 * ``zoo-b``: part of zoo again, with realnvp 0.2 worse and maf 1.5× slower, and a failed glow;
 * ``revs``: one suite written by two revisions of the code (the second: glow 0.3 worse);
 * ``solo``: one data set, one seed;
-* ``bare``: runs with nothing but tags and ``eval/nll`` (no timings, diagnostics, curves);
+* ``bare``: runs with nothing but tags and ``eval/nll`` (no timings, diagnostics, curves),
+  one of them an infinite NLL;
 * :data:`HOSTILE`: a suite whose name, labels, device and error carry HTML and scripts.
 """
 
@@ -23,13 +24,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report_synth import RunTruth, fill_suite
+from report_synth import HOSTILE, HOSTILE_DEVICE, HOSTILE_LABEL, RunTruth, fill_suite
 
 from harness import keys
-
-HOSTILE = "<script>alert('suite')</script><img src=x onerror=alert(1)> & \"q\" <b>bold</b>"
-HOSTILE_LABEL = "<svg onload=alert(2)>nvp</svg>"
-HOSTILE_DEVICE = "cuda:0 <i>H200</i>\"><script>alert(4)</script>"
 
 CONTINUOUS = ["realnvp", "maf", "iaf", "glow", "nsf-coupling", "ffjord", "gaussian"]
 ZOO_JOBS = (
@@ -96,7 +93,7 @@ def _bare(uri: str) -> list[RunTruth]:
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("bare")
     out = []
-    for arch, value in (("realnvp", 1.7), ("maf", 1.9)):
+    for arch, value in (("realnvp", 1.7), ("maf", 1.9), ("glow", float("inf"))):
         tags = {keys.TAG_SUITE: "bare", keys.TAG_ARCH: arch, keys.TAG_DATASET: "moons",
                 keys.TAG_STATUS: keys.STATUS_FINISHED, keys.TAG_SEED: "0"}
         run = client.create_run(exp, tags=tags)

@@ -27,7 +27,12 @@ from mlflow.tracking import MlflowClient
 
 from harness import keys
 
-__all__ = ["ARCHS", "DATASETS", "RunTruth", "SynthDataset", "fill_suite", "png_bytes"]
+__all__ = ["ARCHS", "DATASETS", "HOSTILE", "RunTruth", "SynthDataset", "fill_suite", "png_bytes"]
+
+# names that must come out of the report as text (escaping tests)
+HOSTILE = "<script>alert('suite')</script><img src=x onerror=alert(1)> & \"q\" <b>bold</b>"
+HOSTILE_LABEL = "<svg onload=alert(2)>nvp</svg>"
+HOSTILE_DEVICE = "cuda:0 <i>H200</i>\"><script>alert(4)</script>"
 
 
 @dataclass(frozen=True)

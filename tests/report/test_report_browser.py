@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HOSTILE, HOSTILE_LABEL
+from report_synth import HOSTILE, HOSTILE_LABEL
 
 pytestmark = pytest.mark.slow
 

@@ -110,8 +110,9 @@ def test_curves_through_a_remote_artifact_store(store):
     assert local["run_id"].nunique() == 4
 
 
-def test_empty_inputs(store):
+def test_empty_inputs_and_infinities(store):
     assert load_curves(store.uri, load_runs(store.uri, ["solo"]).iloc[:0]).empty
-    bare = load_runs(store.uri, ["bare"])
-    assert len(bare) == 2 and keys.EVAL_NLL in bare
-    assert load_curves(store.uri, bare).empty
+    for fast in (True, False):
+        bare = load_runs(store.uri, ["bare"], fast=fast).set_index(keys.TAG_ARCH)
+        assert bare[keys.EVAL_NLL].to_dict() == {"realnvp": 1.7, "maf": 1.9, "glow": np.inf}
+    assert load_curves(store.uri, bare.reset_index()).empty

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import HOSTILE, HOSTILE_DEVICE, HOSTILE_LABEL
+from report_synth import HOSTILE, HOSTILE_DEVICE, HOSTILE_LABEL
 
 from harness import keys
 from harness.report import write_report
@@ -124,6 +124,10 @@ def test_suites_with_nothing_to_draw_say_so(multi_site: Path):
     assert any(k.startswith("fig-leaderboard-") for k in figs)
     assert "Nothing to draw" in text  # no timings, no diagnostics, no curves
     assert set(figs) == {f"fig-leaderboard-{slug('moons')}", "fig-heatmap"}
+    # the infinite NLL is not a finished result: not drawn, listed with the runs left out
+    drawn = [y for t in figs[f"fig-leaderboard-{slug('moons')}"]["data"] for y in t["y"]]
+    assert sorted(drawn) == ["maf", "realnvp"]
+    assert re.search(r"<td>finished</td><td>moons</td><td>glow</td>", text)
 
 
 def test_rewriting_removes_stale_files_but_not_foreign_ones(store, tmp_path: Path):
