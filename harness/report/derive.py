@@ -54,7 +54,8 @@ METRICS = (
     "data.dims",
     "flow.params",
 )
-_ID = ["dataset", "config", "arch", "arch_label", "dequant", "reference", "unit"]
+_ID = ["dataset", "config", "arch", "arch_label", "dequant", "reference", "unit",
+       "dataset_name"]
 
 
 def _cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -68,15 +69,18 @@ def leaderboard_frame(agg: pd.DataFrame) -> pd.DataFrame:
 
     ``published`` is the first published value for the architecture on that data set and
     ``published_model`` names it; ``published_all`` lists every matching row with its source.
+    None where the data set's options change its numbers (``n_bits=5``: not what was published).
     """
     cols = [*_ID, "n_runs", "n_ok", "seeds", "score", "score std", keys.EVAL_BPD_IW,
             keys.EVAL_NLL_GAP, keys.PERF_SAMPLE_THROUGHPUT, keys.PERF_DENSITY_MS,
-            keys.PERF_TRAIN_STEP_MS, "flow.params", "url"]
+            keys.PERF_TRAIN_STEP_MS, "flow.params", "standard_data", "url"]
     board = _cols(agg, cols)
     pub_value, pub_model, pub_all, pub_source = [], [], [], []
-    for dataset, arch, unit in zip(board["dataset"], board["arch"], board["unit"]):
+    names = board["dataset_name"] if "dataset_name" in board else board["dataset"]
+    standard = board["standard_data"] if "standard_data" in board else [True] * len(board)
+    for dataset, arch, unit, std in zip(names, board["arch"], board["unit"], standard):
         hit = published_for(str(dataset), str(arch))
-        hit = hit[hit["unit"] == unit]
+        hit = hit[hit["unit"] == unit] if bool(std) else hit.iloc[:0]
         pub_value.append(float(hit["value"].iloc[0]) if len(hit) else np.nan)
         pub_model.append(str(hit["model"].iloc[0]) if len(hit) else "")
         pub_all.append("; ".join(f"{v:.2f} ({m}, {s})" for v, m, s in

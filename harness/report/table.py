@@ -23,6 +23,7 @@ __all__ = [
     "REFERENCE_ARCHS",
     "aggregate",
     "config_label",
+    "dataset_label",
     "pareto_mask",
     "prepare",
     "provenance",
@@ -71,6 +72,25 @@ def score_key(kind: str) -> str:
     return keys.EVAL_BPD if kind == "discrete" else keys.EVAL_NLL
 
 
+LAYOUT_OPTIONS = {"flatten"}  # data options that change the shape, not the numbers
+_DATA_FACTS = {"data.name", "data.kind", "data.dims", "data.levels", "data.fingerprint"}
+
+
+def _option_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def dataset_label(name: str, options: dict[str, object]) -> str:
+    """``name(k=v, …)`` with the data set's options sorted (the suite's ``display``), so that
+    two variants of one data set in a suite (``digits`` flattened or not) stay apart."""
+    opts = {k: v for k, v in options.items() if isinstance(v, str) or not pd.isna(v)}
+    if not opts:
+        return name
+    return f"{name}({', '.join(f'{k}={_option_text(v)}' for k, v in sorted(opts.items()))})"
+
+
 def _column(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df else pd.Series(np.nan, index=df.index, dtype=float)
 
@@ -80,7 +100,9 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
 
     Adds ``suite arch arch_label dataset dequant seed status device revision error`` (from the
     ``nfbench.*`` tags, falling back on the params or the MLflow status for runs written by
-    something else), ``config`` (:func:`config_label`), ``kind`` (continuous | discrete, per
+    something else; ``dataset`` is the data set's name with its options, ``digits(flatten=True)``,
+    ``dataset_name`` the bare name, ``standard_data`` whether its options change only the
+    layout, so that published figures apply), ``config`` (:func:`config_label`), ``kind`` (continuous | discrete, per
     data set), ``score_key`` / ``score`` / ``unit`` (the data set's quality metric), ``ok``
     (status finished with a finite score), ``reference`` (a baseline architecture) and
     ``url`` (the run's MLflow page).
@@ -97,7 +119,15 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     df["status"] = df["status"].where(df["status"].notna(), status).fillna(keys.STATUS_RUNNING)
     df["arch"] = df["arch"].fillna("?").astype(str)
     df["arch_label"] = df["arch_label"].where(df["arch_label"].notna(), df["arch"]).astype(str)
-    df["dataset"] = df["dataset"].fillna("?").astype(str)
+    df["dataset_name"] = df["dataset"].fillna("?").astype(str)
+    option_cols = [c for c in df.columns if c.startswith("data.") and c not in _DATA_FACTS
+                   and not c.startswith("data.split.")]
+    options = [{c.removeprefix("data."): v for c, v in zip(option_cols, row)
+                if isinstance(v, str) or not pd.isna(v)}
+               for row in df[option_cols].itertuples(index=False)] if option_cols else [{}] * n
+    df["dataset"] = [dataset_label(name, o) for name, o in zip(df["dataset_name"], options)]
+    # published figures are for the data as published: only a change of layout keeps them
+    df["standard_data"] = [set(o) <= LAYOUT_OPTIONS for o in options]
     df["dequant"] = df["dequant"].fillna("none").astype(str)
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
     df["config"] = [config_label(a, d) for a, d in zip(df["arch_label"], df["dequant"])]
@@ -130,8 +160,8 @@ def aggregate(df: pd.DataFrame, metrics: Iterable[str], by: Sequence[str] = GROU
     (for timings, which do not depend on them); ``config`` is then the architecture label.
     """
     metrics = [m for m in dict.fromkeys(metrics) if m in df]
-    first = [c for c in ("arch", "arch_label", "dequant", "kind", "unit", "reference")
-             if c not in by]
+    first = [c for c in ("arch", "arch_label", "dequant", "kind", "unit", "reference",
+                         "dataset_name", "standard_data") if c not in by and c in df]
     if df.empty:
         cols = [*by, *first, "n_runs", "n_ok", "seeds", "url"]
         return pd.DataFrame(columns=cols + [c for m in metrics for c in (m, f"{m} std")])

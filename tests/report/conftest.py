@@ -10,6 +10,7 @@ Suites (written once per test session, ~10 s):
 * ``solo``: one data set, one seed;
 * ``bare``: runs with nothing but tags and ``eval/nll`` (no timings, diagnostics, curves),
   one of them an infinite NLL;
+* ``variants``: two variants of one data set (its options differ);
 * :data:`HOSTILE`: a suite whose name, labels, device and error carry HTML and scripts.
 """
 
@@ -82,6 +83,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         artifact_root=art, arch_labels={"realnvp": HOSTILE_LABEL}, device=HOSTILE_DEVICE,
         outcomes={("glow", "digits", "uniform", 0): keys.STATUS_FAILED})
     truths["bare"] = _bare(uri)
+    variants = [("realnvp", "digits", "uniform", [0])]
+    truths["variants"] = [
+        *fill_suite(uri, "variants", variants, artifact_root=art, points=5,
+                    data_options={"flatten": "True"}),
+        *fill_suite(uri, "variants", variants, artifact_root=art, points=5,
+                    data_options={"flatten": "False", "n_bits": "5"}),
+    ]
     return Store(uri, root, truths)
 
 

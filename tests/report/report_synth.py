@@ -245,6 +245,7 @@ def fill_suite(
     samples: bool = True,
     histories: bool = True,
     arch_labels: dict[str, str] | None = None,
+    data_options: dict[str, str] | None = None,
 ) -> list[RunTruth]:
     """Write one suite: ``jobs`` are (arch, dataset, dequant, seeds) rows.
 
@@ -252,7 +253,8 @@ def fill_suite(
     finished). ``quality_shift`` adds to an arch's bpd/NLL and ``speed_factor`` multiplies its
     times (to make a regressed revision for the compare tests). ``histories`` also logs the
     curves as metric histories (as the writer does); off, only the Parquet artifact carries
-    them (faster, for the scale benchmark). ``arch_labels`` overrides an arch's label.
+    them (faster, for the scale benchmark). ``arch_labels`` overrides an arch's label;
+    ``data_options`` are the data sets' options (params ``data.<option>``).
     """
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(suite)
@@ -284,8 +286,9 @@ def fill_suite(
             }
             if arch == "maf":
                 params["arch.hidden"] = "128"
-            key = hashlib.sha256(json.dumps([suite, arch, dname, dequant, seed]).encode()
-                                 ).hexdigest()[:16]
+            params.update({f"data.{k}": v for k, v in (data_options or {}).items()})
+            key = hashlib.sha256(json.dumps([suite, arch, dname, dequant, seed, data_options],
+                                            sort_keys=True).encode()).hexdigest()[:16]
             tags = {
                 keys.TAG_SUITE: suite, keys.TAG_KEY: key, keys.TAG_ARCH: arch,
                 keys.TAG_ARCH_LABEL: label, keys.TAG_DATASET: dname, keys.TAG_DEQUANT: dequant,

@@ -39,6 +39,20 @@ def test_prepare_picks_the_quality_metric_per_data_set(zoo, store):
     assert not zoo.loc[zoo["arch"] == "realnvp", "reference"].any()
 
 
+def test_variants_of_a_data_set_stay_apart(store):
+    runs = prepare(load_runs(store.uri, ["variants"]))
+    assert sorted(runs["dataset"]) == ["digits(flatten=False, n_bits=5)", "digits(flatten=True)"]
+    assert set(runs["dataset_name"]) == {"digits"}
+    assert len(aggregate(runs, ["score"])) == 2
+    # a layout option keeps the published figures, one that changes the numbers does not
+    assert runs.set_index("dataset")["standard_data"].to_dict() == {
+        "digits(flatten=True)": True, "digits(flatten=False, n_bits=5)": False}
+    fake = pd.concat([runs.assign(dataset_name="mnist", arch="glow")])
+    board = derive.leaderboard_frame(aggregate(fake, derive.METRICS)).set_index("dataset")
+    assert board.loc["digits(flatten=True)", "published"] == pytest.approx(1.05)
+    assert np.isnan(board.loc["digits(flatten=False, n_bits=5)", "published"])
+
+
 def test_aggregate_is_the_mean_and_sample_std_over_finished_seeds(zoo, store):
     agg = aggregate(zoo, ["score", keys.PERF_SAMPLE_THROUGHPUT]).set_index(["dataset", "config"])
     groups: dict[tuple[str, str], list] = {}
