@@ -11,7 +11,6 @@ network: plotly.js is a file in the site (FIELD-NOTES.md: ``'cdn'`` breaks offli
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -186,7 +185,3 @@ def page(title: str, body: str, *, assets: str, heading: str, meta: str = "",
 def data_links(prefix: str, stem: str) -> list[Link]:
     """Links to ``prefix/stem.csv`` and ``.parquet``."""
     return [Link(f"{prefix}/{stem}.csv", "CSV"), Link(f"{prefix}/{stem}.parquet", "Parquet")]
-
-
-def dump_json(obj: object) -> str:
-    return json.dumps(obj, indent=1, sort_keys=True, default=str)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import plotly.graph_objects as go
 
-__all__ = ["arch_colour", "base_layout", "esc", "fmt", "hover", "no_data"]
+__all__ = ["arch_colour", "base_layout", "esc", "fmt", "hover", "no_data", "unique"]
 
 _PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
