@@ -10,8 +10,9 @@ and ``torch.utils.benchmark`` times, at D = 2, 8, 32 and batch 1024:
 - ``sample``: drawing a batch (no grad);
 - ``inverse``: latent → data of a batch (no grad).
 
-Measurements are interleaved: every round times every (row, library) once, and a row's time is
-the median over rounds, so that drift of a shared machine hits all libraries alike. Each row
+Measurements are interleaved: every round times every (row, library) once (the median of
+``blocked_autorange``), and a row's time is the median (``--stat min``: the minimum) over
+rounds, so that drift of a shared machine hits all libraries alike. Each row
 prints the times, ``ours ÷ fastest peer`` and the fastest peer. A last section shows the MAF /
 IAF asymmetry (density and sampling at D = 8 and 32: the sequential direction grows with D).
 
@@ -40,7 +41,7 @@ from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import flows  # noqa: E402
+from harness import flows
 
 MODELS = ("maf", "iaf", "realnvp", "nsf-coupling", "nsf-ar")
 OPS = ("density", "train", "sample", "inverse")
@@ -247,7 +248,9 @@ def measure(fn: Callable[[], object], min_run_time: float, grad: bool) -> float:
     """Median seconds per call (``blocked_autorange``; CUDA-synchronised by the Timer)."""
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
-        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+        timer = benchmark.Timer(
+            stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
+        )
         return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
@@ -287,16 +290,17 @@ def run(args: argparse.Namespace) -> dict:
                     times.setdefault(key, []).append(measure(fn, args.min_run_time, op == "train"))
         print(f"# round {r + 1}/{args.rounds} done after {time.perf_counter() - t0:.0f}s",
               file=sys.stderr)  # fmt: skip
-    med = {k: statistics.median(v) for k, v in times.items()}
+    agg = statistics.median if args.stat == "median" else min
+    med = {k: agg(v) for k, v in times.items()}
     return report(med, impls, libs, args)
 
 
 def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) -> dict:
-    print("\n## times (ms, median over rounds) and ours ÷ fastest peer")
+    print(f"\n## times (ms, {args.stat} over rounds) and ours ÷ fastest peer")
     head = f"{'model':13s} {'D':>3s} {'op':8s} " + " ".join(f"{lib:>10s}" for lib in libs)
     print(head + f" {'ratio':>7s}  fastest peer")
     rows, misses = [], []
-    for (model, d), row in impls.items():
+    for model, d in impls:
         for op in args.ops:
             cells = {lib: med.get((model, d, op, lib)) for lib in libs}
             peers = {k: v for k, v in cells.items() if k != OURS and v is not None}
@@ -320,7 +324,9 @@ def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) ->
     print("\n## MAF / IAF asymmetry (ms; the sequential direction grows with D)")
     for lib in libs:
         for d in (8, 32):
-            cells = [med.get((m, d, op, lib)) for m in ("maf", "iaf") for op in ("density", "sample")]
+            cells = [
+                med.get((m, d, op, lib)) for m in ("maf", "iaf") for op in ("density", "sample")
+            ]
             if None in cells:
                 continue
             print(f"{lib:10s} D={d:<3d} MAF density {cells[0] * 1e3:8.2f} sample {cells[1] * 1e3:8.2f}"
@@ -330,7 +336,7 @@ def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) ->
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="one round, short timings")
+    ap.add_argument("--quick", action="store_true", help="3 rounds of short timings")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 8, 32])
@@ -339,11 +345,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min-run-time", type=float, default=0.2)
+    ap.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="aggregate over rounds (min resists other jobs on a shared machine)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.rounds, args.min_run_time = 1, 0.05
+        args.rounds, args.min_run_time = 3, 0.02
     if args.threads:
         torch.set_num_threads(args.threads)
     out = run(args)

@@ -56,9 +56,11 @@ class Autoregressive(Layer):
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         u = v.new_zeros(v.shape)
         ld = aux = None
+        weights = self.made.masked_weights()  # once, not once per pass
         for k in range(self.made.features):
             last = k == self.made.features - 1
-            u, ld, aux = self.ew.inverse(v, self.made(u, context), with_log_det and last)
+            theta = self.made(u, context, weights)
+            u, ld, aux = self.ew.inverse(v, theta, with_log_det and last)
         return u, ld, aux
 
     def forward(  # type: ignore[override]

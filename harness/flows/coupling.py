@@ -76,8 +76,15 @@ class SplitCoupling(_Coupling):
         x1, x2 = x.split(self.sizes, dim=1)
         return (x2, x1) if self.flip else (x1, x2)
 
-    def _join(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.cat((b, a) if self.flip else (a, b), dim=1)
+    def _join(self, x: Tensor, b: Tensor) -> Tensor:
+        """``x`` with its transformed block replaced by ``b`` (a clone and one slice copy:
+        cheaper than ``torch.cat`` along axis 1)."""
+        y = x.clone()
+        if self.flip:
+            y[:, : self.sizes[0]] = b
+        else:
+            y[:, self.sizes[0] :] = b
+        return y
 
     def forward(  # type: ignore[override]
         self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
@@ -89,13 +96,13 @@ class SplitCoupling(_Coupling):
         log_det = None
         if with_log_det:
             log_det = x.new_zeros(x.shape[0]) if ld is None else ld.flatten(1).sum(1)
-        return self._join(a, yb), self._keep(log_det)
+        return self._join(x, yb), self._keep(log_det)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         a, b = self._parts(y)
         theta = _theta(self.net(a, context), self.ew.n_params)
         xb, _, _ = self.ew.inverse(b, theta, False)
-        return self._join(a, xb)
+        return self._join(y, xb)
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}, flip={self.flip}, ew={type(self.ew).__name__}"

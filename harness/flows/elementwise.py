@@ -34,8 +34,8 @@ SCALE_CLAMPS = ("tanh", "atan", "none")
 def bound_scale(raw: Tensor, bound: float, clamp: str) -> Tensor:
     """Map an unconstrained ``raw`` log-scale into ``(−bound, bound)`` (identity near 0 for
     ``tanh``; slope 2/π for ``atan``; ``none`` leaves it unbounded)."""
-    if clamp == "tanh":
-        return bound * torch.tanh(raw / bound)
+    if clamp == "tanh":  # b·tanh(r/b) = 2b·σ(2r/b) − b: sigmoid is far cheaper than tanh on CPU
+        return torch.sigmoid(raw * (2.0 / bound)).mul(2.0 * bound).sub(bound)
     if clamp == "atan":
         return (2.0 * bound / math.pi) * torch.atan(raw / bound)
     return raw

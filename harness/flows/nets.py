@@ -166,17 +166,27 @@ class MADE(nn.Module):
         if zero_last:
             _zero(self.out)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def masked_weights(self) -> list[Tensor]:
+        """The masked weight matrices (hidden layers, then output): computed once and passed
+        to :meth:`forward` by the ``D`` sequential passes of an inversion."""
+        return [m.weight * m.mask for m in (*self.hidden, self.out)]
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, weights: list[Tensor] | None = None
+    ) -> Tensor:
+        if weights is None:
+            weights = self.masked_weights()
         if self.concat:
             assert context is not None
             x = torch.cat([x, context], dim=-1)
         film = self.film(context) if self.film is not None and context is not None else None
         for k, layer in enumerate(self.hidden):
-            x = self.act(layer(x))
+            x = self.act(F.linear(x, weights[k], layer.bias))
             if film is not None:
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
-        return self.out(x).unflatten(-1, (self.params, self.features)).transpose(-1, -2)
+        out = F.linear(x, weights[-1], self.out.bias)
+        return out.unflatten(-1, (self.params, self.features)).transpose(-1, -2)
 
 
 class ConvNet(nn.Module):
