@@ -25,7 +25,7 @@ from torch import Tensor, nn
 __all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "made_degrees"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
+    "relu": lambda: nn.ReLU(inplace=True),  # in place: one allocation less per layer
     "elu": nn.ELU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
