@@ -20,6 +20,21 @@ EXCLUDES = [".git", ".venv", "mlflow.db", "mlartifacts", "mlruns", "reports", "_
             "*.pyc", ".pytest_cache", "data"]
 
 
+def _enable_token_auth() -> None:
+    """Use the cluster's token (``~/.ray/auth_token`` or ``$RAY_AUTH_TOKEN``) when there is
+    one: Ray ≥ 2.5x clusters require it, and Ray decides whether to send it when it is first
+    imported, which may be before this command knew it would talk to a cluster."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # an older Ray: no token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def entrypoint(suite_path: str, tracking_uri: str, force: bool) -> str:
     parts = ["nfbench", "run", suite_path, "--address", "auto", "--tracking-uri", tracking_uri]
     if force:
@@ -32,7 +47,7 @@ def submit(args, suite, jobs) -> int:
 
     from .job.environment import code_revision
 
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    _enable_token_auth()
     root = Path.cwd()
     suite_path = Path(args.suite).resolve()
     try:

@@ -124,7 +124,10 @@ def _connect(address: str | None, num_cpus: float | None) -> bool:
     if ray.is_initialized():
         return False
     env = {k: os.environ[k] for k in ("NFBENCH_DATA", "NFBENCH_REVISION") if k in os.environ}
-    runtime_env = {"env_vars": env} if env else None
+    # inside a Ray job (nfbench submit) the job's runtime env already carries them, and Ray
+    # refuses a second one that names the same variables
+    in_ray_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    runtime_env = {"env_vars": env} if env and not in_ray_job else None
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
                  runtime_env=runtime_env)

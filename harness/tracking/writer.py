@@ -52,6 +52,7 @@ class MlflowTracker(Tracker):
 
     def __init__(self, uri: str, run_id: str, retries: int = 8, artifact_uri: str | None = None):
         self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
         self.run_id = run_id
         self.retries = retries
         self._buffer: list[Metric] = []
@@ -69,7 +70,9 @@ class MlflowTracker(Tracker):
 
             if self._artifact_uri is None:
                 self._artifact_uri = self._retry(self.client.get_run, self.run_id).info.artifact_uri
-            self._artifacts = get_artifact_repository(self._artifact_uri)
+            # an mlflow-artifacts:/ URI (a server that proxies artifacts) resolves through
+            # the tracking URI, not the process's default
+            self._artifacts = get_artifact_repository(self._artifact_uri, tracking_uri=self.uri)
         return self._artifacts
 
     def _retry(self, fn, *args, **kwargs):

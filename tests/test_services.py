@@ -1,0 +1,121 @@
+"""The cluster paths for real, on loopback: a real `mlflow server` as the tracking URI, and
+`nfbench submit` through Ray's Jobs API to a real local Ray head with its dashboard."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+
+from harness import keys
+from harness.cli import load_jobs, main
+from harness.schedule import run_jobs
+
+pytestmark = pytest.mark.slow
+
+SUITE = """\
+name: {name}
+matrix:
+  architectures: [{{name: realnvp, layers: 2, hidden: 16}}]
+  datasets: [moons]
+  dequantization: [none]
+train: {{steps: 30, batch_size: 64, eval_every: 10, checkpoint_every: 10, log_every: 5}}
+timing: {{batch_size: 64, min_run_time: 0.01}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:  # it answers (401: token authentication is on)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def _venv_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def test_runs_land_in_a_real_mlflow_server(tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server",
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--serve-artifacts",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, env=_venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        _wait_http(f"{uri}/health", server)
+        (tmp_path / "srv.yaml").write_text(SUITE.format(name="srv"))
+        suite, jobs = load_jobs(str(tmp_path / "srv.yaml"), quiet=True)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            summary = run_jobs(suite, jobs, uri=uri, out=lambda s: None)
+        finally:
+            ray.shutdown()
+        assert summary.finished == [jobs[0].key]
+        client = MlflowClient(uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("srv").experiment_id])
+        assert run.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED
+        assert keys.PERF_SAMPLE_THROUGHPUT in run.data.metrics
+        assert len(client.get_metric_history(run.info.run_id, keys.TRAIN_LOSS)) == 7
+        arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {keys.ART_CURVES, keys.ART_CONFIG, "checkpoints"} <= arts
+        # artifacts went through the server into its store, not into the working directory
+        assert list((tmp_path / "artifacts").rglob("best.pt"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_submit_sends_the_suite_as_a_ray_job(tmp_path, monkeypatch, capsys):
+    dash = _free_port()
+    head = subprocess.Popen(
+        [sys.executable, "-c",
+         "import ray, sys, time; ray.init(num_cpus=2, include_dashboard=True, "
+         f"dashboard_host='127.0.0.1', dashboard_port={dash}); print('up', flush=True); "
+         "sys.stdin.read()"],
+        env=_venv_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert head.stdout.readline().strip() == "up"
+        address = f"http://127.0.0.1:{dash}"
+        _wait_http(f"{address}/api/version", head)
+        (tmp_path / "suites").mkdir()
+        (tmp_path / "suites" / "sub.yaml").write_text(SUITE.format(name="sub"))
+        monkeypatch.chdir(tmp_path)
+        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        assert main(["submit", "suites/sub.yaml", "--address", address,
+                     "--tracking-uri", uri, "--wait"]) == 0
+        out = capsys.readouterr().out
+        assert "submitted suite sub (1 jobs) as Ray job" in out
+        assert "ray job logs --address" in out and "SUCCEEDED" in out
+        client = MlflowClient(uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("sub").experiment_id])
+        assert run.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED
+    finally:
+        head.stdin.close()
+        head.wait(timeout=60)
