@@ -159,13 +159,11 @@ def cmd_run(args) -> int:
     return 0 if not summary.failed else 1
 
 
-def _report(suites: list[str], uri: str, out: str) -> Path | None:
-    try:
-        from .report import write_report
-    except ImportError as exc:  # report package not available
-        _err(f"no report written: {exc}")
-        return None
-    return Path(write_report(suites, uri, out)).resolve()
+def _report(suites: list[str], uri: str, out: str, ui_base: str | None = None) -> Path | None:
+    from .report import write_report
+
+    kwargs = {"ui_base": ui_base} if ui_base else {}
+    return Path(write_report(suites, uri, out, **kwargs)).resolve()
 
 
 def cmd_report(args) -> int:
@@ -173,9 +171,7 @@ def cmd_report(args) -> int:
 
     uri = resolve_uri(args.tracking_uri)
     out = args.out or (f"reports/{args.suites[0]}" if len(args.suites) == 1 else "reports/site")
-    index = _report(args.suites, uri, out)
-    if index is None:
-        return 1
+    index = _report(args.suites, uri, out, args.ui_base)
     print(f"report: {index}")
     return 0
 
@@ -184,7 +180,11 @@ def cmd_compare(args) -> int:
     from .report import compare
     from .tracking import resolve_uri
 
-    result = compare(args.a, args.b, resolve_uri(args.tracking_uri))
+    from .report import Tolerance
+
+    tol = Tolerance(quality=args.quality_tol, speed=args.speed_tol,
+                    missing_is_worse=args.missing_is_worse)
+    result = compare(args.a, args.b, resolve_uri(args.tracking_uri), tolerance=tol)
     print(result.text)
     return 1 if result.worse else 0
 
@@ -250,12 +250,20 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("suites", nargs="+")
     tracking(rp)
     rp.add_argument("--out", default=None, help="output folder (default: reports/SUITE)")
+    rp.add_argument("--ui-base", default=None,
+                    help="MLflow UI that figure points link to (default: http://127.0.0.1:5000)")
     rp.set_defaults(fn=cmd_report)
 
     c = sub.add_parser("compare", help="compare two suites; exit 1 when something got worse")
     c.add_argument("a")
     c.add_argument("b")
     tracking(c)
+    c.add_argument("--quality-tol", type=float, default=0.02,
+                   help="bpd / nats a row may lose before it counts as worse (default 0.02)")
+    c.add_argument("--speed-tol", type=float, default=0.10,
+                   help="relative slow-down allowed (default 0.10)")
+    c.add_argument("--missing-is-worse", action="store_true",
+                   help="a configuration of A missing from B counts as worse")
     c.set_defaults(fn=cmd_compare)
 
     s = sub.add_parser("submit", help="send a suite to a Ray cluster as a Ray job")
@@ -280,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from .registry import UnknownNameError
     from .schedule.resources import ResourceError
     from .suite import SuiteError
+    from .tracking.read import UnknownSuiteError
 
     try:
         return int(args.fn(args) or 0)
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             _err(f"  {line}")
         return EXIT_BAD_INPUT
-    except (ResourceError, UnknownNameError) as exc:
+    except (ResourceError, UnknownNameError, UnknownSuiteError) as exc:
         _err(f"error: {exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
