@@ -1,8 +1,9 @@
 """Pre-flight check: is an (architecture, shape) pair an exact bijection with a true log-det?
 
 Before a suite is scheduled, each architecture is built for each data shape in float64 with
-randomised weights (every parameter perturbed, so zero-initialised output layers are not
-identities), and on a tiny batch:
+randomised weights (every parameter perturbed by :func:`randomize` with
+``scale=PREFLIGHT_SCALE``, so zero-initialised output layers are not identities, yet a deep
+multi-scale flow on a large image stays numerically well conditioned), and on a tiny batch:
 
 - inverse error ``max |f⁻¹(f(x)) − x|`` on the suite's own shape;
 - log-det error ``max_i |ld_i − log|det J_i|| / max(1, |log|det J_i||)`` against the Jacobian
@@ -41,6 +42,7 @@ __all__ = [
     "INV_TOL",
     "JACOBIAN_MAX_DIM",
     "LOGDET_TOL",
+    "PREFLIGHT_SCALE",
     "PreflightResult",
     "autograd_log_det",
     "preflight",
@@ -50,6 +52,7 @@ __all__ = [
 INV_TOL = 1e-6
 LOGDET_TOL = 1e-6
 JACOBIAN_MAX_DIM = 256
+PREFLIGHT_SCALE = 0.1  # weight perturbation (see randomize): deep image flows stay conditioned
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,19 @@ def randomize(flow: Flow, scale: float = 0.3, seed: int | None = None) -> Flow:
     A weight matrix (or kernel) gets ``N(0, scale² / fan_in)`` noise, so that a zero-initialised
     output layer fed unit-size activations produces outputs of size about ``scale``; a vector
     (bias, log-scale) gets ``N(0, scale²)``. Data-dependent initialisations (ActNorm) are marked
-    as done, so the perturbed values are used as they are.
+    as done, so the perturbed values are used as they are. A module with a ``perturb_(scale,
+    generator)`` method perturbs its own parameters instead (:class:`~harness.flows.linear.
+    LULinear` keeps its triangular factors well conditioned at any size).
     """
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    custom = [m for m in flow.modules() if callable(getattr(m, "perturb_", None))]
+    done = {id(p) for m in custom for p in m.parameters(recurse=False)}
     with torch.no_grad():
+        for m in custom:  # layers that know how to stay well conditioned (LU factors)
+            m.perturb_(scale, gen)
         for p in flow.parameters():
+            if id(p) in done:
+                continue
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
             std = scale / math.sqrt(p[0].numel()) if p.dim() >= 2 else scale
             p.add_(std * noise.to(device=p.device, dtype=p.dtype))
@@ -153,7 +164,8 @@ def preflight(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            flow = randomize(build(name, shape, context_dim, **hp).double(), seed=seed).eval()
+            flow = build(name, shape, context_dim, **hp).double()
+            flow = randomize(flow, PREFLIGHT_SCALE, seed=seed).eval()
             small = _small_shapes(shape)
             inv_err, logdet_err = _errors(flow, shape, batch, context_dim, small == [shape])
             jac_shape = shape
@@ -163,7 +175,7 @@ def preflight(
                         sub = build(name, s, context_dim, **hp).double()
                     except ValueError:
                         continue
-                    randomize(sub, seed=seed).eval()
+                    randomize(sub, PREFLIGHT_SCALE, seed=seed).eval()
                     inv_small, logdet_err = _errors(sub, s, 2, context_dim, True)
                     inv_err, jac_shape = max(inv_err, inv_small), s
                     break

@@ -92,6 +92,19 @@ class LULinear(Layer):
         self.register_buffer("upper_mask", ones.triu(1), persistent=False)
         self.register_buffer("eye", torch.eye(channels), persistent=False)
 
+    @torch.no_grad()
+    def perturb_(self, scale: float, generator: torch.Generator | None = None) -> None:
+        """Random non-identity factors that stay well conditioned at any size (for checks):
+        off-diagonal entries ``N(0, (scale/C)²)``, log-diagonal ``N(0, scale²)``."""
+        c = self.log_abs_diag.numel()
+        for p, std in (
+            (self.lower, scale / c),
+            (self.upper, scale / c),
+            (self.log_abs_diag, scale),
+        ):
+            noise = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+            p.add_(std * noise.to(device=p.device, dtype=p.dtype))
+
     def _factors(self) -> tuple[Tensor, Tensor]:
         lower = self.lower * self.lower_mask + self.eye
         upper = self.upper * self.upper_mask + torch.diag(self.sign * self.log_abs_diag.exp())
