@@ -36,9 +36,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import sklearn.datasets
 import torch
-from sklearn.utils import shuffle as sk_shuffle
 from torch import Tensor
 
 from .dataset import DataSet, register
@@ -52,14 +50,28 @@ _SPLIT_KEYS = {"train": 0, "val": 1, "test": 2}
 Generator = Callable[[np.random.RandomState, int], np.ndarray]
 
 
+
+def _sk_datasets():
+    """scikit-learn's generators, imported on first use (about 1 s of import otherwise paid
+    by every worker that never draws a toy)."""
+    import sklearn.datasets
+
+    return sklearn.datasets
+
+
+def _sk_shuffle():
+    from sklearn.utils import shuffle
+
+    return shuffle
+
 def _swissroll(rng: np.random.RandomState, n: int) -> np.ndarray:
-    x = sklearn.datasets.make_swiss_roll(n_samples=n, noise=1.0, random_state=rng)[0]
+    x = _sk_datasets().make_swiss_roll(n_samples=n, noise=1.0, random_state=rng)[0]
     return x[:, [0, 2]] / 5
 
 
 def _circles(rng: np.random.RandomState, n: int) -> np.ndarray:
     return (
-        sklearn.datasets.make_circles(n_samples=n, factor=0.5, noise=0.08, random_state=rng)[0] * 3
+        _sk_datasets().make_circles(n_samples=n, factor=0.5, noise=0.08, random_state=rng)[0] * 3
     )
 
 
@@ -72,12 +84,12 @@ def _rings(rng: np.random.RandomState, n: int) -> np.ndarray:
         xs.append(np.cos(t) * radius)
         ys.append(np.sin(t) * radius)
     x = np.vstack([np.hstack(xs), np.hstack(ys)]).T * 3.0
-    x = sk_shuffle(x, random_state=rng)
+    x = _sk_shuffle()(x, random_state=rng)
     return x + rng.normal(scale=0.08, size=x.shape)
 
 
 def _moons(rng: np.random.RandomState, n: int) -> np.ndarray:
-    x = sklearn.datasets.make_moons(n_samples=n, noise=0.1, random_state=rng)[0]
+    x = _sk_datasets().make_moons(n_samples=n, noise=0.1, random_state=rng)[0]
     return x * 2 + np.array([-1, -0.2])
 
 

@@ -202,6 +202,20 @@ class _Run:
         self.inflight: dict[Any, tuple[int, Task]] = {}  # ObjectRef → (slot, task)
         self.open: dict[str, Task] = {}  # runs opened and not yet closed, by run id
 
+    def _open(self, task: Task) -> None:
+        """Create or resume the MLflow run of ``task`` (once)."""
+        if task.run_id:
+            return
+        job = task.job
+        jr = self.store.open_run(job, {
+            keys.TAG_ARCH: job.arch.name, keys.TAG_ARCH_LABEL: job.arch.display,
+            keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
+            keys.TAG_SEED: str(job.seed)}, self._existing.get(job.key), self._force,
+            params=job.flat_params())
+        task.run_id, task.artifact_uri = jr.run_id, jr.artifact_uri
+        self.summary.run_ids[job.key] = jr.run_id
+        self.open[task.run_id] = task
+
     def close(self, task: Task, status: str, error: str | None = None) -> None:
         self.store.close_run(task.run_id, status, error, attempts=task.attempts)
         self.open.pop(task.run_id, None)
@@ -268,17 +282,14 @@ class _Run:
             started = [a.where.remote() for a in self.actors]
         train_q: collections.deque[Task] = collections.deque()
         time_q: collections.deque[Task] = collections.deque()
+        self._existing, self._force = existing, force
         for job, timed in zip(todo, timed_before):
-            jr = self.store.open_run(job, {
-                keys.TAG_ARCH: job.arch.name, keys.TAG_ARCH_LABEL: job.arch.display,
-                keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
-                keys.TAG_SEED: str(job.seed)}, existing.get(job.key), force,
-                params=job.flat_params())
-            self.summary.run_ids[job.key] = jr.run_id
-            task = Task(job, jr.run_id, "time" if timed else "train",
-                        artifact_uri=jr.artifact_uri)
+            task = Task(job, "", "time" if timed else "train")
             (time_q if timed else train_q).append(task)
-            self.open[task.run_id] = task
+        # runs of the first wave now (while the actors start); the others are opened in the
+        # driver's idle time, a few ahead of need (so nothing waits on MLflow)
+        for task in list(time_q) + list(train_q)[: 2 * max(1, len(self.actors))]:
+            self._open(task)
         if train_q:
             self._check_started(started)
             self._drain("train", train_q, time_q, slots_per_task=1)
@@ -305,6 +316,7 @@ class _Run:
             while queue and free:
                 slot = free.pop(0)
                 task = queue.popleft()
+                self._open(task)
                 task.started = time.perf_counter()
                 ref = self.actors[slot].run.remote(phase, task.job.config, uri, task.run_id,
                                                    task.artifact_uri)
@@ -318,6 +330,8 @@ class _Run:
             s.startup_seconds = time.monotonic() - self.t_wall
         while queue or self.inflight:
             progress.line(phase, counts["done"], len(self.inflight), counts["failed"], len(queue))
+            for task in list(queue)[: len(self.actors)]:  # the next wave's runs, while waiting
+                self._open(task)
             ready, rest = ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
             if not ready:
                 continue
