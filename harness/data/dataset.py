@@ -67,6 +67,8 @@ class DataSet:
         true_entropy: its differential entropy in nats, where known (for ``eval/nll_gap``).
         source: provenance in words (paper, URL, file).
         options: the loader options this instance was made with (e.g. ``n_bits``).
+        labels: class labels per split (``{"train": int64 (N,), …}``) where the data set has
+            them, for class-conditional flows; ``classes`` is their number.
     """
 
     name: str
@@ -82,6 +84,8 @@ class DataSet:
     source: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    labels: dict[str, Tensor] | None = None
+    classes: int | None = None
 
     def __post_init__(self) -> None:
         self.event_shape = tuple(int(s) for s in self.event_shape)

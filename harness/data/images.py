@@ -105,6 +105,10 @@ def load_digits(*, seed: int, data_dir: Path, download: bool) -> DataSet:
             "split_seed": DIGITS_SPLIT_SEED,
         },
         source="scikit-learn load_digits (UCI optdigits)",
+        labels={"train": torch.from_numpy(labels[train_i]).long(),
+                "val": torch.from_numpy(labels[val_i]).long(),
+                "test": torch.from_numpy(labels[test_i]).long()},
+        classes=10,
     )
 
 

@@ -59,7 +59,8 @@ from harness.flows.zoo import HyperParameterError, check_choice, check_positive,
 __all__ = ["CHECK_HPARAMS", "CNFFlow", "ffjord"]
 
 #: Hyper-parameters under which ``ffjord`` is exact to float64 round-off (pre-flight, tests).
-CHECK_HPARAMS: dict[str, object] = {"solver": "dopri5", "rtol": 1e-12, "atol": 1e-12}
+CHECK_HPARAMS: dict[str, object] = {"solver": "dopri5", "rtol": 1e-12, "atol": 1e-12,
+                                    "trace": "exact"}
 
 
 class CNFFlow(Flow):

@@ -54,15 +54,31 @@ def _options(section: dict[str, Any], drop: str) -> dict[str, Any]:
 def _load_data(config: dict[str, Any]):
     dcfg = _options(config["data"], "name")
     dcfg.pop("flatten", None)
+    dcfg.pop("condition", None)
     data_dir = dcfg.pop("data_dir", None)
     data_seed = dcfg.pop("seed", 0)
     return datasets.load(config["data"]["name"], seed=data_seed, data_dir=data_dir, **dcfg)
+
+
+def contexts(config: dict[str, Any], ds) -> dict[str, torch.Tensor | None]:
+    """Per-split contexts of a conditional job (data option ``condition: label``: one-hot
+    class labels), or Nones."""
+    condition = config["data"].get("condition")
+    if not condition:
+        return {"train": None, "val": None, "test": None}
+    if condition != "label":
+        raise ValueError(f"data.condition: unknown condition {condition!r}; use 'label'")
+    if not ds.labels or not ds.classes:
+        raise ValueError(f"data.condition: data set '{ds.name}' has no class labels; "
+                         "remove 'condition' or use a labelled data set (digits)")
+    return {k: torch.nn.functional.one_hot(v, ds.classes).float() for k, v in ds.labels.items()}
 
 
 def build(config: dict[str, Any], device: torch.device):
     """Data set, dequantizer and flow of a job config, on ``device``."""
     as_vectors = bool(config["data"].get("flatten", False))  # image data as vectors
     ds = _load_data(config)
+    context_dim = ds.classes if config["data"].get("condition") else None
     deq = datasets.make_dequantizer(config["dequant"]["scheme"], ds,
                                     **_options(config["dequant"], "scheme")).to(device)
     shape = tuple(deq.model_shape)
@@ -70,14 +86,25 @@ def build(config: dict[str, Any], device: torch.device):
     hparams = _options(config["arch"], "name")
     takes_images = flows.entry(name).meta.get("images", False)
     if len(shape) > 1 and (as_vectors or not takes_images):
-        flow = Flattened(flows.build(name, event_shape=math.prod(shape), **hparams), shape)
+        flow = Flattened(flows.build(name, event_shape=math.prod(shape), context_dim=context_dim,
+                                     **hparams), shape)
     else:
-        flow = flows.build(name, event_shape=shape if len(shape) > 1 else shape[0], **hparams)
+        flow = flows.build(name, event_shape=shape if len(shape) > 1 else shape[0],
+                           context_dim=context_dim, **hparams)
     return ds, deq, flow.to(device)
 
 
-def _on_device(ds, device: torch.device) -> SimpleNamespace:
-    return SimpleNamespace(kind=ds.kind, train=ds.train.to(device), val=ds.val.to(device))
+def _on_device(ds, ctx: dict[str, torch.Tensor | None], device: torch.device) -> SimpleNamespace:
+    def put(t):
+        return None if t is None else t.to(device)
+
+    return SimpleNamespace(kind=ds.kind, train=ds.train.to(device), val=ds.val.to(device),
+                           train_c=put(ctx["train"]), val_c=put(ctx["val"]))
+
+
+def _rows(t: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor | None:
+    """The first ``n`` rows of ``t``, repeated when it is shorter (as :func:`_test_inputs`)."""
+    return None if t is None else t[torch.arange(n) % len(t)].to(device)
 
 
 def _fetch_state(tracker: Tracker, artifact: str) -> dict[str, Any] | None:
@@ -98,7 +125,7 @@ def _test_inputs(deq, test: torch.Tensor, n: int, device: torch.device, seed: in
 
 
 def _iw_bpd(flow, deq, test: torch.Tensor, ecfg: dict[str, Any], device: torch.device,
-            seed: int) -> float:
+            seed: int, context: torch.Tensor | None = None) -> float:
     """``eval/bpd_iw``: the importance-weighted bound with ``eval.iw_samples`` samples."""
     k = int(ecfg["iw_samples"])
     batch = max(1, ecfg["batch_size"] // k)
@@ -107,7 +134,12 @@ def _iw_bpd(flow, deq, test: torch.Tensor, ecfg: dict[str, Any], device: torch.d
         torch.manual_seed(seed + 5)
         for i in range(0, len(test), batch):
             x = test[i : i + batch].to(device)
-            total += float(deq.iw_log_likelihood(x, flow.log_prob, k).double().sum())
+            if context is None:
+                fn = flow.log_prob
+            else:  # the samples are stacked sample-major: repeat the contexts alike
+                c = context[i : i + batch].to(device)
+                fn = lambda w, c=c: flow.log_prob(w, context=c.repeat(len(w) // len(c), 1))  # noqa: E731
+            total += float(deq.iw_log_likelihood(x, fn, k).double().sum())
     return -total / len(test) / (deq.dims * math.log(2))
 
 
@@ -153,6 +185,7 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
     if config["arch"]["name"] in REFERENCE_MODELS:
         return _reference_training(config, tracker, device, defer_record, t0)
     ds, deq, flow = build(config, device)
+    ctx = contexts(config, ds)
     n_params = sum(p.numel() for p in flow.parameters())
     resume = _fetch_state(tracker, keys.ART_CHECKPOINT_LAST)
     # The driver logged the config as params when it opened the run; what only the worker
@@ -165,7 +198,7 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
         "data.fingerprint": ds.fingerprint, "flow.params": n_params,
         **{f"data.split.{k}": v for k, v in ds.splits_info.items()},
     }
-    outcome = train(flow, deq, _on_device(ds, device), config["train"], tracker, device, seed,
+    outcome = train(flow, deq, _on_device(ds, ctx, device), config["train"], tracker, device, seed,
                     resume=resume, progress=progress)
     discrete = ds.kind == "discrete"
     metrics: dict[str, float] = {
@@ -182,26 +215,32 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
         metrics[keys.EVAL_VAL_BPD if discrete else keys.EVAL_VAL_NLL] = outcome.best_val
         flow.eval()
         deq.eval()
-        test = ds.test if not config["eval"]["max_examples"] else ds.test[: config["eval"]["max_examples"]]
+        cap = config["eval"]["max_examples"] or len(ds.test)
+        test = ds.test[:cap]
+        test_c = None if ctx["test"] is None else ctx["test"][:cap]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed + 2)
-            ev = evaluate_likelihood(flow, deq, test, config["eval"]["batch_size"], device, discrete)
+            ev = evaluate_likelihood(flow, deq, test, config["eval"]["batch_size"], device,
+                                     discrete, context=test_c)
         inner = getattr(flow, "flow", flow)
         if hasattr(inner, "counters"):  # CNF: function evaluations of one test batch
             inner.reset_counters()
+            nb = min(len(test), config["eval"]["batch_size"])
             with torch.no_grad():
-                flow.log_prob(deq(test[: config["eval"]["batch_size"]].to(device))[0])
+                flow.log_prob(deq(test[:nb].to(device))[0], context=_rows(test_c, nb, device))
             metrics[keys.PERF_NFE] = float(inner.counters()["nfe_forward"])
         if config["dequant"]["scheme"] == "variational":
-            metrics[keys.EVAL_BPD_IW] = _iw_bpd(flow, deq, test, config["eval"], device, seed)
+            metrics[keys.EVAL_BPD_IW] = _iw_bpd(flow, deq, test, config["eval"], device, seed,
+                                                test_c)
         metrics[keys.EVAL_NLL] = ev["nll"]
         metrics["eval/nll_se"] = ev["nll_se"]
         if "bpd" in ev:
             metrics[keys.EVAL_BPD] = ev["bpd"]
         if getattr(ds, "true_entropy", None) is not None:
             metrics[keys.EVAL_NLL_GAP] = ev["nll"] - float(ds.true_entropy)
-        w = _test_inputs(deq, ds.test, min(len(ds.test), 2048), device, seed + 3)
-        metrics.update(diagnose(flow, w))
+        n_diag = min(len(ds.test), 2048)
+        w = _test_inputs(deq, ds.test, n_diag, device, seed + 3)
+        metrics.update(diagnose(flow, w, context=_rows(ctx["test"], n_diag, device)))
     status = keys.STATUS_DIVERGED if outcome.diverged or not math.isfinite(
         metrics.get(keys.EVAL_NLL, math.nan)) else keys.STATUS_FINISHED
     diag.update(metrics)
@@ -212,7 +251,8 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
         (root / keys.ART_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
         if outcome.best_state is not None:
             try:
-                png = samples_png(flow, deq, ds.kind, ds.test, device)
+                png = samples_png(flow, deq, ds.kind, ds.test, device, classes=(
+                    ds.classes if ctx["test"] is not None else None))
             except Exception as exc:  # a picture never fails a job
                 diag["samples_error"] = repr(exc)
                 png = None
@@ -248,6 +288,7 @@ def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device,
         return _finish(tracker, {"tags": {PHASE_TAG: "timed"}, "metrics": metrics},
                        keys.STATUS_FINISHED, metrics, t0, defer_record)
     ds, deq, flow = build(config, device)
+    ctx = contexts(config, ds)
     state = _fetch_state(tracker, keys.ART_CHECKPOINT_BEST)
     if state is None:
         raise RuntimeError("no best checkpoint to time (the train phase did not finish)")
@@ -255,7 +296,8 @@ def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device,
     deq.load_state_dict(state["deq"])
     x = _test_inputs(deq, ds.test, tcfg["batch_size"], device, seed + 4)
     timing = time_flow(flow, x, min_run_time=tcfg["min_run_time"],
-                       sample_batch=tcfg["sample_batch_size"])
+                       sample_batch=tcfg["sample_batch_size"],
+                       context=_rows(ctx["test"], tcfg["batch_size"], device))
     final = {"tags": {**timing.info, PHASE_TAG: "timed"}, "metrics": timing.metrics}
     if not defer_record:
         tracker.record(**final)

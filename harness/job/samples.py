@@ -16,8 +16,10 @@ __all__ = ["samples_png"]
 
 @torch.no_grad()
 def samples_png(flow, deq, data_kind: str, reference: torch.Tensor, device: torch.device,
-                n: int = 64, grid: int = 160) -> bytes | None:
-    """PNG bytes of the picture for this flow, or None when there is none to draw."""
+                n: int = 64, grid: int = 160, classes: int | None = None) -> bytes | None:
+    """PNG bytes of the picture for this flow, or None when there is none to draw.
+
+    A class-conditional flow (``classes``) draws its image grid one class per column."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +27,7 @@ def samples_png(flow, deq, data_kind: str, reference: torch.Tensor, device: torc
 
     shape = tuple(deq.model_shape)
     flow.eval()
-    if shape == (2,) and data_kind == "continuous":
+    if shape == (2,) and data_kind == "continuous" and classes is None:
         ref = reference.double().cpu()
         lo = torch.quantile(ref, 0.005, dim=0) - 0.5
         hi = torch.quantile(ref, 0.995, dim=0) + 0.5
@@ -46,10 +48,16 @@ def samples_png(flow, deq, data_kind: str, reference: torch.Tensor, device: torc
         axes[1].set_ylim(float(lo[1]), float(hi[1]))
         axes[1].set_title("model samples")
     elif len(shape) == 3 and data_kind == "discrete":
-        x = deq.to_data(flow.sample(n)).float().cpu()
+        context = None
+        if classes:
+            side = classes
+            n = side * side
+            context = torch.nn.functional.one_hot(torch.arange(n, device=device) % classes,
+                                                  classes).float()
+        x = deq.to_data(flow.sample(n, context=context)).float().cpu()
         levels = float(getattr(deq, "levels", None) or 256)
         x = (x / max(1.0, levels - 1)).clamp(0, 1)
-        side = int(math.ceil(math.sqrt(n)))
+        side = classes or int(math.ceil(math.sqrt(n)))
         fig, axes = plt.subplots(side, side, figsize=(side, side), dpi=80)
         for i, ax in enumerate(axes.flat):
             ax.axis("off")

@@ -96,7 +96,8 @@ def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.
     """Train ``flow`` (and a variational dequantizer's parameters) on ``data.train``.
 
     ``cfg`` is the job config's ``train`` section; ``resume`` a checkpoint dict from an earlier
-    attempt. ``data.train`` / ``data.val`` are tensors already on ``device``.
+    attempt. ``data.train`` / ``data.val`` are tensors already on ``device``, and
+    ``data.train_c`` / ``data.val_c`` their contexts (None for an unconditional flow).
     """
     params = [p for p in list(flow.parameters()) + list(deq.parameters()) if p.requires_grad]
     opt = make_optimizer(cfg["optimizer"], params)
@@ -142,8 +143,9 @@ def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.
             total_ll, n = 0.0, 0
             for i in range(0, len(data.val), 1024):
                 x = data.val[i : i + 1024]
+                c = None if data.val_c is None else data.val_c[i : i + 1024]
                 w, lw = deq(x)
-                ll = flow.log_prob(w) + lw
+                ll = flow.log_prob(w, context=c) + lw
                 total_ll += float(ll.double().sum())
                 n += len(x)
         flow.train()
@@ -184,10 +186,11 @@ def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.
             break
         idx = torch.randint(n_train, (batch,), generator=gen).to(device)
         x = data.train[idx]
+        c = None if data.train_c is None else data.train_c[idx]
         if counted is not None:
             counted.reset_counters()
         w, lw = deq(x)
-        loss = -(flow.log_prob(w) + lw).mean()
+        loss = -(flow.log_prob(w, context=c) + lw).mean()
         if regularized is not None:  # RNODE's speed penalty (CNFs), 0 unless the suite sets it
             loss = loss + regularized.regularizer()
         step += 1

@@ -33,27 +33,35 @@ def bpd_from_nll(nll_nats: float, dims: int) -> float:
 
 @torch.no_grad()
 def batched_log_likelihood(
-    fn: Callable[[Tensor], Tensor], data: Tensor, batch_size: int, device: torch.device
+    fn: Callable[..., Tensor], data: Tensor, batch_size: int, device: torch.device,
+    context: Tensor | None = None,
 ) -> Tensor:
-    """``fn`` applied to ``data`` in batches on ``device``; returns (N,) on the CPU."""
+    """``fn(x)`` (or ``fn(x, c)`` with a per-example ``context``) over ``data`` in batches on
+    ``device``; returns (N,) on the CPU."""
     out = []
     for i in range(0, len(data), batch_size):
-        out.append(fn(data[i : i + batch_size].to(device)).detach().double().cpu())
+        x = data[i : i + batch_size].to(device)
+        if context is None:
+            y = fn(x)
+        else:
+            y = fn(x, context[i : i + batch_size].to(device))
+        out.append(y.detach().double().cpu())
     return torch.cat(out)
 
 
 def evaluate_likelihood(flow, deq, data: Tensor, batch_size: int, device: torch.device,
-                        discrete: bool) -> dict[str, float]:
-    """``{"nll", "nll_se", "bpd"?}`` of ``data`` (bpd for discrete data only).
+                        discrete: bool, context: Tensor | None = None) -> dict[str, float]:
+    """``{"nll", "nll_se", "bpd"?}`` of ``data`` (bpd for discrete data only); a conditional
+    flow gets each example's ``context``.
 
     ``nll_se`` is the standard error of the mean over examples (MAF reports ±2 s.e.).
     """
 
-    def ll(x: Tensor) -> Tensor:
+    def ll(x: Tensor, c: Tensor | None = None) -> Tensor:
         w, log_weight = deq(x)
-        return flow.log_prob(w) + log_weight
+        return flow.log_prob(w, context=c) + log_weight
 
-    values = batched_log_likelihood(ll, data, batch_size, device)
+    values = batched_log_likelihood(ll, data, batch_size, device, context)
     finite = torch.isfinite(values)
     out: dict[str, float] = {}
     if not bool(finite.all()):

@@ -37,12 +37,12 @@ def ks_statistic_normal(z: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def diagnose(flow, w: Tensor) -> dict[str, float]:
+def diagnose(flow, w: Tensor, context: Tensor | None = None) -> dict[str, float]:
     """``stab/*`` metrics of ``flow`` on flow inputs ``w`` (B, *event_shape)."""
     flow.eval()
-    z, log_det = flow.transform(w)
+    z, log_det = flow.transform(w, context=context)
     layer_stats = dict(flow.stability()) if hasattr(flow, "stability") else {}
-    back = flow.inverse(z)
+    back = flow.inverse(z, context=context)
     err = (back - w).flatten(1).abs().amax(dim=1)
     err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
     zf = z.flatten(1)

@@ -62,18 +62,22 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
     device = x.device
     flow.eval()
     n = sample_batch or len(x)
+    c = context
+    cn = None if c is None else c[torch.arange(n, device=c.device) % len(c)]
     with torch.no_grad():
-        z, _ = flow.transform(x)
+        z, _ = flow.transform(x, context=c)
         m: dict[str, float] = {}
-        fwd, fwd_nold = paired_ms(lambda: flow.transform(x),
-                                  lambda: flow.transform(x, with_log_det=False),
+        fwd, fwd_nold = paired_ms(lambda: flow.transform(x, context=c),
+                                  lambda: flow.transform(x, context=c, with_log_det=False),
                                   2 * min_run_time)
-        m[keys.PERF_DENSITY_MS] = median_ms(lambda: flow.log_prob(x), min_run_time, "density")
+        m[keys.PERF_DENSITY_MS] = median_ms(lambda: flow.log_prob(x, context=c), min_run_time,
+                                            "density")
         m[keys.PERF_FORWARD_NOLOGDET_MS] = fwd_nold
         m[keys.PERF_LOGDET_MS] = fwd - fwd_nold
         m[keys.PERF_LOGDET_SHARE] = (fwd - fwd_nold) / fwd if fwd > 0 else float("nan")
-        m[keys.PERF_INVERSE_MS] = median_ms(lambda: flow.inverse(z), min_run_time, "inverse")
-        sample_ms = median_ms(lambda: flow.sample(n), min_run_time, "sample")
+        m[keys.PERF_INVERSE_MS] = median_ms(lambda: flow.inverse(z, context=c), min_run_time,
+                                            "inverse")
+        sample_ms = median_ms(lambda: flow.sample(n, context=cn), min_run_time, "sample")
         m[keys.PERF_SAMPLE_MS] = sample_ms
         m[keys.PERF_SAMPLE_THROUGHPUT] = n / (sample_ms / 1e3)
     if train_step:
@@ -82,7 +86,7 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            loss = -clone.log_prob(x).mean()
+            loss = -clone.log_prob(x, context=c).mean()
             loss.backward()
             opt.step()
 
@@ -91,8 +95,8 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad():
-            flow.log_prob(x)
-            flow.sample(n)
+            flow.log_prob(x, context=c)
+            flow.sample(n, context=cn)
         torch.cuda.synchronize(device)
         m[keys.PERF_PEAK_MEM_MB] = torch.cuda.max_memory_allocated(device) / 2**20
     m[keys.PERF_BATCH] = float(len(x))
