@@ -195,7 +195,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    table = rows(args.quick)
+    print_rows(rows(args.quick))
+
+
+def print_rows(table: list[dict]) -> None:
+    """The ffjord section as printed by this file and by ``flows_vs_peers.py``."""
     head = (f"{'D':>2} {'op':<10} {'peer':<22} {'ffjord ms':>10} {'peer ms':>9} "
             f"{'ratio':>7} {'nfe':>5} {'peer nfe':>8} {'|Δlog p|':>9}")  # fmt: skip
     print(f"ffjord (dopri5, rtol=atol={TOL:g}, {HIDDEN}×{DEPTH}, exact trace) vs peers; "

@@ -15,6 +15,9 @@ Measurements are interleaved: every round times every (row, library) once (the m
 rounds, so that drift of a shared machine hits all libraries alike. Each row
 prints the times, ``ours ÷ fastest peer`` and the fastest peer. A last section shows the MAF /
 IAF asymmetry (density and sampling at D = 8 and 32: the sequential direction grows with D).
+A final section (``benchmarks/cnf_rows.py``; ``--no-cnf`` skips it) times ``ffjord`` at D = 2
+and 8 against the reference implementation's approach (a plain torchdiffeq dopri5 CNF with the
+same network) and against nfbench's discrete flows.
 
 Usage:
     python benchmarks/flows_vs_peers.py --quick          # a few minutes on 2 CPU cores
@@ -361,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
+    ap.add_argument("--no-cnf", action="store_true",
+                    help="skip the ffjord section (against a torchdiffeq reference CNF and "
+                         "against realnvp / maf; benchmarks/cnf_rows.py)")
     args = ap.parse_args(argv)
     # nflows/normflows warn about their own zero-initialised spline nets; not our concern here
     warnings.filterwarnings("ignore", message="Inputs to the softmax are not scaled down")
@@ -369,6 +375,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = run(args)
+    if not args.no_cnf:  # issue 5: ffjord in the same benchmark (benchmarks/cnf_rows.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import cnf_rows
+
+        print()
+        table = cnf_rows.rows(args.quick)
+        cnf_rows.print_rows(table)
+        out["cnf_rows"] = table
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
