@@ -19,7 +19,7 @@ import ray
 __all__ = ["JobWorker"]
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=0, max_task_retries=0)  # the driver replaces dead actors itself
 class JobWorker:
     """Runs the train or timing phase of a job on this actor's device."""
 
