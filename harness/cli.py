@@ -58,8 +58,9 @@ def catalog():
     )
 
 
-def load_jobs(path: str, quiet: bool = False):
-    """Parse, check and expand a suite; raise SuiteError on any problem."""
+def load_jobs(path: str, quiet: bool = False, check_flows: bool = False):
+    """Parse, check and expand a suite (``check_flows``: and pre-flight its flows); raise
+    SuiteError on any problem."""
     from .suite import check_suite, expand, load_suite
 
     suite, root = load_suite(path)
@@ -77,6 +78,13 @@ def load_jobs(path: str, quiet: bool = False):
         raise SuiteError(str(path), [f"{path}: matrix: the matrix expands to no job "
                                      f"({len(dropped)} combinations dropped, listed above); "
                                      "check the axes and the include/exclude rules"])
+    if check_flows:
+        problems = preflight(jobs)
+        if problems:
+            from .suite import SuiteError
+
+            raise SuiteError(str(path), problems + [
+                "fix the architecture, or skip this check with --no-preflight"])
     return suite, jobs
 
 
@@ -113,13 +121,7 @@ def preflight(jobs, out=print) -> list[str]:
 
 # ── commands ────────────────────────────────────────────────────────────────────────────
 def cmd_plan(args) -> int:
-    suite, jobs = load_jobs(args.suite)
-    if not args.no_preflight:
-        problems = preflight(jobs)
-        if problems:
-            for p in problems:
-                _err(p)
-            return EXIT_BAD_INPUT
+    suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight)
     res = suite.resources
     print(f"suite {suite.name}: {len(jobs)} jobs, each {res.cpus:g} CPU"
           + (f" + {res.gpus:g} GPU" if res.gpus else ""))
@@ -134,14 +136,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    suite, jobs = load_jobs(args.suite)
-    if not args.no_preflight:
-        problems = preflight(jobs)
-        if problems:
-            for p in problems:
-                _err(p)
-            _err("fix the architecture, or skip this check with --no-preflight")
-            return EXIT_BAD_INPUT
+    suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight)
     from .schedule import run_jobs
     from .tracking import resolve_uri
 

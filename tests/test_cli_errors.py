@@ -96,3 +96,33 @@ def test_missing_suite_file_suggests_suites_folder(tmp_path, capsys, monkeypatch
     (tmp_path / "suites" / "smoke.yaml").write_text(GOOD)
     assert main(["plan", "smoke"]) == 2
     assert "did you mean suites/smoke.yaml" in capsys.readouterr().err
+
+
+def test_preflight_refuses_a_broken_plugin_before_any_run(tmp_path, capsys, monkeypatch):
+    from harness import flows
+    from harness.flows.base import Flow, Layer
+    from harness.flows.zoo import REGISTRY
+
+    class WrongLogDet(Layer):  # a plugin bug: the log-det has the wrong sign
+        def forward(self, x, context=None, with_log_det=True):
+            ld = None if not with_log_det else -x.new_full((x.shape[0],), x[0].numel() * 0.6931)
+            return 2.0 * x, ld
+
+        def inverse(self, y, context=None):
+            return y / 2.0
+
+    @flows.register("broken-plugin", "a broken test architecture")
+    def factory(event_shape, context_dim):
+        return Flow([WrongLogDet()], event_shape, context_dim)
+
+    try:
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "s.yaml").write_text(GOOD.replace("[realnvp]", "[realnvp, broken-plugin]"))
+        db = tmp_path / "mlflow.db"
+        assert main(["run", "s.yaml", "--tracking-uri", f"sqlite:///{db}"]) == 2
+        err = capsys.readouterr().err
+        assert "pre-flight: broken-plugin on moons" in err and "--no-preflight" in err
+        assert "realnvp on" not in err  # the sound flow passes
+        assert _store_runs(db) == 0
+    finally:
+        REGISTRY._entries.pop("broken-plugin", None)
