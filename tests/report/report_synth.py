@@ -280,7 +280,7 @@ def fill_suite(
                 "train.minutes": "5.0", "train.batch_size": str(batch), "train.optimizer": "adam",
                 "train.lr": "0.001", "train.schedule": "cosine", "train.clip": "5.0",
                 "eval.batch_size": "1024", "timing.batch_size": str(batch),
-                "timing.repeats": "20", "resources.cpus": "1", "resources.gpus": "0",
+                "timing.min_run_time": "0.2", "resources.cpus": "1", "resources.gpus": "0",
                 "data.fingerprint": hashlib.sha1(dname.encode()).hexdigest()[:16],
                 "flow.params": str(1000 * (ds.dims + 10) * (3 if arch != "gaussian" else 0) + 2 * ds.dims),
             }
@@ -294,6 +294,7 @@ def fill_suite(
                 keys.TAG_ARCH_LABEL: label, keys.TAG_DATASET: dname, keys.TAG_DEQUANT: dequant,
                 keys.TAG_SEED: str(seed), keys.TAG_STATUS: status, keys.TAG_DEVICE: device,
                 keys.TAG_TORCH: "2.13.0+cpu", keys.TAG_REVISION: revision,
+                "nfbench.timing.threads": "1",
             }
             if status == keys.STATUS_FAILED:
                 tags[keys.TAG_ERROR] = ("Traceback (most recent call last):\n  File \"job.py\"\n"

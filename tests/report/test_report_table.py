@@ -173,5 +173,6 @@ def test_leaderboard_frame_ranks_and_publishes(zoo):
 def test_provenance_says_device_batch_and_repeats(zoo):
     text = provenance(zoo[zoo["dataset"] == "digits"])
     assert "cpu (1 threads)" in text
-    assert "timing batch 128" in text and "median of 20" in text
+    assert "timing batch 128" in text and "1 CPU thread(s)" in text
+    assert "at least 0.2 s per measurement" in text and "no other job on the device" in text
     assert "evaluation batch 1024" in text and "seeds 0 / 1 / 2" in text
