@@ -13,6 +13,7 @@ import io
 import json
 import math
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from .reshape import Flattened
 from .samples import samples_png
 from .train import train
 
-__all__ = ["JobResult", "build", "run_timing", "run_training"]
+__all__ = ["JobResult", "build", "contexts", "run_timing", "run_training"]
 
 PHASE_TAG = "nfbench.phase"
 
@@ -145,8 +146,6 @@ def _iw_bpd(flow, deq, test: torch.Tensor, ecfg: dict[str, Any], device: torch.d
 
 def _finish(tracker: Tracker, final: dict[str, Any], status: str, metrics: dict[str, float],
             t0: float, defer_record: bool) -> JobResult:
-    import time
-
     if not defer_record:
         tracker.record(**final)
     return JobResult(status, metrics, time.perf_counter() - t0,
@@ -177,8 +176,6 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
 
     With ``defer_record`` the final metrics batch is returned in ``JobResult.record`` for the
     caller to write (artifacts are always written here)."""
-    import time
-
     t0 = time.perf_counter()
     seed = int(config["seed"])
     seed_all(seed)
@@ -274,8 +271,6 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
 def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device,
                defer_record: bool = False) -> JobResult:
     """The timing phase: reload the best weights and time them (nothing else on the device)."""
-    import time
-
     t0 = time.perf_counter()
     seed = int(config["seed"])
     seed_all(seed)
