@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param, RunStatus, RunTag, ViewType
+from mlflow.entities import RunStatus, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 from .. import keys
@@ -134,9 +134,7 @@ class Store:
                   keys.TAG_KEY: job.key},
         )
         if params:
-            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-            for i in range(0, len(items), 100):
-                self.client.log_batch(run.info.run_id, params=items[i : i + 100])
+            self.record(run.info.run_id, {"params": params})
         return JobRun(run.info.run_id, False, "", run.info.artifact_uri)
 
     def record(self, run_id: str, batch: dict[str, Any] | None) -> None:
