@@ -142,7 +142,7 @@ def cmd_run(args) -> int:
     uri = resolve_uri(args.tracking_uri)
     print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {uri}")
     summary = run_jobs(suite, jobs, uri=uri, address=args.address, force=args.force,
-                       num_cpus=args.num_cpus)
+                       num_cpus=args.num_cpus, backend=args.backend)
     print(f"suite {suite.name}: {len(summary.finished)} finished, {len(summary.diverged)} "
           f"diverged, {len(summary.failed)} failed, {len(summary.skipped)} skipped "
           f"in {summary.wall_seconds:.0f} s")
@@ -224,6 +224,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a suite on Ray and record it in MLflow")
     r.add_argument("suite")
     r.add_argument("--address", default=None, help="join a Ray cluster (default: local Ray)")
+    r.add_argument("--backend", choices=("ray", "inline"), default="ray",
+                   help="where workers run: Ray actors (default), or 'inline': one job "
+                        "phase at a time in this process, for debugging")
     tracking(r)
     r.add_argument("--force", action="store_true", help="re-run jobs that already finished")
     r.add_argument("--no-preflight", action="store_true", help="skip the flow pre-flight check")
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         _err("interrupted")
         return 130
     except Exception as exc:
-        from .schedule.driver import WorkerStartError
+        from .schedule import WorkerStartError
 
         if isinstance(exc, WorkerStartError):
             _err(f"error: {exc}")

@@ -21,6 +21,9 @@ TAG_DEVICE = "nfbench.device"  # e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H200"
 TAG_TORCH = "nfbench.torch"
 TAG_REVISION = "nfbench.revision"  # git revision of the code (+dirty)
 TAG_HOST = "nfbench.host"
+TAG_PHASE = "nfbench.phase"  # "trained" (timing left) or "timed"
+TAG_RESUMED_STEP = "nfbench.resumed_step"  # the checkpoint step a retried job resumed from
+TAG_LEDGER = "nfbench.ledger"  # on a suite's experiment: its claims ledger run
 
 STATUS_FINISHED = "finished"  # trained, evaluated, timed, diagnosed
 STATUS_DIVERGED = "diverged"  # training produced no finite model; diagnostics recorded

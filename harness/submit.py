@@ -9,7 +9,6 @@ authentication: the client sets ``RAY_AUTH_MODE=token`` and Ray reads the token 
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -18,21 +17,6 @@ __all__ = ["entrypoint", "submit"]
 
 EXCLUDES = [".git", ".venv", "mlflow.db", "mlartifacts", "mlruns", "reports", "__pycache__",
             "*.pyc", ".pytest_cache", "data"]
-
-
-def _enable_token_auth() -> None:
-    """Use the cluster's token (``~/.ray/auth_token`` or ``$RAY_AUTH_TOKEN``) when there is
-    one: Ray ≥ 2.5x clusters require it, and Ray decides whether to send it when it is first
-    imported, which may be before this command knew it would talk to a cluster."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-    except ImportError:  # an older Ray: no token authentication
-        return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def entrypoint(suite_path: str, tracking_uri: str, force: bool) -> str:
@@ -46,8 +30,9 @@ def submit(args, suite, jobs) -> int:
     from ray.job_submission import JobSubmissionClient
 
     from .job.environment import code_revision
+    from .schedule.ray_backend import enable_token_auth
 
-    _enable_token_auth()
+    enable_token_auth()
     root = Path.cwd()
     suite_path = Path(args.suite).resolve()
     try:

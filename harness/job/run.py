@@ -34,7 +34,7 @@ from .train import train
 
 __all__ = ["JobResult", "build", "contexts", "run_timing", "run_training"]
 
-PHASE_TAG = "nfbench.phase"
+PHASE_TAG = keys.TAG_PHASE
 
 
 @dataclass
@@ -190,6 +190,8 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
     tags = {**environment_tags(device), keys.TAG_ARCH: config["arch"]["name"],
             keys.TAG_DATASET: config["data"]["name"],
             keys.TAG_DEQUANT: config["dequant"]["scheme"], keys.TAG_SEED: seed}
+    if resume is not None:  # a retried or resumed job: where its last checkpoint left off
+        tags[keys.TAG_RESUMED_STEP] = int(resume["step"])
     params = {
         "data.kind": ds.kind, "data.dims": deq.dims, "data.levels": ds.levels,
         "data.fingerprint": ds.fingerprint, "flow.params": n_params,

@@ -1,8 +1,14 @@
-"""Scheduling with Ray: worker actors per resource slot, retries, the two phases."""
+"""Scheduling: the driver's bookkeeping (claims, runs, retries, capacity) behind a small
+backend interface; Ray is the backend that ships, an inline one runs in the driver."""
 
 from __future__ import annotations
 
-from .driver import NAMESPACE, RunSummary, run_jobs
-from .resources import ResourceError, cluster_shape, train_slots
+from .backend import Backend, Event, InlineBackend, WorkerLost
+from .book import RunSummary
+from .driver import BACKENDS, make_backend, run_jobs
+from .pool import WorkerStartError
+from .resources import ClusterShape, ResourceError, WorkerSpec, train_slots
 
-__all__ = ["NAMESPACE", "ResourceError", "RunSummary", "cluster_shape", "run_jobs", "train_slots"]
+__all__ = ["BACKENDS", "Backend", "ClusterShape", "Event", "InlineBackend", "ResourceError",
+           "RunSummary", "WorkerLost", "WorkerSpec", "WorkerStartError", "make_backend",
+           "run_jobs", "train_slots"]

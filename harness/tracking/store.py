@@ -3,14 +3,19 @@
 Idempotence lives here: a job's run is found by its key tag. A run whose status is done
 (finished, diverged) is skipped; any other run of that key is resumed (the same run id, so a
 job is recorded exactly once whatever happens to its workers); ``force`` soft-deletes the
-old run (``mlflow runs restore`` brings it back) and starts a fresh one.
+old run (``mlflow runs restore`` brings it back) and starts a fresh one. Only the driver that
+holds a key's claim (:mod:`harness.tracking.claims`) opens or closes its run, so two drivers
+of one suite never make two runs of a key.
 
-The driver creates the store and the experiment before any worker starts: several processes
-creating a new SQLite store at once can crash in its schema migration (FIELD-NOTES.md).
+The driver creates the store and the experiment before any worker starts. Several processes
+creating a new SQLite store at once can crash in MLflow's schema migration, so on SQLite the
+first connection is made under a file lock beside the database.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 from dataclasses import dataclass
@@ -18,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import RunStatus, RunTag, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .. import keys
+from .claims import LEDGER_EXPERIMENT, Ledger
+from .writer import retrying
 
 __all__ = ["JobRun", "Store", "resolve_uri"]
 
@@ -41,12 +49,32 @@ def resolve_uri(uri: str | None = None) -> str:
     return uri
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def _artifact_root(uri: str) -> str | None:
     """Artifacts of an SQLite store live beside the database file (absolute)."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
+    db = _sqlite_path(uri)
+    if db is not None:
         return (db.parent / "mlartifacts").resolve().as_uri()
     return None  # a server decides (mlflow-artifacts:/ when it proxies artifacts)
+
+
+@contextlib.contextmanager
+def _first_connection(uri: str):
+    """Serialise the first connection to an SQLite store between processes (its schema
+    migration is not safe to run twice at once); other stores need no lock."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -57,6 +85,7 @@ class JobRun:
     resumed: bool
     phase: str  # "" (nothing done), "trained" (timing left)
     artifact_uri: str | None = None
+    attempts: int = 0  # workers that died under this job before (in earlier drivers)
 
 
 class Store:
@@ -66,42 +95,90 @@ class Store:
         self.uri = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.suite = suite
-        self.experiment_id = self._experiment()
+        with _first_connection(self.uri):
+            self.experiment_id, self.ledger_run_id = self._experiment()
 
-    def _experiment(self) -> str:
-        exp = self.client.get_experiment_by_name(self.suite)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                self.client.restore_experiment(exp.experiment_id)
-            return exp.experiment_id
-        root = _artifact_root(self.uri)
-        location = f"{root}/{self.suite}" if root else None
-        try:
-            return self.client.create_experiment(
-                self.suite, artifact_location=location, tags={keys.TAG_SUITE: self.suite}
-            )
-        except Exception:  # created meanwhile by another driver
-            exp = self.client.get_experiment_by_name(self.suite)
-            if exp is None:
-                raise
-            return exp.experiment_id
+    def _call(self, fn, *args, **kwargs):
+        return retrying(fn, *args, **kwargs)
 
-    def runs_by_key(self) -> dict[str, list]:
-        """Active runs of this suite grouped by job key, newest first."""
+    # ── the suite's experiment and its ledger ──────────────────────────────────────────
+    def _ledger_experiment(self) -> str:
+        exp = self._call(self.client.get_experiment_by_name, LEDGER_EXPERIMENT)
+        if exp is None:
+            try:
+                return self._call(self.client.create_experiment, LEDGER_EXPERIMENT, tags={
+                    "mlflow.note.content": "nfbench: claims of job keys by drivers, one run "
+                                           "per suite (see harness/tracking/claims.py)"})
+            except MlflowException:  # created meanwhile by another driver
+                exp = self._call(self.client.get_experiment_by_name, LEDGER_EXPERIMENT)
+                if exp is None:
+                    raise
+        if exp.lifecycle_stage == "deleted":
+            self._call(self.client.restore_experiment, exp.experiment_id)
+        return exp.experiment_id
+
+    def _new_ledger_run(self) -> str:
+        run = self._call(self.client.create_run, self._ledger_experiment(),
+                         run_name=self.suite, tags={keys.TAG_SUITE: self.suite})
+        return run.info.run_id
+
+    def _experiment(self) -> tuple[str, str]:
+        """The suite's experiment id and its ledger run id (both created when missing).
+
+        A new experiment is created with its ledger tag in one call, so that of two drivers
+        creating it at once, the one whose creation fails adopts the winner's ledger."""
+        exp = self._call(self.client.get_experiment_by_name, self.suite)
+        if exp is None:
+            ledger = self._new_ledger_run()
+            root = _artifact_root(self.uri)
+            try:
+                exp_id = self._call(
+                    self.client.create_experiment, self.suite,
+                    artifact_location=f"{root}/{self.suite}" if root else None,
+                    tags={keys.TAG_SUITE: self.suite, keys.TAG_LEDGER: ledger})
+                return exp_id, ledger
+            except MlflowException:  # created meanwhile by another driver
+                self._call(self.client.delete_run, ledger)
+                exp = self._call(self.client.get_experiment_by_name, self.suite)
+                if exp is None:
+                    raise
+        if exp.lifecycle_stage == "deleted":
+            self._call(self.client.restore_experiment, exp.experiment_id)
+        ledger = exp.tags.get(keys.TAG_LEDGER)
+        if ledger is None:  # an experiment from before ledgers: give it one
+            ledger = self._adopt_ledger(exp.experiment_id)
+        return exp.experiment_id, ledger
+
+    def _adopt_ledger(self, experiment_id: str, settle_s: float = 1.0) -> str:
+        """Tag an existing experiment with a ledger. Tags are last-writer-wins, so each
+        driver writes its own, waits, and reads back which one stayed."""
+        mine = self._new_ledger_run()
+        self._call(self.client.set_experiment_tag, experiment_id, keys.TAG_LEDGER, mine)
+        time.sleep(settle_s)
+        kept = self._call(self.client.get_experiment, experiment_id).tags[keys.TAG_LEDGER]
+        if kept != mine:
+            self._call(self.client.delete_run, mine)
+        return kept
+
+    def ledger(self, ttl: float | None = None) -> Ledger:
+        """This driver's claims in the suite's ledger (not started: call ``start()``)."""
+        return Ledger(self.client, self.ledger_run_id, ttl=ttl, retry=self._call)
+
+    # ── runs ────────────────────────────────────────────────────────────────────────────
+    def runs_by_key(self, key: str | None = None) -> dict[str, list]:
+        """Active runs of this suite grouped by job key, newest first (``key``: that key's)."""
         out: dict[str, list] = {}
         token = None
+        flt = f"tags.`{keys.TAG_KEY}` = '{key}'" if key else ""
         while True:
-            page = self.client.search_runs(
-                [self.experiment_id],
-                run_view_type=ViewType.ACTIVE_ONLY,
-                max_results=1000,
-                order_by=["attributes.start_time DESC"],
-                page_token=token,
-            )
+            page = self._call(
+                self.client.search_runs, [self.experiment_id], filter_string=flt,
+                run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                order_by=["attributes.start_time DESC"], page_token=token)
             for run in page:
-                key = run.data.tags.get(keys.TAG_KEY)
-                if key:
-                    out.setdefault(key, []).append(run)
+                k = run.data.tags.get(keys.TAG_KEY)
+                if k:
+                    out.setdefault(k, []).append(run)
             token = page.token
             if not token:
                 return out
@@ -110,25 +187,35 @@ class Store:
     def status_of(run) -> str:
         return run.data.tags.get(keys.TAG_STATUS, keys.STATUS_RUNNING)
 
+    @staticmethod
+    def is_done(runs: list | None) -> bool:
+        return bool(runs) and Store.status_of(runs[0]) in keys.DONE_STATUSES
+
     def open_run(self, job, tags: dict[str, str], existing: list | None, force: bool,
                  params: dict[str, str] | None = None) -> JobRun:
         """The run for ``job``: resume an unfinished one, or create it (``force``: replace);
-        a new run gets ``params`` (the flattened job config) at once."""
+        a new run gets ``params`` (the flattened job config) at once. A resumed run loses the
+        error of its earlier attempt: its tags say what is true at its end."""
         existing = existing or []
         if force:
             for run in existing:
-                self.client.delete_run(run.info.run_id)
+                self._call(self.client.delete_run, run.info.run_id)
             existing = []
         if existing:
             run = existing[0]
-            for extra in existing[1:]:  # should not happen; keep one run per key
-                self.client.delete_run(extra.info.run_id)
-            self.client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            self.client.set_tag(run.info.run_id, keys.TAG_STATUS, keys.STATUS_RUNNING)
-            return JobRun(run.info.run_id, True, run.data.tags.get("nfbench.phase", ""),
-                          run.info.artifact_uri)
-        run = self.client.create_run(
-            self.experiment_id,
+            for extra in existing[1:]:  # from before claims existed; keep one run per key
+                self._call(self.client.delete_run, extra.info.run_id)
+            rid = run.info.run_id
+            self._call(self.client.update_run, rid, status=RunStatus.to_string(RunStatus.RUNNING))
+            self._call(self.client.log_batch, rid,
+                       tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)])
+            if keys.TAG_ERROR in run.data.tags:
+                self._call(self.client.delete_tag, rid, keys.TAG_ERROR)
+            return JobRun(rid, True, run.data.tags.get(keys.TAG_PHASE, ""),
+                          run.info.artifact_uri,
+                          int(run.data.tags.get(keys.TAG_ATTEMPTS, 0) or 0))
+        run = self._call(
+            self.client.create_run, self.experiment_id,
             run_name=f"{job.arch.display}·{job.dataset.display}·{job.dequant.display}·s{job.seed}",
             tags={**tags, keys.TAG_STATUS: keys.STATUS_RUNNING, keys.TAG_SUITE: self.suite,
                   keys.TAG_KEY: job.key},
@@ -153,11 +240,12 @@ class Store:
             tags.append(RunTag(keys.TAG_ATTEMPTS, str(attempts)))
         if error:
             tags.append(RunTag(keys.TAG_ERROR, error[-4900:]))
-        self.client.log_batch(run_id, tags=tags)
+        self._call(self.client.log_batch, run_id, tags=tags)
         mlflow_status = {
             keys.STATUS_FINISHED: "FINISHED",
             keys.STATUS_DIVERGED: "FINISHED",
             keys.STATUS_FAILED: "FAILED",
             keys.STATUS_KILLED: "KILLED",
         }[status]
-        self.client.set_terminated(run_id, status=mlflow_status, end_time=int(time.time() * 1000))
+        self._call(self.client.set_terminated, run_id, status=mlflow_status,
+                   end_time=int(time.time() * 1000))

@@ -19,7 +19,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-__all__ = ["MlflowTracker", "Tracker"]
+__all__ = ["MlflowTracker", "Tracker", "retrying"]
 
 # progress bars of artifact downloads would interleave with the scheduler's progress lines
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -28,6 +28,21 @@ MAX_METRICS = 1000
 MAX_PARAMS = 100
 MAX_TAGS = 100
 PARAM_LEN = 6000
+TRANSIENT = ("locked", "busy", "connection", "timed out", "temporarily unavailable")
+
+
+def retrying(fn, *args, retries: int = 8, **kwargs):
+    """``fn(*args, **kwargs)``, retried with back-off on transient store errors (SQLite's
+    "database is locked", a busy or unreachable server); other errors raise at once."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            text = str(exc).lower()
+            if attempt == retries or not any(word in text for word in TRANSIENT):
+                raise
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Tracker:
@@ -78,16 +93,7 @@ class MlflowTracker(Tracker):
     def _retry(self, fn, *args, **kwargs):
         t0 = time.perf_counter()
         try:
-            for attempt in range(self.retries + 1):
-                try:
-                    return fn(*args, **kwargs)
-                except Exception as exc:  # sqlite "database is locked", a busy server
-                    if attempt == self.retries:
-                        raise
-                    if "locked" not in str(exc).lower() and "busy" not in str(exc).lower() \
-                            and "connection" not in str(exc).lower():
-                        raise
-                    time.sleep(min(0.05 * 2**attempt, 2.0))
+            return retrying(fn, *args, retries=self.retries, **kwargs)
         finally:
             self.seconds += time.perf_counter() - t0
 
