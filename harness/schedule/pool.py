@@ -43,6 +43,7 @@ class _Worker:
     state: str = "starting"  # "starting" | "idle" | "busy"
     since: float = field(default_factory=time.monotonic)
     task: Task | None = None
+    where: dict[str, Any] = field(default_factory=dict)  # from its "started" event
 
 
 class Pool:
@@ -171,7 +172,8 @@ class Pool:
                 self.first_dispatch = time.monotonic()
             if self.on_start:
                 self.on_start({"phase": self.name, "worker": wid, "key": task.job.key,
-                               "actor": self.backend.handle(wid), "run_id": task.run_id})
+                               "actor": self.backend.handle(wid), "run_id": task.run_id,
+                               "node": w.where.get("node")})
 
     def run(self) -> list[Task]:
         """Run the phase to its end; the tasks that go on to the next phase."""
@@ -212,7 +214,7 @@ class Pool:
         if w is None:  # a worker already dropped
             return None
         if ev.kind == "started":
-            w.state, w.since = "idle", time.monotonic()
+            w.state, w.since, w.where = "idle", time.monotonic(), ev.info or {}
             return None
         if ev.kind == "start_failed":
             self.workers.pop(ev.worker)

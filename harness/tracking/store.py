@@ -93,9 +93,9 @@ class Store:
 
     def __init__(self, uri: str | None, suite: str):
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
         self.suite = suite
-        with _first_connection(self.uri):
+        with _first_connection(self.uri):  # the client makes the schema when it is new
+            self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id, self.ledger_run_id = self._experiment()
 
     def _call(self, fn, *args, **kwargs):

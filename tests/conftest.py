@@ -1,0 +1,25 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory):
+    """An SQLite MLflow store with its schema made (MLflow's migrations take seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path, _empty_store):
+    """The URI of a fresh, empty SQLite MLflow store in this test's ``tmp_path``."""
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(_empty_store, path)
+    return f"sqlite:///{path}"
