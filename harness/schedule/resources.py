@@ -58,3 +58,15 @@ def train_slots(shape: ClusterShape, cpus: float, gpus: float, jobs: int,
             f"{source}: resources: a job asks for {cpus:g} CPUs and {gpus:g} GPUs, but {have}; {fix}"
         )
     return max(1, min(total, jobs))
+
+
+def local_shape(num_cpus: float | None = None) -> ClusterShape:
+    """The shape a local Ray instance will have, without starting Ray: one node with
+    ``num_cpus`` CPUs (default ``os.cpu_count()``) and ``torch.cuda.device_count()`` GPUs,
+    so that a suite's resources are checked before anything is created."""
+    import os
+
+    import torch
+
+    cpus = float(num_cpus) if num_cpus is not None else float(os.cpu_count() or 1)
+    return ClusterShape([{"id": "local", "cpus": cpus, "gpus": float(torch.cuda.device_count())}])
