@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, whose complaints become one line (:class:`UsageError`) instead of a usage
     block and ``SystemExit``."""
 
-    def error(self, message: str):  # noqa: D102 — argparse's hook
+    def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
@@ -289,8 +289,7 @@ def _check_machine(suite, root, path: str, num_cpus: float | None) -> None:
 def _missing_data(suite, root, path: str) -> list[str]:
     """File-based data sets whose files are not in the data directory (unless the suite
     asks to download them), as problems naming the item and the fix."""
-    from .data import resolve_data_dir
-    from .data import images, tabular
+    from .data import images, resolve_data_dir, tabular
     from .suite import line_of
 
     sources = {**getattr(images, "SOURCES", {}), **getattr(tabular, "SOURCES", {})}

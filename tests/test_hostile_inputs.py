@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.cli import main
 
@@ -66,13 +67,7 @@ ANCHORS_200 = ("base: &b [" + ", ".join(["1"] * 200) + "]\nmore: &m [" + ", ".jo
                + "]\n" + GOOD)
 SEEDS_10001 = sub("seeds: [0]", "seeds: [" + ", ".join(map(str, range(10_001))) + "]")
 LONG = "x" * 10_000
-HAS_GPU = False
-try:
-    import torch
-
-    HAS_GPU = torch.cuda.device_count() > 0
-except Exception:  # noqa: BLE001
-    pass
+HAS_GPU = torch.cuda.device_count() > 0
 MEMORY_GB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 RUN = ["run", "s.yaml", "--no-report"]
@@ -212,8 +207,9 @@ CASES: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
      ["s.yaml:3: matrix.architectures[0].hidden"]),
     ("hparam-reference-row", arch("{name: histogram, laplace: -1}"), RUN,
      ["matrix.architectures[0].laplace"]),
-    ("preflight-levels", "name: p\nmatrix:\n  architectures: [{name: glow, levels: 4}]\n"
-     "  datasets: [digits]\n  dequantization: [uniform]\ntrain: {steps: 5}\n", RUN,
+    ("preflight-levels", ("name: p\nmatrix:\n  architectures: [{name: glow, levels: 4}]\n"
+                          "  datasets: [digits]\n  dequantization: [uniform]\n"
+                          "train: {steps: 5}\n"), RUN,
      ["s.yaml:3: matrix.architectures[0]: pre-flight: glow", "levels", "--no-preflight"]),
     ("data-option-unknown", data("{name: moons, flaten: true}"), RUN,
      ["s.yaml:4: matrix.datasets[0].flaten", "did you mean 'flatten'"]),

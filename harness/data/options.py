@@ -65,7 +65,7 @@ DEQUANT_OPTIONS: dict[str, Option] = {
 _FRAMEWORK = {"seed", "data_dir", "download"}  # passed by load(), not options
 
 
-def _keyword_defaults(factory) -> dict[str, object]:  # noqa: ANN001
+def _keyword_defaults(factory) -> dict[str, object]:
     return {
         p.name: (None if p.default is p.empty else p.default)
         for p in inspect.signature(factory).parameters.values()

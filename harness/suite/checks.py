@@ -108,7 +108,7 @@ def param_name_problem(name: str) -> str | None:
         return ("holds a character MLflow refuses in a parameter name (allowed: letters, "
                 "digits, _ - . / : and spaces)")
     norm = posixpath.normpath(name)
-    if norm != name or norm == "." or norm.startswith("..") or norm.startswith("/"):
+    if norm != name or norm == "." or norm.startswith(("..", "/")):
         return "is not a plain name (MLflow refuses '..', '//', a leading or trailing '/')"
     return None
 
@@ -122,8 +122,8 @@ def _params_problems(section: str, cfg: dict[str, Any]) -> Problems:
         if why:
             out.append((option, f"the run parameter '{clip(key)}' {why}; rename the option"))
         elif len(value) > MLFLOW_PARAM_VALUE_MAX:
-            out.append((option, f"the value is {len(value):,} characters as a run parameter; "
-                                f"MLflow stores at most {MLFLOW_PARAM_VALUE_MAX:,}"))
+            out.append((option, (f"the value is {len(value):,} characters as a run parameter; "
+                                 f"MLflow stores at most {MLFLOW_PARAM_VALUE_MAX:,}")))
     return out
 
 
@@ -224,8 +224,9 @@ def _item_problems(field_name: str, item: AxisItem, catalog: Catalog) -> Problem
         out = _option_problems(specs, opts, f"data set '{item.name}'", "option") if specs else []
         if not out and opts.get("condition") and not catalog.dataset_classes.get(item.name):
             labelled = sorted(n for n, c in catalog.dataset_classes.items() if c)
-            out.append(("condition", f"data set '{item.name}' has no class labels; remove "
-                        f"'condition' or use a labelled data set ({', '.join(labelled)})"))
+            out.append(("condition", (f"data set '{item.name}' has no class labels; remove "
+                                      "'condition' or use a labelled data set "
+                                      f"({', '.join(labelled)})")))
         return out or _params_problems("data", {"name": item.name, **opts})
     specs = catalog.dequant_options.get(item.name)
     out = _option_problems(specs, opts, f"'{item.name}'", "option") if specs else []

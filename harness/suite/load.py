@@ -64,9 +64,9 @@ def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
                 if _key(k) == part:
                     nxt = v
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                nxt = node.value[part]
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+              and 0 <= part < len(node.value)):
+            nxt = node.value[part]
         node = nxt
     if node is not None:
         line = node.start_mark.line + 1
@@ -142,8 +142,8 @@ def _yaml_problem(source: str, exc: yaml.YAMLError, text: str) -> str:
 def parse_suite(text: str, source: str = "<suite>") -> tuple[Suite, yaml.Node | None]:
     """Parse YAML text into a :class:`Suite` (and the YAML node tree, for line numbers)."""
     if len(text) > MAX_BYTES:
-        raise SuiteError(source, [f"{source}: the suite is {len(text):,} characters; a suite "
-                                  f"is at most {MAX_BYTES:,} (split it into several)"])
+        raise SuiteError(source, [(f"{source}: the suite is {len(text):,} characters; a suite "
+                                   f"is at most {MAX_BYTES:,} (split it into several)")])
     try:
         raw, root = load_yaml(text)
     except yaml.YAMLError as exc:
@@ -179,19 +179,20 @@ def read_suite(path: str | Path) -> str:
     try:
         size = p.stat().st_size
         if size > MAX_BYTES:
-            raise SuiteError(str(p), [f"{shown_path}: the file is {size:,} bytes; a suite is "
-                                      f"at most {MAX_BYTES:,} bytes (split it into several)"])
+            raise SuiteError(str(p), [(f"{shown_path}: the file is {size:,} bytes; a suite "
+                                       f"is at most {MAX_BYTES:,} bytes (split it into "
+                                       "several)")])
         with open(p, "rb") as f:
             data = f.read(MAX_BYTES + 1)
         if len(data) > MAX_BYTES:  # grew since stat
             raise SuiteError(str(p), [f"{shown_path}: a suite is at most {MAX_BYTES:,} bytes"])
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SuiteError(str(p), [f"{shown_path}: not UTF-8 text (byte {exc.start}); save "
-                                  "the suite as UTF-8"]) from None
+        raise SuiteError(str(p), [(f"{shown_path}: not UTF-8 text (byte {exc.start}); save "
+                                   "the suite as UTF-8")]) from None
     except OSError as exc:
-        raise SuiteError(str(p), [f"{shown_path}: cannot read the file: "
-                                  f"{clip(exc.strerror or str(exc), 100)}"]) from None
+        raise SuiteError(str(p), [(f"{shown_path}: cannot read the file: "
+                                   f"{clip(exc.strerror or str(exc), 100)}")]) from None
 
 
 def load_suite(path: str | Path) -> tuple[Suite, yaml.Node | None]:

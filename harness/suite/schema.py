@@ -84,14 +84,17 @@ class _Strict(BaseModel):
         """Refuse ``true``/``yes``/``on`` … where a number belongs (pydantic reads them as 1)."""
         field = cls.model_fields.get(info.field_name or "")
         kind = _numeric(field.annotation) if field is not None else None
+        # pydantic turns a ValueError (not a TypeError) into a validation error
         if kind == "scalar" and isinstance(value, bool):
-            raise ValueError(f"a number is expected, not a boolean (got {value!r}; YAML reads "
-                             "yes/no/on/off/true/false as booleans)")
+            raise ValueError(
+                f"a number is expected, not a boolean (got {value!r}; YAML reads "
+                "yes/no/on/off/true/false as booleans)")
         if kind == "items" and isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
                 if isinstance(item, bool):
-                    raise ValueError(f"item {i} is a boolean, not a number (got {item!r}; YAML "
-                                     "reads yes/no/on/off/true/false as booleans)")
+                    raise ValueError(  # noqa: TRY004
+                        f"item {i} is a boolean, not a number (got {item!r}; YAML "
+                        "reads yes/no/on/off/true/false as booleans)")
         return value
 
 

@@ -86,7 +86,7 @@ def _probe_http(parts: urllib.parse.SplitResult, timeout: float) -> str | None:
 
     def get() -> str | None:
         try:
-            with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 — http(s) only
+            with urllib.request.urlopen(url, timeout=timeout):
                 return None
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
