@@ -271,9 +271,6 @@ def _check_machine(suite, root, path: str, num_cpus: float | None) -> None:
     place = f"{path}:{line}" if line else str(path)
     shape = local_shape(num_cpus)
     res = suite.resources
-    if num_cpus is not None and num_cpus > (os.cpu_count() or 1):
-        raise UsageError(f"--num-cpus: {num_cpus:g} is more than this machine's "
-                         f"{os.cpu_count()} CPUs")
     train_slots(shape, res.cpus, res.gpus, 1, source=place)
     if res.memory_gb:
         try:
