@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections import Counter
 from pathlib import Path
+
+from . import refusals
+from .refusals import UsageError
 
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
 MAX_LINE = 500  # characters of one printed error line
-MAX_JOBS_CEILING = 10_000_000  # the most --max-jobs accepts
 DROPPED_SHOWN = 20  # dropped cells listed one per line; the rest are counted by reason
-
-
-class UsageError(Exception):
-    """A bad command line (argparse's complaint, or a flag's value), printed as one line."""
 
 
 def _err(msg: str) -> None:
@@ -41,37 +38,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text[:40]!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text[:40]!r}")
-    return value
-
-
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text[:40]!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text[:40]!r}")
-    return value
-
-
-def _job_limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text[:40]!r}") from None
-    if not 1 <= value <= MAX_JOBS_CEILING:
-        raise argparse.ArgumentTypeError(
-            f"must be between 1 and {MAX_JOBS_CEILING:,}, got {text[:40]!r}")
-    return value
 
 
 # ── suite loading and checking ──────────────────────────────────────────────────────────
@@ -219,95 +185,6 @@ def _arch_place(path: str, suite, root):
     return where
 
 
-# ── checks of the command line and the machine, before anything is created ───────────
-def _tracking_uri(args, *, must_exist: bool, probe: bool = True) -> str:
-    """The tracking URI of this command, checked (``TrackingUriError``), then resolved."""
-    from .tracking.uri import check_tracking_uri
-
-    given = getattr(args, "tracking_uri", None)
-    if given is not None:
-        uri, origin = given, "--tracking-uri"
-    elif os.environ.get("MLFLOW_TRACKING_URI"):
-        uri, origin = os.environ["MLFLOW_TRACKING_URI"], "$MLFLOW_TRACKING_URI"
-    else:
-        uri, origin = "sqlite:///mlflow.db", "the default tracking URI sqlite:///mlflow.db"
-    check_tracking_uri(uri, origin, must_exist=must_exist, probe=probe)
-    from .tracking import resolve_uri
-
-    return resolve_uri(uri)
-
-
-def _is_local(address: str | None) -> bool:
-    return address in (None, "local")
-
-
-def _check_address(address: str | None, flag: str, *, http: bool) -> None:
-    """A Ray address: ``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT`` for ``run``;
-    the Jobs API's ``http(s)://HOST[:PORT]`` for ``submit``."""
-    import urllib.parse
-
-    if address is None or (not http and address in ("auto", "local")):
-        return
-    shown = address if len(address) <= 80 else address[:60] + "…"
-    want = ("http://HOST:8265 (the Ray dashboard's Jobs API)" if http
-            else "auto, HOST:PORT or ray://HOST:PORT")
-    text = address if "://" in address else f"ray://{address}"
-    try:
-        parts = urllib.parse.urlsplit(text)
-        port = parts.port
-    except ValueError:
-        raise UsageError(f"{flag}: '{shown}' is not an address; give {want}") from None
-    schemes = ("http", "https") if http else ("ray",)
-    if parts.scheme not in schemes or not parts.hostname or (not http and port is None):
-        raise UsageError(f"{flag}: '{shown}' is not an address; give {want}")
-
-
-def _check_machine(suite, root, path: str, num_cpus: float | None) -> None:
-    """Resources of one job against this machine (a local Ray instance), before Ray starts."""
-    from .schedule.resources import ResourceError, local_shape, train_slots
-    from .suite import line_of
-
-    line = line_of(root, ("resources",))
-    place = f"{path}:{line}" if line else str(path)
-    shape = local_shape(num_cpus)
-    res = suite.resources
-    train_slots(shape, res.cpus, res.gpus, 1, source=place)
-    if res.memory_gb:
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        except (ValueError, OSError, AttributeError):
-            return
-        if res.memory_gb > total:
-            raise ResourceError(f"{place}: resources.memory_gb: a job asks for "
-                                f"{res.memory_gb:g} GB, but this machine has {total:.1f} GB; "
-                                "lower resources.memory_gb")
-
-
-def _missing_data(suite, root, path: str) -> list[str]:
-    """File-based data sets whose files are not in the data directory (unless the suite
-    asks to download them), as problems naming the item and the fix."""
-    from .data import images, resolve_data_dir, tabular
-    from .suite import line_of
-
-    sources = {**getattr(images, "SOURCES", {}), **getattr(tabular, "SOURCES", {})}
-    problems = []
-    for i, item in enumerate(suite.matrix.datasets):
-        source = sources.get(item.name)
-        if source is None or item.options.get("download"):
-            continue
-        data_dir = resolve_data_dir(item.options.get("data_dir"))
-        missing = [f for f in source.files if not (data_dir / f).is_file()]
-        if missing:
-            line = line_of(root, ("matrix", "datasets", i))
-            problems.append(
-                f"{path}:{line}: matrix.datasets[{i}]: data set '{item.name}' needs "
-                f"{len(missing)} file(s) missing from the data directory {data_dir} (from "
-                f"--data-dir, $NFBENCH_DATA or ~/.nfbench/data), e.g. {missing[0]}; get them "
-                f"from {source.where}, or let nfbench fetch them: "
-                f"{{name: {item.name}, download: true}}")
-    return problems
-
-
 # ── commands ────────────────────────────────────────────────────────────────────────────
 def cmd_plan(args) -> int:
     suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight,
@@ -329,12 +206,12 @@ def cmd_plan(args) -> int:
 def cmd_run(args) -> int:
     from .suite import SuiteError
 
-    _check_address(args.address, "--address", http=False)
+    refusals.check_address(args.address, "--address", http=False)
     suite, root, jobs = _load(args.suite, max_jobs=args.max_jobs)
-    uri = _tracking_uri(args, must_exist=False)
-    if _is_local(args.address):
-        _check_machine(suite, root, args.suite, args.num_cpus)
-        missing = _missing_data(suite, root, args.suite)
+    uri = refusals.tracking_uri(args, must_exist=False)
+    if refusals.is_local(args.address):
+        refusals.check_machine(suite, root, args.suite, args.num_cpus)
+        missing = refusals.missing_data(suite, root, args.suite)
         if missing:
             raise SuiteError(str(args.suite), missing)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -365,7 +242,7 @@ def _report(suites: list[str], uri: str, out: str, ui_base: str | None = None) -
 
 
 def cmd_report(args) -> int:
-    uri = _tracking_uri(args, must_exist=True)
+    uri = refusals.tracking_uri(args, must_exist=True)
     out = args.out or (f"reports/{args.suites[0]}" if len(args.suites) == 1 else "reports/site")
     if Path(out).exists() and not Path(out).is_dir():
         raise UsageError(f"--out: {out[:200]} is a file; the report needs a folder")
@@ -377,7 +254,7 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from .report import Tolerance, compare
 
-    uri = _tracking_uri(args, must_exist=True)
+    uri = refusals.tracking_uri(args, must_exist=True)
     tol = Tolerance(quality=args.quality_tol, speed=args.speed_tol,
                     missing_is_worse=args.missing_is_worse)
     try:
@@ -412,7 +289,7 @@ def cmd_list(args) -> int:
 def cmd_submit(args) -> int:
     from .submit import submit
 
-    _check_address(args.address, "--address", http=True)
+    refusals.check_address(args.address, "--address", http=True)
     suite, jobs = load_jobs(args.suite, quiet=True, max_jobs=args.max_jobs)
     if args.tracking_uri is not None:  # the cluster's view: checked, not reached from here
         from .tracking.uri import check_tracking_uri
@@ -432,7 +309,7 @@ def parser() -> argparse.ArgumentParser:
                              "sqlite:///mlflow.db in the working directory)")
 
     def max_jobs(sp):
-        sp.add_argument("--max-jobs", type=_job_limit, default=None, metavar="N",
+        sp.add_argument("--max-jobs", type=refusals.job_limit, default=None, metavar="N",
                         help="refuse a suite whose matrix has more than N cells "
                              "(default 10,000)")
 
@@ -445,7 +322,7 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the flow pre-flight check (building each flow on a tiny batch)")
     r.add_argument("--no-report", action="store_true", help="write no report at the end")
     r.add_argument("--out", default=None, help="report folder (default: reports/SUITE)")
-    r.add_argument("--num-cpus", type=_positive_number, default=None,
+    r.add_argument("--num-cpus", type=refusals.positive_number, default=None,
                    help="CPUs of the local Ray instance (default: all)")
     r.add_argument("--data-dir", default=None, help="data directory (default: $NFBENCH_DATA)")
     max_jobs(r)
@@ -470,9 +347,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("a")
     c.add_argument("b")
     tracking(c)
-    c.add_argument("--quality-tol", type=_tolerance, default=0.02,
+    c.add_argument("--quality-tol", type=refusals.tolerance, default=0.02,
                    help="bpd / nats a row may lose before it counts as worse (default 0.02)")
-    c.add_argument("--speed-tol", type=_tolerance, default=0.10,
+    c.add_argument("--speed-tol", type=refusals.tolerance, default=0.10,
                    help="relative slow-down allowed (default 0.10)")
     c.add_argument("--missing-is-worse", action="store_true",
                    help="a configuration of A missing from B counts as worse")
@@ -494,19 +371,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _data_dir(args) -> None:
-    """``--data-dir`` must name an existing folder; it becomes ``$NFBENCH_DATA`` (the workers
-    inherit it)."""
-    given = getattr(args, "data_dir", None)
-    if given is None:
-        return
-    path = Path(given).expanduser()
-    if not path.is_dir():
-        raise UsageError(f"--data-dir: {given[:200]}: no such folder; create it, or fix the "
-                         "path (nfbench creates no data folder)")
-    os.environ["NFBENCH_DATA"] = str(path.resolve())
-
-
 def main(argv: list[str] | None = None) -> int:
     from .registry import UnknownNameError
     from .schedule.resources import ResourceError
@@ -516,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parser().parse_args(argv)
-        _data_dir(args)
+        refusals.data_dir(args)
         return int(args.fn(args) or 0)
     except SuiteError as exc:
         if len(exc.problems) == 1:
