@@ -1,41 +1,66 @@
 """The ``nfbench`` command: run, plan, report, compare, submit, list.
 
-Bad input (a malformed suite, an unknown name, an impossible resource request, a flow that
-fails its pre-flight check) is refused before anything is scheduled, with exit status 2 and
-a message that names the place and the fix.
+Bad input (a malformed suite, an unknown name or option, a suite over the job limit, an
+impossible resource request, an unusable tracking URI, a bad flag, a flow that fails its
+pre-flight check) is refused before anything exists — no MLflow store, no folder, no Ray —
+with exit status 2 and one line that names the place (``FILE:LINE: field`` or the flag) and
+the fix. Every line printed for an error is cut to ``MAX_LINE`` characters.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import math
 import sys
+from collections import Counter
 from pathlib import Path
+
+from . import refusals
+from .refusals import UsageError
 
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
+MAX_LINE = 500  # characters of one printed error line
+DROPPED_SHOWN = 20  # dropped cells listed one per line; the rest are counted by reason
 
 
 def _err(msg: str) -> None:
-    print(msg, file=sys.stderr)
+    for line in str(msg).splitlines() or [""]:
+        if len(line) > MAX_LINE:
+            line = f"{line[: MAX_LINE - 30]}… ({len(line):,} characters)"
+        print(line, file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose complaints become one line (:class:`UsageError`) instead of a usage
+    block and ``SystemExit``."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 # ── suite loading and checking ──────────────────────────────────────────────────────────
 def catalog():
-    """The registries as plain data, for the torch-free suite checks."""
+    """The registries as plain data (names, option specs), for the torch-free suite checks."""
     from . import data, flows
+    from .data.options import dataset_options, dequant_cross_problems, dequant_options
+    from .flows.hparam_specs import cross_problems, hparam_specs
+    from .job.reference import REFERENCE_MODELS
     from .suite import Catalog
 
     def dequant_ok(scheme: str, kind: str) -> str | None:
         ok, reason = data.compatible(scheme, kind)
         return None if ok else reason
 
-    from .job.reference import REFERENCE_MODELS
-
     schemes = list(data.schemes())
-    arch_hparams = {n: flows.hparams(n) for n in flows.names()}
-    arch_hparams.update({n: hp for n, (hp, _) in REFERENCE_MODELS.items()})
+    flow_names = flows.names()
+    arch_hparams = {n: flows.hparams(n) for n in flow_names}
+    arch_options = {n: hparam_specs(n) for n in flow_names}
+    for n, (hp, _) in REFERENCE_MODELS.items():
+        arch_hparams[n] = hp
+        arch_options[n] = hparam_specs(n, hp)
+    deq_options = {s: dequant_options(s) for s in schemes}
 
     class _Catalog(Catalog):
         def combination(self, arch, dataset, dequant):
@@ -49,54 +74,83 @@ def catalog():
                 return None
             return super().combination(arch, dataset, dequant)
 
+    names = data.names()
     return _Catalog(
         arch_hparams=arch_hparams,
-        dataset_kind={n: data.entry(n).meta["kind"] for n in data.names()},
+        dataset_kind={n: data.entry(n).meta["kind"] for n in names},
         dequant_schemes=schemes,
         dequant_ok=dequant_ok,
+        dataset_options={n: dataset_options(n) for n in names},
+        arch_options=arch_options,
+        dequant_options=deq_options,
+        dataset_classes={n: data.entry(n).meta.get("classes") for n in names},
+        arch_cross=lambda n, o: [] if n in REFERENCE_MODELS else cross_problems(n, o),
+        dequant_cross=dequant_cross_problems,
+        flows=flow_names,
     )
 
 
-def load_jobs(path: str, quiet: bool = False, check_flows: bool = False):
-    """Parse, check and expand a suite (``check_flows``: and pre-flight its flows); raise
-    SuiteError on any problem."""
-    from .suite import check_suite, expand, load_suite
+def _print_dropped(dropped) -> None:
+    """One line per dropped cell, the first ``DROPPED_SHOWN``; then counts by reason."""
+    for d in dropped[:DROPPED_SHOWN]:
+        a = d.axes
+        print(f"dropped {a['arch']} · {a['dataset']} · {a['dequant']} · seed {a['seed']}: "
+              f"{d.reason}")
+    if len(dropped) > DROPPED_SHOWN:
+        rest = Counter(d.reason for d in dropped[DROPPED_SHOWN:])
+        print(f"dropped {len(dropped) - DROPPED_SHOWN:,} more: "
+              + "; ".join(f"{n:,} × {reason}" for reason, n in rest.most_common()))
+
+
+def _load(path: str, quiet: bool = False, check_flows: bool = False, max_jobs: int | None = None):
+    """``load_jobs``, also returning the YAML node tree (for line numbers)."""
+    from .suite import MAX_JOBS, SuiteError, check_suite, expand, load_suite
 
     suite, root = load_suite(path)
     cat = catalog()
-    check_suite(suite, cat, str(path), root)
+    check_suite(suite, cat, str(path), root, max_jobs=max_jobs or MAX_JOBS)
     jobs, dropped = expand(suite, cat.combination)
     if not quiet:
-        for d in dropped:
-            a = d.axes
-            print(f"dropped {a['arch']} · {a['dataset']} · {a['dequant']} · seed {a['seed']}: "
-                  f"{d.reason}")
+        _print_dropped(dropped)
     if not jobs:
-        from .suite import SuiteError
-
         raise SuiteError(str(path), [f"{path}: matrix: the matrix expands to no job "
-                                     f"({len(dropped)} combinations dropped, listed above); "
-                                     "check the axes and the include/exclude rules"])
+                                     f"({len(dropped)} combinations dropped"
+                                     + (", listed above" if not quiet else "")
+                                     + "); check the axes and the include/exclude rules"])
     if check_flows:
-        problems = preflight(jobs)
-        if problems:
-            from .suite import SuiteError
+        _preflight(path, suite, root, jobs)
+    return suite, root, jobs
 
-            raise SuiteError(str(path), problems + [
-                "fix the architecture, or skip this check with --no-preflight"])
+
+def _preflight(path: str, suite, root, jobs) -> None:
+    """Pre-flight every flow of ``jobs``; SuiteError naming each failing architecture item."""
+    from .suite import SuiteError
+
+    problems = preflight(jobs, where=_arch_place(path, suite, root))
+    if problems:
+        raise SuiteError(str(path), [
+            f"{p}; fix the architecture, or skip this check with --no-preflight"
+            for p in problems])
+
+
+def load_jobs(path: str, quiet: bool = False, check_flows: bool = False, *,
+              max_jobs: int | None = None):
+    """Parse, check and expand a suite (``check_flows``: and pre-flight its flows); raise
+    SuiteError on any problem. ``max_jobs``: the job limit (default ``MAX_JOBS``)."""
+    suite, _, jobs = _load(path, quiet, check_flows, max_jobs)
     return suite, jobs
 
 
-def preflight(jobs, out=print) -> list[str]:
-    """Check each (architecture, data shape) pair on a tiny batch; problems as lines."""
+def preflight(jobs, out=print, where=None) -> list[str]:
+    """Check each (architecture, data shape) pair on a tiny batch; problems as lines
+    (``where(arch_item)``: the place of an architecture item, ``FILE:LINE: field``)."""
     from . import data, flows
+    from .job.reference import REFERENCE_MODELS
 
     check = getattr(flows, "preflight", None)
     if check is None:
         return []
     problems, seen = [], set()
-    from .job.reference import REFERENCE_MODELS
-
     for job in jobs:
         name = job.arch.name
         if name in REFERENCE_MODELS:
@@ -104,8 +158,6 @@ def preflight(jobs, out=print) -> list[str]:
         shape = tuple(data.entry(job.dataset.name).meta["event_shape"])
         flat = job.dataset.options.get("flatten", False)
         if len(shape) > 1 and (flat or not flows.entry(name).meta.get("images", False)):
-            import math
-
             shape = (math.prod(shape),)
         sig = (name, repr(sorted(job.arch.options.items())), shape)
         if sig in seen:
@@ -113,34 +165,63 @@ def preflight(jobs, out=print) -> list[str]:
         seen.add(sig)
         res = check(name, shape if len(shape) > 1 else shape[0], dict(job.arch.options))
         if not res.ok:
-            problems.append(f"pre-flight: {job.arch.display} on {job.dataset.name} {shape}: "
-                            f"{res.message}")
+            place = f"{where(job.arch)}: " if where else ""
+            problems.append(f"{place}pre-flight: {job.arch.display} on {job.dataset.name} "
+                            f"{shape}: {res.message}")
     return problems
+
+
+def _arch_place(path: str, suite, root):
+    """``item → 'FILE:LINE: matrix.architectures[i]'`` for the items of ``suite``."""
+    from .suite import line_of
+
+    def where(item) -> str:
+        for i, a in enumerate(suite.matrix.architectures):
+            if a is item:
+                line = line_of(root, ("matrix", "architectures", i))
+                return f"{path}:{line}: matrix.architectures[{i}]" if line else str(path)
+        return str(path)
+
+    return where
 
 
 # ── commands ────────────────────────────────────────────────────────────────────────────
 def cmd_plan(args) -> int:
-    suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight)
+    suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight,
+                            max_jobs=args.max_jobs)
     res = suite.resources
-    print(f"suite {suite.name}: {len(jobs)} jobs, each {res.cpus:g} CPU"
-          + (f" + {res.gpus:g} GPU" if res.gpus else ""))
+    out = [f"suite {suite.name}: {len(jobs)} jobs, each {res.cpus:g} CPU"
+           + (f" + {res.gpus:g} GPU" if res.gpus else "")]
     header = f"{'key':16}  {'architecture':28} {'data set':14} {'dequant':12} {'seed':>4}  resources"
-    print(header)
-    print("-" * len(header))
+    out += [header, "-" * len(header)]
+    tail = f"  cpu={res.cpus:g} gpu={res.gpus:g}"
     for j in jobs:
         a = j.axes
-        print(f"{j.key:16}  {a['arch'][:28]:28} {a['dataset'][:14]:14} {a['dequant'][:12]:12} "
-              f"{a['seed']:>4}  cpu={res.cpus:g} gpu={res.gpus:g}")
+        out.append(f"{j.key:16}  {a['arch'][:28]:28} {a['dataset'][:14]:14} "
+                   f"{a['dequant'][:12]:12} {a['seed']:>4}{tail}")
+    sys.stdout.write("\n".join(out) + "\n")
     return 0
 
 
 def cmd_run(args) -> int:
-    suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight)
-    from .schedule import run_jobs
-    from .tracking import resolve_uri
+    from .suite import SuiteError
 
-    uri = resolve_uri(args.tracking_uri)
-    print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {uri}")
+    refusals.check_address(args.address, "--address", http=False)
+    suite, root, jobs = _load(args.suite, max_jobs=args.max_jobs)
+    uri = refusals.tracking_uri(args, must_exist=False)
+    if refusals.is_local(args.address):
+        refusals.check_machine(suite, root, args.suite, args.num_cpus)
+        missing = refusals.missing_data(suite, root, args.suite)
+        if missing:
+            raise SuiteError(str(args.suite), missing)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out: {args.out[:200]} is a file; the report needs a folder")
+    if not args.no_preflight:  # the slowest check last
+        _preflight(args.suite, suite, root, jobs)
+    from .schedule import run_jobs
+    from .tracking.uri import redact
+
+    print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {redact(uri)}")
     summary = run_jobs(suite, jobs, uri=uri, address=args.address, force=args.force,
                        num_cpus=args.num_cpus, backend=args.backend)
     print(f"suite {suite.name}: {len(summary.finished)} finished, {len(summary.diverged)} "
@@ -161,24 +242,25 @@ def _report(suites: list[str], uri: str, out: str, ui_base: str | None = None) -
 
 
 def cmd_report(args) -> int:
-    from .tracking import resolve_uri
-
-    uri = resolve_uri(args.tracking_uri)
+    uri = refusals.tracking_uri(args, must_exist=True)
     out = args.out or (f"reports/{args.suites[0]}" if len(args.suites) == 1 else "reports/site")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out: {out[:200]} is a file; the report needs a folder")
     index = _report(args.suites, uri, out, args.ui_base)
     print(f"report: {index}")
     return 0
 
 
 def cmd_compare(args) -> int:
-    from .report import compare
-    from .tracking import resolve_uri
+    from .report import Tolerance, compare
 
-    from .report import Tolerance
-
+    uri = refusals.tracking_uri(args, must_exist=True)
     tol = Tolerance(quality=args.quality_tol, speed=args.speed_tol,
                     missing_is_worse=args.missing_is_worse)
-    result = compare(args.a, args.b, resolve_uri(args.tracking_uri), tolerance=tol)
+    try:
+        result = compare(args.a, args.b, uri, tolerance=tol)
+    except ValueError as exc:  # compare's own refusal: SUITE@REV with no runs at REV
+        raise UsageError(str(exc)) from None
     print(result.text)
     return 1 if result.worse else 0
 
@@ -207,19 +289,29 @@ def cmd_list(args) -> int:
 def cmd_submit(args) -> int:
     from .submit import submit
 
-    suite, jobs = load_jobs(args.suite, quiet=True)
+    refusals.check_address(args.address, "--address", http=True)
+    suite, jobs = load_jobs(args.suite, quiet=True, max_jobs=args.max_jobs)
+    if args.tracking_uri is not None:  # the cluster's view: checked, not reached from here
+        from .tracking.uri import check_tracking_uri
+
+        check_tracking_uri(args.tracking_uri, "--tracking-uri", probe=False)
     return submit(args, suite, jobs)
 
 
 # ── parser ──────────────────────────────────────────────────────────────────────────────
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nfbench", description="Benchmark normalizing flows.")
+    p = _Parser(prog="nfbench", description="Benchmark normalizing flows.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def tracking(sp):
         sp.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
                              "sqlite:///mlflow.db in the working directory)")
+
+    def max_jobs(sp):
+        sp.add_argument("--max-jobs", type=refusals.job_limit, default=None, metavar="N",
+                        help="refuse a suite whose matrix has more than N cells "
+                             "(default 10,000)")
 
     r = sub.add_parser("run", help="run a suite on Ray and record it in MLflow")
     r.add_argument("suite")
@@ -229,18 +321,21 @@ def parser() -> argparse.ArgumentParser:
                         "phase at a time in this process, for debugging")
     tracking(r)
     r.add_argument("--force", action="store_true", help="re-run jobs that already finished")
-    r.add_argument("--no-preflight", action="store_true", help="skip the flow pre-flight check")
+    r.add_argument("--no-preflight", action="store_true",
+                   help="skip the flow pre-flight check (building each flow on a tiny batch)")
     r.add_argument("--no-report", action="store_true", help="write no report at the end")
     r.add_argument("--out", default=None, help="report folder (default: reports/SUITE)")
-    r.add_argument("--num-cpus", type=float, default=None,
+    r.add_argument("--num-cpus", type=refusals.positive_number, default=None,
                    help="CPUs of the local Ray instance (default: all)")
     r.add_argument("--data-dir", default=None, help="data directory (default: $NFBENCH_DATA)")
+    max_jobs(r)
     r.set_defaults(fn=cmd_run)
 
     pl = sub.add_parser("plan", help="print the expanded job table, run nothing")
     pl.add_argument("suite")
     pl.add_argument("--no-preflight", action="store_true")
     pl.add_argument("--data-dir", default=None)
+    max_jobs(pl)
     pl.set_defaults(fn=cmd_plan)
 
     rp = sub.add_parser("report", help="write the HTML report of one or more suites")
@@ -255,9 +350,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("a")
     c.add_argument("b")
     tracking(c)
-    c.add_argument("--quality-tol", type=float, default=0.02,
+    c.add_argument("--quality-tol", type=refusals.tolerance, default=0.02,
                    help="bpd / nats a row may lose before it counts as worse (default 0.02)")
-    c.add_argument("--speed-tol", type=float, default=0.10,
+    c.add_argument("--speed-tol", type=refusals.tolerance, default=0.10,
                    help="relative slow-down allowed (default 0.10)")
     c.add_argument("--missing-is-worse", action="store_true",
                    help="a configuration of A missing from B counts as worse")
@@ -271,6 +366,7 @@ def parser() -> argparse.ArgumentParser:
                         "the head node's server in cluster.yaml)")
     s.add_argument("--force", action="store_true")
     s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
+    max_jobs(s)
     s.set_defaults(fn=cmd_submit)
 
     ls = sub.add_parser("list", help="list architectures and data sets")
@@ -279,23 +375,26 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if getattr(args, "data_dir", None):
-        os.environ["NFBENCH_DATA"] = str(Path(args.data_dir).resolve())
     from .registry import UnknownNameError
     from .schedule.resources import ResourceError
     from .suite import SuiteError
     from .tracking.read import UnknownSuiteError
+    from .tracking.uri import TrackingUriError
 
     try:
+        args = parser().parse_args(argv)
+        refusals.data_dir(args)
         return int(args.fn(args) or 0)
     except SuiteError as exc:
-        _err(f"error: the suite cannot run ({len(exc.problems)} problem"
-             f"{'s' if len(exc.problems) > 1 else ''}):")
-        for line in exc.problems:
-            _err(f"  {line}")
+        if len(exc.problems) == 1:
+            _err(f"error: {exc.problems[0]}")
+        else:
+            _err(f"error: the suite cannot run ({len(exc.problems)} problems):")
+            for line in exc.problems:
+                _err(f"  {line}")
         return EXIT_BAD_INPUT
-    except (ResourceError, UnknownNameError, UnknownSuiteError) as exc:
+    except (UsageError, ResourceError, UnknownNameError, UnknownSuiteError,
+            TrackingUriError) as exc:
         _err(f"error: {exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

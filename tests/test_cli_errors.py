@@ -67,7 +67,7 @@ def _store_runs(db: Path) -> int:
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_malformed_suite_exits_2_naming_the_place(case, tmp_path, capsys, monkeypatch):
-    name, text, fragments = case
+    _, text, fragments = case
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.yaml").write_text(text)
     db = tmp_path / "mlflow.db"
@@ -84,7 +84,7 @@ def test_console_script_exit_status(tmp_path):
     (tmp_path / "s.yaml").write_text(GOOD.replace("[moons]", "[mons]"))
     exe = Path(sys.executable).with_name("nfbench")
     proc = subprocess.run([str(exe), "plan", "s.yaml"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert proc.returncode == 2
     assert "did you mean 'moons'" in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
@@ -126,3 +126,28 @@ def test_preflight_refuses_a_broken_plugin_before_any_run(tmp_path, capsys, monk
         assert _store_runs(db) == 0
     finally:
         REGISTRY._entries.pop("broken-plugin", None)
+
+
+def test_max_jobs_flag_raises_the_limit(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seeds = ", ".join(map(str, range(10_001)))
+    (tmp_path / "s.yaml").write_text(GOOD.replace("seeds: [0]", f"seeds: [{seeds}]"))
+    assert main(["plan", "s.yaml", "--no-preflight"]) == 2
+    assert "--max-jobs 10001" in capsys.readouterr().err
+    assert main(["plan", "s.yaml", "--no-preflight", "--max-jobs", "10001"]) == 0
+    out = capsys.readouterr().out
+    assert "suite bad: 10001 jobs" in out and len(out.splitlines()) == 10_001 + 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_local_shape_is_this_machine():
+    import os
+
+    import torch
+
+    from harness.schedule.resources import local_shape, train_slots
+
+    shape = local_shape(None)
+    assert shape.cpus == os.cpu_count() and shape.gpus == torch.cuda.device_count()
+    assert local_shape(1.5).cpus == 1.5
+    assert train_slots(local_shape(4), 1, 0, 10) == 4

@@ -156,9 +156,16 @@ def fingerprint_arrays(arrays: dict[str, Tensor | np.ndarray]) -> str:
 
 
 def register(
-    name: str, *, kind: Kind, event_shape: tuple[int, ...], levels: int | None, source: str
+    name: str,
+    *,
+    kind: Kind,
+    event_shape: tuple[int, ...],
+    levels: int | None,
+    source: str,
+    classes: int | None = None,
 ) -> Callable[[Callable[..., DataSet]], Callable[..., DataSet]]:
-    """Decorator registering a loader with the metadata known without loading."""
+    """Decorator registering a loader with the metadata known without loading (``classes``:
+    the number of class labels the loader returns, for ``condition: label``; None: none)."""
     return DATASETS.register(
         name,
         summary=source,
@@ -166,6 +173,7 @@ def register(
         event_shape=tuple(event_shape),
         levels=levels,
         source=source,
+        classes=classes,
     )
 
 
@@ -176,7 +184,7 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> Entry[Callable[..., DataSet]]:
-    """The registry entry: ``entry(name).meta`` has kind, event_shape, levels, source."""
+    """The registry entry: ``entry(name).meta`` has kind, event_shape, levels, source, classes."""
     _ensure_loaded()
     return DATASETS.entry(name)
 

@@ -118,7 +118,9 @@ def require(name: str, source: Source, data_dir: Path, download: bool) -> dict[s
     if missing:
         where = "\n".join(f"  {paths[rel]}" for rel in missing)
         exists = "" if data_dir.is_dir() else ", which does not exist"
-        hint = "" if download else " or load with download=True (the CLI's download flag)"
+        hint = "" if download else (
+            f", or let nfbench fetch them: give the data set the option download: true in the "
+            f"suite ({{name: {name}, download: true}}; in Python, load(..., download=True))")
         raise DataError(
             f"data set '{name}': missing file(s) in the data directory {data_dir}{exists} "
             f"(from --data-dir, ${DATA_ENV} or ~/.nfbench/data):\n{where}\n"

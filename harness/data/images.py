@@ -77,6 +77,7 @@ def reduce_bits(x: np.ndarray, n_bits: int, from_bits: int = 8) -> np.ndarray:
     event_shape=(1, 8, 8),
     levels=17,
     source="scikit-learn load_digits (UCI optdigits), 1,797 images 8x8, values 0..16",
+    classes=10,
 )
 def load_digits(*, seed: int, data_dir: Path, download: bool) -> DataSet:
     """scikit-learn's digits with the fixed stratified 1,157 / 280 / 360 split."""

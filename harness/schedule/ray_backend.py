@@ -94,8 +94,9 @@ class RayBackend:
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
                      runtime_env=runtime_env)
             return
-        ray.init(num_cpus=self.num_cpus, include_dashboard=False, namespace=NAMESPACE,
-                 log_to_driver=False, runtime_env=runtime_env)
+        # "local": a new instance of its own, never a cluster that `ray start` left running
+        ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
+                 namespace=NAMESPACE, log_to_driver=False, runtime_env=runtime_env)
         self.started_ray = True
 
     def shape(self) -> ClusterShape:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["ClusterShape", "ResourceError", "WorkerSpec", "fit_count", "timing_specs",
-           "train_slots", "train_spec"]
+__all__ = ["ClusterShape", "ResourceError", "WorkerSpec", "fit_count", "local_shape",
+           "timing_specs", "train_slots", "train_spec"]
 
 EPS = 1e-9
 
@@ -108,3 +108,16 @@ def timing_specs(shape: ClusterShape, use_gpus: bool) -> list[WorkerSpec]:
             specs.append(WorkerSpec(cpus=node["cpus"], node=node["id"],
                                     threads=max(1, int(node["cpus"])), label="time-cpu"))
     return specs
+
+
+def local_shape(num_cpus: float | None = None) -> ClusterShape:
+    """The shape a local Ray instance will have, without starting Ray: one node with
+    ``num_cpus`` CPUs (default ``os.cpu_count()``) and ``torch.cuda.device_count()`` GPUs,
+    so that a suite's resources are checked before anything is created."""
+    import os
+
+    import torch
+
+    cpus = float(num_cpus) if num_cpus is not None else float(os.cpu_count() or 1)
+    return ClusterShape([{"id": "local", "cpus": cpus,
+                          "gpus": float(torch.cuda.device_count())}])

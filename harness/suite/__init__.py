@@ -1,16 +1,18 @@
 """Suites: the YAML schema, checks against the registries, matrix expansion, job keys.
 
-This package imports no torch (DESIGN.md): the registries reach it as a :class:`Catalog`.
+This package imports no torch (the layer rule in the README): the registries reach it as a
+:class:`Catalog` of plain data (names, option specs).
 """
 
 from __future__ import annotations
 
-from .checks import Catalog, check_suite
-from .expand import Dropped, Job, expand, flatten, job_key
-from .load import SuiteError, load_suite, parse_suite
+from .checks import MAX_JOBS, Catalog, check_suite
+from .expand import Dropped, Job, count_cells, expand, flatten, job_key
+from .load import SuiteError, line_of, load_suite, parse_suite
 from .schema import AxisItem, Resources, Suite
 
 __all__ = [
+    "MAX_JOBS",
     "AxisItem",
     "Catalog",
     "Dropped",
@@ -19,9 +21,11 @@ __all__ = [
     "Suite",
     "SuiteError",
     "check_suite",
+    "count_cells",
     "expand",
     "flatten",
     "job_key",
+    "line_of",
     "load_suite",
     "parse_suite",
 ]

@@ -4,7 +4,13 @@ Each job carries everything needed to run it and a stable key: the first 16 hex 
 the SHA-256 of its normalised config (JSON with sorted keys). The key is what makes runs
 idempotent: the same config gives the same key on any machine, whatever the suite's order.
 Resources and retries are not part of the key (they change where a job runs, not what it
-computes).
+computes), and neither is the data option ``download`` (it changes where the files come from).
+
+Expansion is linear in the number of matrix cells with a small constant: each axis item's
+JSON is written once, and a cell's key hashes the pieces joined in the order ``json.dumps``
+with sorted keys would write them (the same bytes, so the same keys as hashing each job's
+whole config). The cells are counted before anything is expanded (:func:`count_cells`), so
+that a suite over the job limit is refused at once.
 """
 
 from __future__ import annotations
@@ -17,7 +23,19 @@ from typing import Any
 
 from .schema import AxisItem, Rule, Suite
 
-__all__ = ["Dropped", "Job", "expand", "job_key"]
+__all__ = [
+    "KEY_FREE_DATA_OPTIONS",
+    "Dropped",
+    "Job",
+    "count_cells",
+    "expand",
+    "flatten",
+    "job_config",
+    "job_key",
+]
+
+#: data options that change where a job's files come from, not what it computes
+KEY_FREE_DATA_OPTIONS = ("download",)
 
 
 @dataclass(frozen=True)
@@ -65,20 +83,29 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _canonical(tree: Any) -> str:
+    return json.dumps(tree, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def key_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a job config its key hashes: all but ``KEY_FREE_DATA_OPTIONS``."""
+    data = config.get("data")
+    if isinstance(data, dict) and any(k in data for k in KEY_FREE_DATA_OPTIONS):
+        data = {k: v for k, v in data.items() if k not in KEY_FREE_DATA_OPTIONS}
+        return {**config, "data": data}
+    return config
+
+
 def job_key(config: dict[str, Any]) -> str:
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """The first 16 hex digits of the SHA-256 of the config's canonical JSON (see module)."""
+    return hashlib.sha256(_canonical(key_config(config)).encode()).hexdigest()[:16]
 
 
-def _matches(rule: Rule, arch: AxisItem, dataset: AxisItem, dequant: AxisItem, seed: int) -> bool:
-    checks = (
-        (rule.arch, {arch.name, arch.display}),
-        (rule.dataset, {dataset.name, dataset.display}),
-        (rule.dequant, {dequant.name, dequant.display}),
-    )
-    if any(want is not None and want not in have for want, have in checks):
-        return False
-    return rule.seed is None or rule.seed == seed
+def count_cells(suite: Suite) -> int:
+    """Matrix cells: architectures × data sets × dequantization schemes × seeds (an upper
+    bound on the jobs, counted without expanding anything)."""
+    m = suite.matrix
+    return len(m.architectures) * len(m.datasets) * len(m.dequantization) * len(m.seeds)
 
 
 def job_config(
@@ -104,40 +131,76 @@ def expand(
 
     ``compatible(arch, dataset, dequant)`` returns None for a sensible combination, or the
     reason to drop it (for example uniform dequantization of continuous data); the caller
-    injects it from the registries.
+    injects it from the registries. It is asked once per (architecture, data set, scheme).
+    Jobs share their config's sections (``train``, ``arch``, …): treat them as read-only.
     """
     jobs: list[Job] = []
     dropped: list[Dropped] = []
-    seen: dict[str, Job] = {}
+    seen: set[str] = set()
     m = suite.matrix
-    for arch in m.architectures:
-        for dataset in m.datasets:
-            for dequant in m.dequantization:
+    fixed = {
+        "train": suite.train.model_dump(mode="json"),
+        "eval": suite.eval.model_dump(mode="json"),
+        "timing": suite.timing.model_dump(mode="json"),
+    }
+    # the key's JSON, top-level keys sorted: arch, data, dequant, eval, seed, timing, train
+    middle = ',"eval":' + _canonical(fixed["eval"]) + ',"seed":'
+    tail = ',"timing":' + _canonical(fixed["timing"]) + ',"train":' + _canonical(fixed["train"])
+    tail += "}"
+
+    def sections(items: list[AxisItem], section: str, name_key: str
+                 ) -> list[tuple[dict[str, Any], str]]:
+        out = []
+        for item in items:
+            cfg = {name_key: item.name, **item.options}
+            out.append((cfg, _canonical(key_config({section: cfg})[section])))
+        return out
+
+    archs = sections(m.architectures, "arch", "name")
+    datas = sections(m.datasets, "data", "name")
+    dequants = sections(m.dequantization, "dequant", "scheme")
+    names = [(a.display, {a.name, a.display}) for a in m.architectures]
+    dnames = [(d.display, {d.name, d.display}) for d in m.datasets]
+    qnames = [(q.display, {q.name, q.display}) for q in m.dequantization]
+    rules_in, rules_out = suite.include, suite.exclude
+
+    def matches(rule: Rule, a: set[str], d: set[str], q: set[str], seed: int) -> bool:
+        return ((rule.arch is None or rule.arch in a)
+                and (rule.dataset is None or rule.dataset in d)
+                and (rule.dequant is None or rule.dequant in q)
+                and (rule.seed is None or rule.seed == seed))
+
+    for ai, arch in enumerate(m.architectures):
+        a_disp, a_set = names[ai]
+        for di, dataset in enumerate(m.datasets):
+            d_disp, d_set = dnames[di]
+            for qi, dequant in enumerate(m.dequantization):
+                q_disp, q_set = qnames[qi]
+                reason = compatible(arch, dataset, dequant)
+                head = ('{"arch":' + archs[ai][1] + ',"data":' + datas[di][1]
+                        + ',"dequant":' + dequants[qi][1] + middle)
                 for seed in m.seeds:
-                    axes = {
-                        "arch": arch.display,
-                        "dataset": dataset.display,
-                        "dequant": dequant.display,
-                        "seed": seed,
-                    }
-                    reason = compatible(arch, dataset, dequant)
                     if reason:
-                        dropped.append(Dropped(axes, reason))
-                        continue
-                    if suite.include and not any(
-                        _matches(r, arch, dataset, dequant, seed) for r in suite.include
+                        why = reason
+                    elif rules_in and not any(
+                        matches(r, a_set, d_set, q_set, seed) for r in rules_in
                     ):
-                        dropped.append(Dropped(axes, "matches no include rule"))
+                        why = "matches no include rule"
+                    elif any(matches(r, a_set, d_set, q_set, seed) for r in rules_out):
+                        why = "matches an exclude rule"
+                    else:
+                        why = ""
+                    axes = {"arch": a_disp, "dataset": d_disp, "dequant": q_disp, "seed": seed}
+                    if why:
+                        dropped.append(Dropped(axes, why))
                         continue
-                    if any(_matches(r, arch, dataset, dequant, seed) for r in suite.exclude):
-                        dropped.append(Dropped(axes, "matches an exclude rule"))
-                        continue
-                    config = job_config(suite, arch, dataset, dequant, seed)
-                    key = job_key(config)
+                    key = hashlib.sha256(
+                        (head + str(seed) + tail).encode()).hexdigest()[:16]
                     if key in seen:
                         dropped.append(Dropped(axes, f"duplicate of job {key}"))
                         continue
-                    job = Job(suite.name, key, arch, dataset, dequant, seed, config)
-                    seen[key] = job
-                    jobs.append(job)
+                    config = {"arch": archs[ai][0], "data": datas[di][0],
+                              "dequant": dequants[qi][0], "seed": seed, **fixed}
+                    seen.add(key)
+                    jobs.append(Job(suite.name, key, arch, dataset, dequant, seed, config))
     return jobs, dropped

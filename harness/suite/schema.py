@@ -4,15 +4,37 @@ A suite is a matrix of architectures × dequantization schemes × data sets × s
 training budget, evaluation and timing settings and resources per job. Every field is
 checked here (types, ranges, unknown keys); names are checked against the registries by
 :mod:`harness.suite.checks`, which gets the catalogue injected (this layer imports no torch).
+
+Numbers are finite and bounded (the ``MAX_*`` constants below, listed in the README's "Bad
+input" section), and a boolean is never a number: YAML reads ``yes``, ``no``, ``on``, ``off``,
+``true`` and ``false`` as booleans, and ``steps: yes`` must not quietly become one step.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import types
+import typing
+from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ..options import shown
 
 __all__ = [
+    "MAX_BATCH",
+    "MAX_IW_SAMPLES",
+    "MAX_MEMORY_GB",
+    "MAX_MINUTES",
+    "MAX_NAME",
+    "MAX_SEED",
+    "MAX_STEPS",
     "AxisItem",
     "EvalSettings",
     "Matrix",
@@ -25,9 +47,55 @@ __all__ = [
     "TrainBudget",
 ]
 
+MAX_STEPS = 10**8  # steps, warm-up, and every "every N steps"
+MAX_MINUTES = 10_080.0  # one week of wall clock per job
+MAX_BATCH = 2**20  # any batch size
+MAX_EXAMPLES = 10**9  # eval.max_examples
+MAX_IW_SAMPLES = 2**16  # eval.iw_samples (Flow++ evaluates with 4,096)
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+MAX_MEMORY_GB = 4096.0  # resources.memory_gb
+MAX_CPUS = 1024.0  # resources.cpus
+MAX_THREADS = 1024  # timing.threads
+MAX_NAME = 100  # characters of a name or label
+MAX_TEXT = 10_000  # characters of a description
+
+
+def _numeric(annotation: Any) -> str | None:
+    """``"scalar"`` for an int / float annotation (or an optional one), ``"items"`` for a
+    list or tuple of them, else None."""
+    if annotation in (int, float):
+        return "scalar"
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        kinds = {_numeric(a) for a in args if a is not type(None)}
+        return "scalar" if "scalar" in kinds else None
+    if origin in (list, tuple) and args and all(a in (int, float, Ellipsis) for a in args):
+        return "items"
+    return None
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse ``true``/``yes``/``on`` … where a number belongs (pydantic reads them as 1)."""
+        field = cls.model_fields.get(info.field_name or "")
+        kind = _numeric(field.annotation) if field is not None else None
+        # pydantic turns a ValueError (not a TypeError) into a validation error
+        if kind == "scalar" and isinstance(value, bool):
+            raise ValueError(
+                f"a number is expected, not a boolean (got {value!r}; YAML reads "
+                "yes/no/on/off/true/false as booleans)")
+        if kind == "items" and isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, bool):
+                    raise ValueError(  # noqa: TRY004
+                        f"item {i} is a boolean, not a number (got {item!r}; YAML "
+                        "reads yes/no/on/off/true/false as booleans)")
+        return value
 
 
 class AxisItem(_Strict):
@@ -37,8 +105,8 @@ class AxisItem(_Strict):
     (``{name: maf, hidden: 128}``); an optional ``label`` names the variant in tables.
     """
 
-    name: str = Field(min_length=1)
-    label: str | None = None
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    label: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -78,9 +146,10 @@ class Matrix(_Strict):
     @classmethod
     def _seeds_distinct(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct (got {seeds})")
-        if any(s < 0 for s in seeds):
-            raise ValueError(f"seeds must be ≥ 0 (got {seeds})")
+            raise ValueError(f"seeds must be distinct (got {shown(seeds)})")
+        if any(s < 0 or s > MAX_SEED for s in seeds):
+            bad = next(s for s in seeds if s < 0 or s > MAX_SEED)
+            raise ValueError(f"seeds must be ≥ 0 and ≤ {MAX_SEED:,} (got {shown(bad)})")
         return seeds
 
 
@@ -90,10 +159,10 @@ class Rule(_Strict):
     Values are names (an architecture's ``label`` also matches); a seed is an integer.
     """
 
-    arch: str | None = None
-    dataset: str | None = None
-    dequant: str | None = None
-    seed: int | None = None
+    arch: str | None = Field(None, max_length=MAX_NAME)
+    dataset: str | None = Field(None, max_length=MAX_NAME)
+    dequant: str | None = Field(None, max_length=MAX_NAME)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Rule:
@@ -105,8 +174,15 @@ class Rule(_Strict):
 class Optimizer(_Strict):
     name: Literal["adam", "adamw", "adamax", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0, le=10)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=1)
     betas: tuple[float, float] = (0.9, 0.999)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"each beta must be in [0, 1) (got {shown(betas)})")
+        return betas
 
     @model_validator(mode="before")
     @classmethod
@@ -118,7 +194,7 @@ class Schedule(_Strict):
     """Learning-rate schedule: constant or cosine annealing, with linear warm-up."""
 
     name: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="before")
@@ -130,17 +206,20 @@ class Schedule(_Strict):
 class TrainBudget(_Strict):
     """How long a job trains: ``steps`` and/or wall-clock ``minutes`` (whichever ends first)."""
 
-    steps: int | None = Field(1000, gt=0)
-    minutes: float | None = Field(None, gt=0)
-    batch_size: int = Field(256, gt=0)
+    steps: int | None = Field(1000, gt=0, le=MAX_STEPS)
+    minutes: float | None = Field(None, gt=0, le=MAX_MINUTES)
+    batch_size: int = Field(256, gt=0, le=MAX_BATCH)
     optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Schedule = Field(default_factory=Schedule)
-    clip: float | None = Field(5.0, gt=0, description="gradient-norm clipping; null: none")
-    eval_every: int = Field(100, gt=0, description="validation every N steps")
-    checkpoint_every: int = Field(200, gt=0, description="checkpoint + flush curves every N")
-    log_every: int = Field(10, gt=0, description="training-curve point every N steps")
+    clip: float | None = Field(5.0, gt=0, le=1e6, description="gradient-norm clipping; null: none")
+    eval_every: int = Field(100, gt=0, le=MAX_STEPS, description="validation every N steps")
+    checkpoint_every: int = Field(
+        200, gt=0, le=MAX_STEPS, description="checkpoint + flush curves every N")
+    log_every: int = Field(
+        10, gt=0, le=MAX_STEPS, description="training-curve point every N steps")
     max_nonfinite: int = Field(
-        50, ge=0, description="non-finite losses skipped before the run counts as diverged"
+        50, ge=0, le=MAX_STEPS,
+        description="non-finite losses skipped before the run counts as diverged",
     )
 
     @model_validator(mode="after")
@@ -151,9 +230,11 @@ class TrainBudget(_Strict):
 
 
 class EvalSettings(_Strict):
-    batch_size: int = Field(1000, gt=0)
-    max_examples: int | None = Field(None, gt=0, description="cap on test examples; null: all")
-    iw_samples: int = Field(16, gt=0, description="K for eval/bpd_iw (variational)")
+    batch_size: int = Field(1000, gt=0, le=MAX_BATCH)
+    max_examples: int | None = Field(
+        None, gt=0, le=MAX_EXAMPLES, description="cap on test examples; null: all")
+    iw_samples: int = Field(
+        16, gt=0, le=MAX_IW_SAMPLES, description="K for eval/bpd_iw (variational)")
 
 
 class TimingSettings(_Strict):
@@ -161,11 +242,12 @@ class TimingSettings(_Strict):
     run for at least ``min_run_time`` seconds, median reported."""
 
     enabled: bool = True
-    batch_size: int = Field(512, gt=0)
+    batch_size: int = Field(512, gt=0, le=MAX_BATCH)
     min_run_time: float = Field(0.2, gt=0, le=60)
-    sample_batch_size: int | None = Field(None, gt=0, description="null: batch_size")
+    sample_batch_size: int | None = Field(
+        None, gt=0, le=MAX_BATCH, description="null: batch_size")
     threads: int | None = Field(
-        1, gt=0, description="CPU threads while timing (null: every CPU of the node); one "
+        1, gt=0, le=MAX_THREADS, description="CPU threads while timing (null: every CPU of the node); one "
         "thread is the reproducible default: on a busy machine, idle-spinning OpenMP threads "
         "inflate small operations by 10–600× (measured here)")
 
@@ -173,9 +255,9 @@ class TimingSettings(_Strict):
 class Resources(_Strict):
     """Resources of one job. ``gpus`` is a fraction of one GPU in [0, 1] (0: CPU only)."""
 
-    cpus: float = Field(1.0, gt=0, le=1024)
+    cpus: float = Field(1.0, gt=0, le=MAX_CPUS)
     gpus: float = Field(0.0, ge=0)
-    memory_gb: float | None = Field(None, gt=0)
+    memory_gb: float | None = Field(None, gt=0, le=MAX_MEMORY_GB)
 
     @field_validator("gpus")
     @classmethod
@@ -192,7 +274,7 @@ class Suite(_Strict):
     """A benchmark suite, as written in ``suites/*.yaml``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    description: str = ""
+    description: str = Field("", max_length=MAX_TEXT)
     matrix: Matrix
     include: list[Rule] = Field(default_factory=list)
     exclude: list[Rule] = Field(default_factory=list)

@@ -31,6 +31,7 @@ def test_names_and_meta_without_loading() -> None:
         "event_shape": (1, 8, 8),
         "levels": 17,
         "source": data.entry("digits").meta["source"],
+        "classes": 10,
     }
 
 
