@@ -59,14 +59,27 @@ def _venv_env() -> dict[str, str]:
     return env
 
 
+def _mlflow_server(root: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server",
+         "--backend-store-uri", f"sqlite:///{root}/server.db",
+         "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=root, env=_venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=30)
+
+
 def test_runs_land_in_a_real_mlflow_server(tmp_path):
     port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server",
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--serve-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, env=_venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _mlflow_server(tmp_path, port)
     try:
         uri = f"http://127.0.0.1:{port}"
         _wait_http(f"{uri}/health", server)
@@ -87,9 +100,70 @@ def test_runs_land_in_a_real_mlflow_server(tmp_path):
         assert {keys.ART_CURVES, keys.ART_CONFIG, "checkpoints"} <= arts
         # artifacts went through the server into its store, not into the working directory
         assert list((tmp_path / "artifacts").rglob("best.pt"))
+        # two drivers of one suite at once, into the same server: one run per job key
+        (tmp_path / "two.yaml").write_text(SUITE.format(name="two").replace(
+            "dequantization: [none]", "dequantization: [none]\n  seeds: [0, 1, 2, 3, 4, 5]"))
+        exe = str(Path(sys.executable).with_name("nfbench"))
+        cmd = [exe, "run", "two.yaml", "--tracking-uri", uri, "--no-report", "--num-cpus", "1"]
+        procs = [subprocess.Popen(cmd, cwd=tmp_path, env=_venv_env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        runs = client.search_runs([client.get_experiment_by_name("two").experiment_id])
+        assert sorted(r.data.tags[keys.TAG_SEED] for r in runs) == [str(i) for i in range(6)]
+        assert {r.data.tags[keys.TAG_STATUS] for r in runs} == {keys.STATUS_FINISHED}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop(server)
+
+
+def test_the_mlflow_server_stopped_for_a_minute_mid_suite_loses_and_doubles_nothing(tmp_path):
+    """The server goes away while jobs train and comes back 60 s later on the same port and
+    store: the suite ends with every run complete (MLflow's client retries, then the
+    tracker's), or with runs clearly failed that a re-run completes; no curve point is lost
+    or doubled."""
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _mlflow_server(tmp_path, port)
+    _wait_http(f"{uri}/health", server)
+    (tmp_path / "out.yaml").write_text(SUITE.format(name="out").replace(
+        "steps: 30, batch_size: 64, eval_every: 10, checkpoint_every: 10, log_every: 5",
+        "steps: 3000, batch_size: 64, eval_every: 100, checkpoint_every: 100, log_every: 50"
+    ).replace("dequantization: [none]", "dequantization: [none]\n  seeds: [0, 1]"))
+    exe = str(Path(sys.executable).with_name("nfbench"))
+    cmd = [exe, "run", "out.yaml", "--tracking-uri", uri, "--no-report", "--num-cpus", "2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_venv_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        client = MlflowClient(uri)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # stop the server once both jobs have checkpoints
+            exp = client.get_experiment_by_name("out")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if len(runs) == 2 and all(client.list_artifacts(r.info.run_id, "checkpoints")
+                                      for r in runs):
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.5)
+        _stop(server)
+        time.sleep(60)
+        server = _mlflow_server(tmp_path, port)
+        _wait_http(f"{uri}/health", server)
+        out = proc.communicate(timeout=900)[0]
+        if proc.returncode != 0:  # runs recorded failed: a re-run completes them
+            again = subprocess.run(cmd, cwd=tmp_path, env=_venv_env(), capture_output=True,
+                                   text=True, timeout=900)
+            assert again.returncode == 0, out + again.stdout + again.stderr
+        runs = client.search_runs([client.get_experiment_by_name("out").experiment_id])
+        assert len(runs) == 2, out
+        for r in runs:
+            assert r.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED, (out, r.data.tags)
+            steps = [m.step for m in client.get_metric_history(r.info.run_id, keys.TRAIN_LOSS)]
+            assert sorted(steps) == sorted(set(steps)), "a curve point was doubled"
+            assert len(steps) == len({1} | set(range(50, 3001, 50))), "a curve point was lost"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _stop(server)
 
 
 def test_submit_sends_the_suite_as_a_ray_job(tmp_path, monkeypatch, capsys):
