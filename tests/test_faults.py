@@ -30,7 +30,8 @@ matrix:
   datasets: [moons]
   dequantization: [none]
   seeds: {seeds}
-train: {{steps: {steps}, batch_size: 64, eval_every: {every}, checkpoint_every: {every}, log_every: {log}}}
+train: {{steps: {steps}, batch_size: 64, eval_every: {every}, checkpoint_every: {every},
+        log_every: {log}}}
 timing: {{enabled: {timing}, batch_size: 64, min_run_time: 0.01}}
 resources: {{cpus: 1}}
 retries: 2
