@@ -138,9 +138,10 @@ def cmd_run(args) -> int:
     suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight)
     from .schedule import run_jobs
     from .tracking import resolve_uri
+    from .tracking.uri import mask_uri
 
     uri = resolve_uri(args.tracking_uri)
-    print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {uri}")
+    print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {mask_uri(uri)}")
     summary = run_jobs(suite, jobs, uri=uri, address=args.address, force=args.force,
                        num_cpus=args.num_cpus)
     print(f"suite {suite.name}: {len(summary.finished)} finished, {len(summary.diverged)} "
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "data_dir", None):
         os.environ["NFBENCH_DATA"] = str(Path(args.data_dir).resolve())
     from .registry import UnknownNameError
+    from .report.safety import ReportInputError
     from .schedule.resources import ResourceError
     from .suite import SuiteError
     from .tracking.read import UnknownSuiteError
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             _err(f"  {line}")
         return EXIT_BAD_INPUT
-    except (ResourceError, UnknownNameError, UnknownSuiteError) as exc:
+    except (ResourceError, UnknownNameError, UnknownSuiteError, ReportInputError) as exc:
         _err(f"error: {exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

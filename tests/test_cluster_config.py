@@ -81,6 +81,8 @@ def test_mlflow_is_behind_basic_auth_on_the_private_address():
     assert "--app-name basic-auth" in server and "--host $HEAD_IP" in server
     assert "MLFLOW_AUTH_CONFIG_PATH=$HOME/mlflow/basic_auth.ini" in server
     assert "MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_TRACKING_PASSWORD" in server  # from the file
+    assert ". ~/mlflow/server.env" in server  # its CSRF key, which basic auth requires
+    assert "~/mlflow/server.env" not in config["cluster_synced_files"]
     assert server.index(". ~/.nfbench/mlflow.env") < server.index("mlflow server")
     (head,) = [c for c in config["head_start_ray_commands"] if "ray start" in c]
     (worker,) = [c for c in config["worker_start_ray_commands"] if "ray start" in c]
@@ -97,7 +99,7 @@ def test_mlflow_is_behind_basic_auth_on_the_private_address():
 
 def _secret_commands(config: dict) -> list[str]:
     return [c for c in config["head_setup_commands"]
-            if "auth_token" in c or "mlflow.env" in c or "basic_auth.ini" in c]
+            if any(f in c for f in ("auth_token", "mlflow.env", "server.env", "basic_auth.ini"))]
 
 
 def test_head_setup_writes_its_secrets_once_mode_600_and_never_prints_them(tmp_path,
@@ -109,7 +111,7 @@ def test_head_setup_writes_its_secrets_once_mode_600_and_never_prints_them(tmp_p
     import sys
 
     commands = _secret_commands(_config())
-    assert len(commands) == 3
+    assert len(commands) == 4
     env = {**os.environ, "HOME": str(tmp_path),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_AUTH_TOKEN", None)
@@ -128,15 +130,16 @@ def test_head_setup_writes_its_secrets_once_mode_600_and_never_prints_them(tmp_p
     token = (tmp_path / ".ray" / "auth_token").read_text().strip()
     creds = (tmp_path / ".nfbench" / "mlflow.env").read_text()
     password = creds.split("MLFLOW_TRACKING_PASSWORD=")[1].strip()
-    assert len(token) >= 32 and len(password) >= 32  # MLflow wants ≥ 12
+    key = (tmp_path / "mlflow" / "server.env").read_text().split("SECRET_KEY=")[1].strip()
+    assert len(token) >= 32 and len(password) >= 32 and len(key) >= 32  # MLflow wants ≥ 12
     assert creds.startswith("MLFLOW_TRACKING_USERNAME=nfbench\n")
     for secret_file in (tmp_path / ".ray" / "auth_token", tmp_path / ".nfbench" / "mlflow.env",
-                        tmp_path / "mlflow" / "basic_auth.ini"):
+                        tmp_path / "mlflow" / "server.env", tmp_path / "mlflow" / "basic_auth.ini"):
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600, secret_file
     printed += run_all()  # a second setup (ray up again) keeps both secrets
     assert (tmp_path / ".ray" / "auth_token").read_text().strip() == token
     assert (tmp_path / ".nfbench" / "mlflow.env").read_text() == creds
-    assert token not in printed and password not in printed
+    assert token not in printed and password not in printed and key not in printed
     # the file is a shell environment file, and MLflow reads the auth config as intended
     show = 'set -a; . ~/.nfbench/mlflow.env; set +a; printf %s "$MLFLOW_TRACKING_PASSWORD"'
     shown = subprocess.run(["bash", "-c", show], env=env, capture_output=True, text=True,
