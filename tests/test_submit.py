@@ -10,7 +10,8 @@ from harness.tracking.uri import MASK, mask_uri, split_credentials
 
 @pytest.mark.parametrize(("uri", "shown"), [
     ("http://alice:s3cret@10.0.0.5:5000", "http://alice:***@10.0.0.5:5000"),
-    ("https://u:p%40ss@mlflow.example.org/base?x=1", "https://u:***@mlflow.example.org/base?x=1"),
+    ("https://u:p%40ss@mlflow.example.org/base?x=1", "https://u:***@mlflow.example.org/base?x=***"),
+    ("postgresql://db/mlflow?user=m&password=pw", "postgresql://db/mlflow?user=***&password=***"),
     ("http://u:p@ss@host:5000", "http://u:***@host:5000"),  # the last '@' ends the password
     ("http://token@host:5000", "http://***@host:5000"),
     ("postgresql://mlflow:pw@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),

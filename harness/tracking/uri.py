@@ -22,22 +22,28 @@ def _host(netloc: str) -> str:
 
 
 def mask_uri(uri: str) -> str:
-    """``uri`` as it may be printed: a password in it becomes ``***``.
+    """``uri`` as it may be printed: a password in it becomes ``***``, and so does every
+    query value (database URIs can carry ``?password=…``).
 
-    ``http://alice:s3cret@10.0.0.5:5000`` → ``http://alice:***@10.0.0.5:5000``; a URI with no
-    password (``sqlite:////abs/mlflow.db``, ``http://host:5000``) comes back unchanged. A
-    user name alone (``http://token@host``, the way some servers take a token) is masked too.
+    ``http://alice:s3cret@10.0.0.5:5000`` → ``http://alice:***@10.0.0.5:5000``; a URI with
+    neither (``sqlite:////abs/mlflow.db``, ``http://host:5000``) comes back unchanged. A user
+    name alone (``http://token@host``, the way some servers take a token) is masked too.
     """
     try:
         parts = urlsplit(uri)
     except ValueError:  # unparsable (an unbalanced '[' in the host): show nothing of it
         return MASK
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not parts.query:
         return uri
-    userinfo = parts.netloc.rpartition("@")[0]
-    user, sep, _password = userinfo.partition(":")
-    shown = f"{user}:{MASK}" if sep else MASK
-    return urlunsplit(parts._replace(netloc=f"{shown}@{_host(parts.netloc)}"))
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        user, sep, _password = userinfo.partition(":")
+        shown = f"{user}:{MASK}" if sep else MASK
+        parts = parts._replace(netloc=f"{shown}@{_host(parts.netloc)}")
+    if parts.query:
+        keys = [pair.partition("=")[0] for pair in parts.query.split("&")]
+        parts = parts._replace(query="&".join(f"{k}={MASK}" for k in keys))
+    return urlunsplit(parts)
 
 
 def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
