@@ -219,9 +219,9 @@ def cmd_run(args) -> int:
     if not args.no_preflight:  # the slowest check last
         _preflight(args.suite, suite, root, jobs)
     from .schedule import run_jobs
-    from .tracking.uri import redact
+    from .tracking.uri import mask_uri
 
-    print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {redact(uri)}")
+    print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {mask_uri(uri)}")
     summary = run_jobs(suite, jobs, uri=uri, address=args.address, force=args.force,
                        num_cpus=args.num_cpus, backend=args.backend)
     print(f"suite {suite.name}: {len(summary.finished)} finished, {len(summary.diverged)} "
@@ -362,8 +362,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("suite")
     s.add_argument("--address", required=True, help="Ray dashboard address, http://HEAD:8265")
     s.add_argument("--tracking-uri", default=None,
-                   help="MLflow URI as seen from the cluster (default: http://127.0.0.1:5000, "
-                        "the head node's server in cluster.yaml)")
+                   help="MLflow URI as seen from the cluster (default: the cluster nodes' "
+                        "$MLFLOW_TRACKING_URI; cluster.yaml: the head's MLflow)")
     s.add_argument("--force", action="store_true")
     s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
     max_jobs(s)
@@ -376,6 +376,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .registry import UnknownNameError
+    from .report.safety import ReportInputError
     from .schedule.resources import ResourceError
     from .suite import SuiteError
     from .tracking.read import UnknownSuiteError
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                 _err(f"  {line}")
         return EXIT_BAD_INPUT
     except (UsageError, ResourceError, UnknownNameError, UnknownSuiteError,
-            TrackingUriError) as exc:
+            TrackingUriError, ReportInputError) as exc:
         _err(f"error: {exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -5,6 +5,13 @@ checkout as its working directory (Ray uploads it), so the cluster runs exactly 
 The cluster must expose the Jobs API (the dashboard, port 8265); cluster.yaml keeps it on the
 head's loopback and the README shows the port-forwarding. Ray ≥ 2.5x uses token
 authentication: the client sets ``RAY_AUTH_MODE=token`` and Ray reads the token itself.
+
+Tracking URI: by default the entry point names none, so the job logs wherever the cluster's
+nodes point ``$MLFLOW_TRACKING_URI`` (cluster.yaml: the head's MLflow server on its private
+address, with its credentials in the nodes' environment). A URI given with ``--tracking-uri``
+is passed on without credentials: a ``user:password@`` in it travels in the job's
+``runtime_env`` as ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, and every
+URI this command prints is masked.
 """
 
 from __future__ import annotations
@@ -12,18 +19,50 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["entrypoint", "submit"]
+from .tracking.uri import mask_uri, split_credentials
+
+__all__ = ["entrypoint", "job_request", "submit"]
 
 EXCLUDES = [".git", ".venv", "mlflow.db", "mlartifacts", "mlruns", "reports", "__pycache__",
             "*.pyc", ".pytest_cache", "data"]
+CLUSTER_DEFAULT = "the cluster's $MLFLOW_TRACKING_URI"
 
 
-def entrypoint(suite_path: str, tracking_uri: str, force: bool) -> str:
-    parts = ["nfbench", "run", suite_path, "--address", "auto", "--tracking-uri", tracking_uri]
+def entrypoint(suite_path: str, tracking_uri: str | None, force: bool,
+               max_jobs: int | None = None) -> str:
+    """The job's command line; ``tracking_uri`` must carry no credentials (None: the
+    cluster's ``$MLFLOW_TRACKING_URI``); ``max_jobs`` travels when the user raised it."""
+    parts = ["nfbench", "run", suite_path, "--address", "auto"]
+    if tracking_uri:
+        if split_credentials(tracking_uri)[1:] != (None, None):
+            raise ValueError("a job's entry point must not carry credentials: pass the URI "
+                             "through split_credentials() first")
+        parts += ["--tracking-uri", tracking_uri]
     if force:
         parts.append("--force")
+    if max_jobs is not None:
+        parts += ["--max-jobs", str(int(max_jobs))]
     return shlex.join(parts)
+
+
+def job_request(suite_rel: str, tracking_uri: str | None, force: bool, revision: str,
+                working_dir: str, max_jobs: int | None = None) -> dict[str, Any]:
+    """The ``entrypoint`` and ``runtime_env`` of the Ray job; credentials in
+    ``tracking_uri`` go to ``runtime_env.env_vars``, never into the entry point."""
+    env = {"NFBENCH_REVISION": revision}
+    uri = None
+    if tracking_uri:
+        uri, user, password = split_credentials(tracking_uri)
+        if user is not None:
+            env["MLFLOW_TRACKING_USERNAME"] = user
+        if password is not None:
+            env["MLFLOW_TRACKING_PASSWORD"] = password
+    return {
+        "entrypoint": entrypoint(suite_rel, uri, force, max_jobs),
+        "runtime_env": {"working_dir": working_dir, "excludes": EXCLUDES, "env_vars": env},
+    }
 
 
 def submit(args, suite, jobs) -> int:
@@ -41,19 +80,20 @@ def submit(args, suite, jobs) -> int:
         print(f"error: {args.suite}: the suite must lie under the working directory ({root}), "
               "which is uploaded as the job's working directory", file=sys.stderr)
         return 2
-    uri = args.tracking_uri or "http://127.0.0.1:5000"
+    request = job_request(str(rel), args.tracking_uri, args.force, code_revision(), str(root),
+                          getattr(args, "max_jobs", None))
+    shown = mask_uri(args.tracking_uri) if args.tracking_uri else CLUSTER_DEFAULT
+    address = mask_uri(args.address)
     client = JobSubmissionClient(args.address)
     job_id = client.submit_job(
-        entrypoint=entrypoint(str(rel), uri, args.force),
-        runtime_env={"working_dir": str(root), "excludes": EXCLUDES,
-                     "env_vars": {"NFBENCH_REVISION": code_revision()}},
+        **request,
         metadata={"nfbench.suite": suite.name, "nfbench.jobs": str(len(jobs))},
     )
     print(f"submitted suite {suite.name} ({len(jobs)} jobs) as Ray job {job_id}")
-    print(f"  follow:  ray job logs --address {args.address} --follow {job_id}")
-    print(f"  status:  ray job status --address {args.address} {job_id}")
-    print(f"  stop:    ray job stop --address {args.address} {job_id}")
-    print(f"  runs:    MLflow at {uri} (experiment '{suite.name}')")
+    print(f"  follow:  ray job logs --address {address} --follow {job_id}")
+    print(f"  status:  ray job status --address {address} {job_id}")
+    print(f"  stop:    ray job stop --address {address} {job_id}")
+    print(f"  runs:    MLflow at {shown} (experiment '{suite.name}')")
     if getattr(args, "wait", False):
         import asyncio
 

@@ -74,7 +74,7 @@ def test_class_conditional_flow_uses_its_labels(tmp_path):
     ctx = contexts(job.config, ds)
     assert ctx["test"].shape == (len(ds.test), 10)
     path = MlflowTracker(store.uri, run_id).fetch(keys.ART_CHECKPOINT_BEST, tmp_path / "dl")
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     flow.load_state_dict(state["flow"])
     flow.eval()
     torch.manual_seed(0)

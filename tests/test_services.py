@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -166,30 +167,73 @@ def test_the_mlflow_server_stopped_for_a_minute_mid_suite_loses_and_doubles_noth
         _stop(server)
 
 
+def _auth_server(tmp_path: Path, port: int, password: str) -> subprocess.Popen:
+    """`mlflow server --app-name basic-auth` as cluster.yaml configures it (no permission
+    unless granted; the admin's password from the environment), on loopback."""
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+                   f"database_uri = sqlite:///{tmp_path}/basic_auth.db\n"
+                   "admin_username = nfbench\nauthorization_function = "
+                   "mlflow.server.auth:authenticate_request_basic_auth\n"
+                   "auth_cache_ttl_seconds = 60\n")
+    env = {**_venv_env(), "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+           "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32)}
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "basic-auth",
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--serve-artifacts",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def test_submit_sends_the_suite_as_a_ray_job(tmp_path, monkeypatch, capsys):
+    """Through the Jobs API to a real Ray head, logging to a real MLflow server behind basic
+    auth; the credentials in --tracking-uri are never printed nor put on the job's command
+    line: they reach the job through its runtime_env."""
+    from ray.job_submission import JobSubmissionClient
+
+    password = secrets.token_urlsafe(24)
+    port = _free_port()
+    server = _auth_server(tmp_path, port, password)
     dash = _free_port()
     head = subprocess.Popen(
         [sys.executable, "-c",
-         "import ray, sys, time; ray.init(num_cpus=2, include_dashboard=True, "
-         f"dashboard_host='127.0.0.1', dashboard_port={dash}); print('up', flush=True); "
-         "sys.stdin.read()"],
+         ("import ray, sys, time; ray.init(num_cpus=2, include_dashboard=True, "
+          f"dashboard_host='127.0.0.1', dashboard_port={dash}); print('up', flush=True); "
+          "sys.stdin.read()")],
         env=_venv_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert head.stdout.readline().strip() == "up"
         address = f"http://127.0.0.1:{dash}"
         _wait_http(f"{address}/api/version", head)
+        uri = f"http://127.0.0.1:{port}"
+        _wait_http(f"{uri}/health", server)
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no credentials: no access
+            urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1",
+                                   timeout=10)
+        assert refused.value.code == 401
         (tmp_path / "suites").mkdir()
         (tmp_path / "suites" / "sub.yaml").write_text(SUITE.format(name="sub"))
         monkeypatch.chdir(tmp_path)
-        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        with_credentials = f"http://nfbench:{password}@127.0.0.1:{port}"
         assert main(["submit", "suites/sub.yaml", "--address", address,
-                     "--tracking-uri", uri, "--wait"]) == 0
+                     "--tracking-uri", with_credentials, "--wait"]) == 0
         out = capsys.readouterr().out
         assert "submitted suite sub (1 jobs) as Ray job" in out
         assert "ray job logs --address" in out and "SUCCEEDED" in out
+        assert f"MLflow at http://nfbench:***@127.0.0.1:{port}" in out
+        assert password not in out  # neither here nor in the job's own log lines
+        job_id = out.split("as Ray job ")[1].split()[0]
+        info = JobSubmissionClient(address).get_job_info(job_id)
+        assert password not in info.entrypoint and f"--tracking-uri {uri}" in info.entrypoint
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "nfbench")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
         client = MlflowClient(uri)
         (run,) = client.search_runs([client.get_experiment_by_name("sub").experiment_id])
         assert run.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED
     finally:
         head.stdin.close()
         head.wait(timeout=60)
+        server.terminate()
+        server.wait(timeout=30)

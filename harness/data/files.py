@@ -7,10 +7,18 @@ a :class:`DataError` that names every expected path and the source; with ``downl
 the files are first fetched with the standard library's ``urllib`` from the original
 sources (only then: never implicitly, never in tests) and written atomically (``*.part``
 then rename).
+
+Every downloaded file is checked against the digest its source publishes (a :class:`Digest`:
+MD5 where that is what the source lists, as for MNIST, Fashion-MNIST, CIFAR-10 and the MAF
+archive on Zenodo; SHA-256 where one is published) before it is kept: a file that does not
+match is deleted and the next mirror tried; if none matches, a :class:`DataError` names the
+file, each URL and both digests. A kept archive is checked again before files are extracted
+from it, and only the named members are read from it (never ``extractall``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tarfile
 import urllib.request
@@ -21,20 +29,57 @@ from pathlib import Path
 from .dataset import DATA_ENV
 from .errors import DataError
 
-__all__ = ["Archive", "Source", "corrupt", "fetch_url", "require"]
+__all__ = ["Archive", "Digest", "Source", "corrupt", "fetch_url", "require"]
 
 TIMEOUT_S = 60.0
 CHUNK = 1 << 20
+_HEX_LENGTH = {"md5": 32, "sha256": 64}
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A published digest of a file: ``algorithm`` (``md5`` or ``sha256``, as the source
+    publishes it) and its lower-case hex value."""
+
+    algorithm: str
+    hexdigest: str
+
+    def __post_init__(self) -> None:
+        size = _HEX_LENGTH.get(self.algorithm)
+        if size is None:
+            raise ValueError(f"Digest: algorithm must be one of {sorted(_HEX_LENGTH)}, "
+                             f"got {self.algorithm!r}")
+        value = self.hexdigest
+        if len(value) != size or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError(f"Digest: a {self.algorithm} digest is {size} lower-case hex "
+                             f"digits, got {value!r}")
+
+    def of(self, path: Path) -> str:
+        """The hex digest of the file at ``path`` with this digest's algorithm."""
+        h = hashlib.new(self.algorithm, usedforsecurity=False)
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def mismatch(self, path: Path) -> str | None:
+        """None when the file at ``path`` has this digest, else what it has instead."""
+        actual = self.of(path)
+        if actual == self.hexdigest:
+            return None
+        return f"{self.algorithm} {actual}, expected {self.hexdigest}"
 
 
 @dataclass(frozen=True)
 class Archive:
     """A ``.tar.gz`` at ``urls`` (mirrors, tried in order), kept as ``data_dir / keep_as``;
-    ``members`` maps archive member → path relative to the data directory."""
+    ``members`` maps archive member → path relative to the data directory; ``digest`` is the
+    archive's published digest."""
 
     urls: tuple[str, ...]
     keep_as: str
     members: dict[str, str]
+    digest: Digest
 
 
 @dataclass(frozen=True)
@@ -45,13 +90,21 @@ class Source:
         files: paths relative to the data directory that the loader reads.
         where: the source in words (paper, page), shown in errors.
         direct: file → mirror URLs, fetched one by one.
+        digests: file → its published digest (every file in ``direct`` needs one).
         archive: or an archive holding the files.
     """
 
     files: tuple[str, ...]
     where: str
     direct: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    digests: dict[str, Digest] = field(default_factory=dict)
     archive: Archive | None = None
+
+    def __post_init__(self) -> None:
+        unchecked = sorted(set(self.direct) - set(self.digests))
+        if unchecked:
+            raise ValueError(f"Source: no published digest for {unchecked}; every "
+                             "downloaded file is checked")
 
     def urls(self) -> list[str]:
         if self.archive is not None:
@@ -59,8 +112,14 @@ class Source:
         return [mirrors[0] for mirrors in self.direct.values()]
 
 
-def fetch_url(urls: Sequence[str], dest: Path) -> None:
-    """Download the first URL that answers into ``dest`` (atomically); DataError if none."""
+def fetch_url(urls: Sequence[str], dest: Path, digest: Digest) -> None:
+    """Download the first URL that answers with a file of ``digest`` into ``dest``
+    (atomically: ``*.part``, checked, then renamed); a file that does not match is deleted
+    and the next URL tried.
+
+    Raises:
+        DataError: no URL gave a matching file (each URL's failure is named).
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     errors = []
@@ -68,18 +127,29 @@ def fetch_url(urls: Sequence[str], dest: Path) -> None:
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(part, "wb") as f:
                 shutil.copyfileobj(response, f, CHUNK)
-            part.replace(dest)
-            return
+            wrong = digest.mismatch(part)
         except OSError as err:  # URLError, HTTPError, timeouts are OSErrors
             errors.append(f"{url}: {err}")
             part.unlink(missing_ok=True)
-    raise DataError(f"could not download {dest.name}: " + "; ".join(errors))
+            continue
+        if wrong is None:
+            part.replace(dest)
+            return
+        part.unlink(missing_ok=True)
+        errors.append(f"{url}: checksum mismatch ({wrong}); the download was deleted")
+    raise DataError(f"could not download {dest.name} into {dest.parent}: " + "; ".join(errors))
 
 
 def _extract(archive: Archive, data_dir: Path, wanted: Sequence[str]) -> None:
     tar_path = data_dir / archive.keep_as
     if not tar_path.is_file():
-        fetch_url(archive.urls, tar_path)
+        fetch_url(archive.urls, tar_path, archive.digest)
+    else:
+        wrong = archive.digest.mismatch(tar_path)
+        if wrong is not None:
+            raise DataError(f"{tar_path}: checksum mismatch ({wrong}): not the published "
+                            f"archive ({archive.urls[0]}); delete it and load again with "
+                            "download=True")
     by_dest = {dest: member for member, dest in archive.members.items()}
     try:
         with tarfile.open(tar_path, "r:*") as tar:
@@ -113,7 +183,7 @@ def require(name: str, source: Source, data_dir: Path, download: bool) -> dict[s
             _extract(source.archive, data_dir, missing)
         else:
             for rel in missing:
-                fetch_url(source.direct[rel], data_dir / rel)
+                fetch_url(source.direct[rel], data_dir / rel, source.digests[rel])
         missing = [rel for rel, p in paths.items() if not p.is_file()]
     if missing:
         where = "\n".join(f"  {paths[rel]}" for rel in missing)

@@ -12,9 +12,13 @@ validation, the rest as training.
 from ``<data_dir>/mnist/`` and ``<data_dir>/fashion-mnist/``: 256 levels, shape
 (1, 28, 28); train = the first 50,000 training images, validation = the last 10,000 (the
 split of ``mnist.pkl.gz`` used by RealNVP, MAF and FFJORD), test = the 10,000 test images.
-``cifar10`` reads the python batches from ``<data_dir>/cifar-10-batches-py/``: 256 levels,
-shape (3, 32, 32); train = the first 45,000 images of ``data_batch_1..5``, validation =
-the last 5,000 (MAF's ``datasets/cifar10.py``), test = ``test_batch``.
+``cifar10`` reads CIFAR-10's *binary version* (``cifar-10-binary.tar.gz``) from
+``<data_dir>/cifar-10-batches-bin/``: ``data_batch_{1..5}.bin`` and ``test_batch.bin``, each a
+sequence of 3,073-byte records (one label byte 0..9, then 3,072 pixel bytes in channel-major
+order: 1,024 red, 1,024 green, 1,024 blue, each row-major). 256 levels, shape (3, 32, 32);
+train = the first 45,000 images of ``data_batch_1..5``, validation = the last 5,000 (MAF's
+``datasets/cifar10.py``), test = ``test_batch``. The python version's batches are pickles,
+which run code when loaded, so they are not read.
 
 ``n_bits`` (Glow, Kingma & Dhariwal 2018, ``openai/glow``): ``x ↦ ⌊x / 2^(8 − n_bits)⌋``,
 ``2^n_bits`` levels (Glow's 5-bit CelebA/CIFAR results).
@@ -23,7 +27,6 @@ the last 5,000 (MAF's ``datasets/cifar10.py``), test = ``test_batch``.
 from __future__ import annotations
 
 import gzip
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +35,12 @@ import torch
 
 from .dataset import DataSet, register
 from .errors import DataError
-from .files import Archive, Source, corrupt, require
+from .files import Archive, Digest, Source, corrupt, require
 
 __all__ = [
     "DIGITS_SPLIT",
     "SOURCES",
-    "read_cifar_batch",
+    "read_cifar_bin",
     "read_idx",
     "reduce_bits",
     "stratified_order",
@@ -115,7 +118,18 @@ def load_digits(*, seed: int, data_dir: Path, download: bool) -> DataSet:
 
 # ── file-based images ────────────────────────────────────────────────────────────────
 _IDX_FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
-_CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+_CIFAR_DIR = "cifar-10-batches-bin"
+_CIFAR_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
+CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte + pixels
+# Published MD5s: torchvision's MNIST / FashionMNIST resources (Fashion-MNIST's README lists
+# the same), the CIFAR page (www.cs.toronto.edu/~kriz/cifar.html) for the binary version.
+_IDX_MD5 = {
+    "mnist": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+              "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3"},
+    "fashion-mnist": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                      "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79"},
+}
+CIFAR_BINARY_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 _MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
@@ -126,20 +140,24 @@ SOURCES = {
         files=tuple(f"mnist/{f}" for f in _IDX_FILES),
         where="LeCun, Cortes & Burges, the MNIST database (yann.lecun.com/exdb/mnist)",
         direct={f"mnist/{f}": tuple(m + f for m in _MNIST_MIRRORS) for f in _IDX_FILES},
+        digests={f"mnist/{f}": Digest("md5", _IDX_MD5["mnist"][f]) for f in _IDX_FILES},
     ),
     "fashion-mnist": Source(
         files=tuple(f"fashion-mnist/{f}" for f in _IDX_FILES),
         where="Xiao, Rasul & Vollgraf 2017, Fashion-MNIST (github.com/zalandoresearch/"
         "fashion-mnist)",
         direct={f"fashion-mnist/{f}": tuple(m + f for m in _FASHION_MIRRORS) for f in _IDX_FILES},
+        digests={f"fashion-mnist/{f}": Digest("md5", _IDX_MD5["fashion-mnist"][f])
+                 for f in _IDX_FILES},
     ),
     "cifar10": Source(
-        files=tuple(f"cifar-10-batches-py/{b}" for b in _CIFAR_BATCHES),
-        where="Krizhevsky 2009, CIFAR-10 python version (www.cs.toronto.edu/~kriz/cifar.html)",
+        files=tuple(f"{_CIFAR_DIR}/{b}" for b in _CIFAR_BATCHES),
+        where="Krizhevsky 2009, CIFAR-10 binary version (www.cs.toronto.edu/~kriz/cifar.html)",
         archive=Archive(
-            ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-            "cifar-10-python.tar.gz",
-            {f"cifar-10-batches-py/{b}": f"cifar-10-batches-py/{b}" for b in _CIFAR_BATCHES},
+            ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
+            "cifar-10-binary.tar.gz",
+            {f"{_CIFAR_DIR}/{b}": f"{_CIFAR_DIR}/{b}" for b in _CIFAR_BATCHES},
+            Digest("md5", CIFAR_BINARY_MD5),
         ),
     ),
 }
@@ -166,18 +184,24 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_cifar_batch(path: Path) -> np.ndarray:
-    """One CIFAR-10 python batch: a pickled dict whose ``data`` is ``(N, 3072)`` uint8 in
-    channel-major order; returns ``(N, 3, 32, 32)``."""
+def read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of CIFAR-10's binary version: records of one label byte (0..9) and 3,072
+    pixel bytes (channel-major, each channel row-major). Returns the images ``(N, 3, 32, 32)``
+    and the labels ``(N,)``, both uint8; anything else is a DataError naming the file."""
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        data = np.asarray(batch["data"], dtype=np.uint8)
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
+        raw = path.read_bytes()
+    except OSError as err:
         raise corrupt(path, err) from None
-    if data.ndim != 2 or data.shape[1] != 3072:
-        raise corrupt(path, f"'data' has shape {data.shape}, expected (N, 3072)")
-    return data.reshape(-1, 3, 32, 32)
+    if not raw or len(raw) % CIFAR_RECORD:
+        raise corrupt(path, f"{len(raw)} bytes is not a whole number of {CIFAR_RECORD}-byte "
+                      "records (1 label byte + 3,072 pixel bytes)")
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    labels = records[:, 0]
+    if labels.max() > 9:
+        row = int(np.argmax(labels > 9))
+        raise corrupt(path, f"record {row} has label byte {int(labels[row])}, expected 0..9: "
+                      "not a CIFAR-10 binary batch")
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels
 
 
 def _image_dataset(
@@ -263,16 +287,23 @@ def load_fashion_mnist(*, seed: int, data_dir: Path, download: bool, n_bits: int
     kind="discrete",
     event_shape=(3, 32, 32),
     levels=256,
-    source="CIFAR-10 python batches under <data_dir>/cifar-10-batches-py/",
+    source="CIFAR-10 binary batches under <data_dir>/cifar-10-batches-bin/",
 )
 def load_cifar10(*, seed: int, data_dir: Path, download: bool, n_bits: int = 8) -> DataSet:
     """CIFAR-10, 45,000 / 5,000 / 10,000 (MAF's split), 256 levels (or ``2^n_bits``)."""
     reduce_bits(np.zeros(1, dtype=np.uint8), n_bits)
-    paths = require("cifar10", SOURCES["cifar10"], data_dir, download)
+    try:
+        paths = require("cifar10", SOURCES["cifar10"], data_dir, download)
+    except DataError as err:
+        if (data_dir / "cifar-10-batches-py").is_dir():
+            raise DataError(f"{err}\n{data_dir / 'cifar-10-batches-py'} (the python version) "
+                            "is not read: its batches are pickles, which can run code; use "
+                            "the binary version (cifar-10-binary.tar.gz)") from None
+        raise
     train_all = np.concatenate(
-        [read_cifar_batch(paths[f"cifar-10-batches-py/{b}"]) for b in _CIFAR_BATCHES[:5]]
+        [read_cifar_bin(paths[f"{_CIFAR_DIR}/{b}"])[0] for b in _CIFAR_BATCHES[:5]]
     )
-    test = read_cifar_batch(paths["cifar-10-batches-py/test_batch"])
+    test = read_cifar_bin(paths[f"{_CIFAR_DIR}/test_batch.bin"])[0]
     split = int(0.9 * len(train_all))
     info = {
         "method": f"MAF: train = first {split} of data_batch_1..5, val = the last "

@@ -5,7 +5,7 @@ miniboone,bsds300}.py`` (Papamakarios et al. 2017, arXiv:1705.07057; ``bayesiain
 ``data/`` uses the same), reading the MAF archive's files (zenodo.org/record/1161203,
 ``data.tar.gz``) laid out under the data directory as in the archive:
 ``power/data.npy``, ``gas/ethylene_CO.pickle``, ``hepmass/1000_{train,test}.csv``,
-``miniboone/data.npy``, ``BSDS300/BSDS300.hdf5``. REFERENCE.md, "Tabular preprocessing":
+``miniboone/data.npy``, ``BSDS300/BSDS300.hdf5``. The preprocessing, as in MAF's code:
 
 - POWER (D=6): ``RandomState(42)`` shuffle of the rows; delete column 3, then column 1; add
   noise per column (active power ``0.001·U``, voltage ``0.01·U``, three sub-meterings ``U``
@@ -14,7 +14,10 @@ miniboone,bsds300}.py`` (Papamakarios et al. 2017, arXiv:1705.07057; ``bayesiain
   (population) std.
 - GAS (D=8): drop ``Meth``, ``Eth``, ``Time``; while some column has a Pearson correlation
   above 0.98 with another, drop the first such column; standardise with the full data's
-  mean and sample std (pandas); no shuffle; the same 10 % / 10 % split.
+  mean and sample std (pandas); no shuffle; the same 10 % / 10 % split. The archive holds
+  GAS only as a pickled DataFrame: it is read with an allow-list of the classes a DataFrame
+  needs (:mod:`harness.data.safe_pickle`), so a pickle that asks for anything else is
+  refused and nothing of it runs. ``.npy`` files are read with ``allow_pickle=False``.
 - HEPMASS (D=21): keep label-1 rows and drop the label; drop the test file's last column
   (the archive's test file has a trailing empty column); standardise both with the training
   mean and sample std; drop each feature whose *smallest* standardised training value occurs
@@ -40,11 +43,13 @@ import torch
 
 from .dataset import DataSet, register
 from .errors import DataError
-from .files import Archive, Source, corrupt, require
+from .files import Archive, Digest, Source, corrupt, require
+from .safe_pickle import read_frame_pickle
 
 __all__ = ["PUBLISHED_SIZES", "SOURCES", "preprocess"]
 
 MAF_URLS = ("https://zenodo.org/record/1161203/files/data.tar.gz",)
+MAF_DIGEST = Digest("md5", "9b9c9b0375315ad270eba4ce80c093ab")  # Zenodo's md5 of data.tar.gz
 MAF_WHERE = "the MAF archive (Papamakarios et al. 2017), zenodo.org/record/1161203"
 _LAYOUT = {
     "power": ("power/data.npy",),
@@ -57,7 +62,8 @@ SOURCES = {
     name: Source(
         files=files,
         where=MAF_WHERE,
-        archive=Archive(MAF_URLS, "maf-data.tar.gz", {f"data/{f}": f for f in files}),
+        archive=Archive(MAF_URLS, "maf-data.tar.gz", {f"data/{f}": f for f in files},
+                        MAF_DIGEST),
     )
     for name, files in _LAYOUT.items()
 }
@@ -105,7 +111,7 @@ def _standardise(train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Splits
 
 def _power(paths: dict[str, Path]) -> Splits:
     rng = np.random.RandomState(42)
-    data = np.array(np.load(paths["power/data.npy"]), dtype=np.float64)
+    data = np.array(np.load(paths["power/data.npy"], allow_pickle=False), dtype=np.float64)
     if data.ndim != 2 or data.shape[1] != 8:
         raise DataError(f"{paths['power/data.npy']}: expected an (N, 8) array, got {data.shape}")
     rng.shuffle(data)
@@ -124,10 +130,7 @@ def _gas(paths: dict[str, Path]) -> Splits:
     import pandas as pd
 
     path = paths["gas/ethylene_CO.pickle"]
-    try:
-        frame = pd.read_pickle(path)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise corrupt(path, err) from None
+    frame = read_frame_pickle(path)  # never pd.read_pickle: a pickle may run code
     missing = [c for c in ("Meth", "Eth", "Time") if c not in getattr(frame, "columns", [])]
     if missing:
         raise DataError(
@@ -175,7 +178,7 @@ def _hepmass(paths: dict[str, Path]) -> Splits:
 
 
 def _miniboone(paths: dict[str, Path]) -> Splits:
-    data = np.asarray(np.load(paths["miniboone/data.npy"]), dtype=np.float64)
+    data = np.asarray(np.load(paths["miniboone/data.npy"], allow_pickle=False), dtype=np.float64)
     return _standardise(*_split_10_10(data))
 
 

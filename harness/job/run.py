@@ -109,11 +109,24 @@ def _rows(t: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor 
 
 
 def _fetch_state(tracker: Tracker, artifact: str) -> dict[str, Any] | None:
+    """A checkpoint of the run, loaded weights-only: tensors, numbers, strings and containers
+    of them, never an arbitrary pickle (the artifact store is shared; a file in it must not
+    run code here)."""
+    import pickle
+
     with tempfile.TemporaryDirectory() as tmp:
         path = tracker.fetch(artifact, Path(tmp))
         if path is None:
             return None
-        return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
+        try:
+            return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu",
+                              weights_only=True)
+        except pickle.UnpicklingError as err:
+            lines = [ln for ln in str(err).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+            why = (lines or ["it holds more than weights"])[0].strip()[:300]
+            raise RuntimeError(f"{artifact}: refused to load this checkpoint: {why} (a checkpoint "
+                               "may hold only tensors and plain values); delete the artifact "
+                               "or re-run the job with --force") from None
 
 
 def _test_inputs(deq, test: torch.Tensor, n: int, device: torch.device, seed: int) -> torch.Tensor:

@@ -7,7 +7,8 @@ The objective is the negative log-likelihood (a bound, for dequantized discrete 
 Non-finite losses or gradients are skipped and counted; past ``max_nonfinite`` of them the run
 is *diverged*. Every ``checkpoint_every`` steps the whole state (model, optimizer, schedule,
 random generators, best-so-far weights and the curve points not yet sent) is written as the
-run's ``checkpoints/last.pt`` artifact, and only then are the curve points sent: a worker that
+run's ``checkpoints/last.pt`` artifact (plain values only, so that it loads with
+``torch.load(weights_only=True)``), and only then are the curve points sent: a worker that
 dies resumes from that checkpoint and re-sends the same points, which MLflow deduplicates, so
 no point is lost or doubled. Points are sent at a checkpoint at most every ``flush_seconds``
 (live curves in the MLflow UI without a database round trip per checkpoint of a short job);
@@ -153,6 +154,7 @@ def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.
         return nll / (dims * math.log(2)) if discrete else nll
 
     def checkpoint() -> None:
+        # tensors, numbers, strings and containers of them only: it loads weights-only
         state = {
             "flow": flow.state_dict(), "deq": deq.state_dict(), "opt": opt.state_dict(),
             "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),

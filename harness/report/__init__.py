@@ -1,8 +1,9 @@
 """Reports: MLflow runs → tidy tables → Plotly figures → a static HTML site; and ``compare``.
 
-Pipeline (DESIGN.md): :func:`harness.tracking.read.load_runs` / ``load_curves`` read MLflow in
+Pipeline: :func:`harness.tracking.read.load_runs` / ``load_curves`` read MLflow in
 bulk; :mod:`.table` and :mod:`.derive` make the frame behind each figure; the ``figure_*``
-functions are pure (frame in, Plotly figure out); :func:`write_report` is the one writer.
+functions are pure (frame in, Plotly figure out); :func:`write_report` is the one writer,
+and :mod:`.safety` checks what it publishes (http(s) run links, no formulas in CSV cells).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from .compare import CompareResult, Tolerance, compare
 from .figures import figure_curves, figure_heatmap, figure_leaderboard, figure_pareto
 from .figures_cost import figure_asymmetry, figure_dequant, figure_logdet
 from .figures_stability import figure_stability, figure_triangle
+from .safety import ReportInputError
 from .site import write_report
 
 __all__ = [
     "CompareResult",
+    "ReportInputError",
     "Tolerance",
     "compare",
     "figure_asymmetry",

@@ -5,7 +5,7 @@ A figure is embedded as its JSON in a ``<script type="application/json">`` block
 ``report.js`` (written once, beside ``plotly.min.js``) draws every block with
 ``Plotly.newPlot`` and opens a point's MLflow run on click: the point's ``customdata`` (or
 its first element), else its trace's ``meta.url``. Pages fetch nothing from the
-network: plotly.js is a file in the site (FIELD-NOTES.md: ``'cdn'`` breaks offline).
+network: plotly.js is a file in the site (plotly's ``'cdn'`` option breaks offline).
 """
 
 from __future__ import annotations

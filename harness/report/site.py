@@ -21,7 +21,6 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
@@ -29,8 +28,10 @@ from mlflow.exceptions import MlflowException
 from .. import keys
 from ..tracking.read import load_curves, load_runs, local_artifact_path
 from ..tracking.store import resolve_uri
+from ..tracking.uri import mask_uri
 from .html import ASSETS, Link, Raw, data_links, e, figure_block, page, table, write_assets
 from .panels import Section, slug, suite_sections
+from .safety import check_ui_base, escape_formulas
 from .table import DEFAULT_UI, prepare
 
 __all__ = ["write_report"]
@@ -52,18 +53,9 @@ def _publishable(df: pd.DataFrame) -> pd.DataFrame:
 def _write_data(df: pd.DataFrame, folder: Path, stem: str, written: list[Path]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     data = _publishable(df)
-    data.to_csv(folder / f"{stem}.csv", index=False)
+    escape_formulas(data).to_csv(folder / f"{stem}.csv", index=False)  # no formula runs
     data.to_parquet(folder / f"{stem}.parquet", index=False)
     written += [folder / f"{stem}.csv", folder / f"{stem}.parquet"]
-
-
-def _shown_uri(uri: str) -> str:
-    """The tracking URI without credentials (user:password@ is never printed)."""
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @functools.lru_cache(maxsize=4)
@@ -109,7 +101,7 @@ def _meta(runs: pd.DataFrame, uri: str) -> str:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (f"{len(runs)} runs ({counts or 'none'}) · data sets: "
             f"{', '.join(map(str, pd.unique(runs['dataset']))) or '—'} · revision {revisions} · "
-            f"from {_shown_uri(uri)} · generated {when}")
+            f"from {mask_uri(uri)} · generated {when}")
 
 
 def _render_sections(sections: list[Section], data_prefix: str) -> str:
@@ -185,7 +177,7 @@ def _index(suites: list[str], runs: pd.DataFrame, folders: dict[str, str], out: 
             f'{" ".join(map(str, data_links("data", "suites")))}</p></section>')
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = page("nfbench reports", Raw(body), assets=ASSETS, heading="nfbench reports",
-                meta=f"{len(suites)} suites · from {_shown_uri(uri)} · generated {when}")
+                meta=f"{len(suites)} suites · from {mask_uri(uri)} · generated {when}")
     index = out / "index.html"
     index.write_text(text, encoding="utf-8")
     written.append(index)
@@ -221,8 +213,11 @@ def write_report(suites: Sequence[str], tracking_uri: str | None, out_dir: str |
 
     Raises:
         UnknownSuiteError: a suite the store does not hold (the message lists those it does).
+        ReportInputError: ``ui_base`` is not a safe http(s) URL (checked before anything is
+            read or written).
         ValueError: no suite given.
     """
+    check_ui_base(ui_base)
     suites = list(dict.fromkeys(suites))
     if not suites:
         raise ValueError("write_report needs at least one suite name (e.g. ['smoke'])")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import keys
+from .safety import check_ui_base
 
 __all__ = [
     "REFERENCE_ARCHS",
@@ -107,6 +108,7 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     (status finished with a finite score), ``reference`` (a baseline architecture) and
     ``url`` (the run's MLflow page).
     """
+    check_ui_base(ui_base)
     df = runs.copy()
     n = len(df)
     for short, (tag, param) in _SHORT.items():

@@ -14,8 +14,10 @@ Ray instance (exit status 2, one line naming the flag or variable):
   (MLflow's client would retry for minutes) with 200, or 401 / 403 behind authentication;
 - a database host must accept a TCP connection within the same time.
 
-Credentials in a URI (``https://user:secret@host``) are never echoed: messages show
-:func:`redact`'s form.
+Credentials in a URI (``https://user:secret@host``, a server behind basic authentication)
+are never printed as they are (:func:`mask_uri`) and never put on a command line:
+:func:`split_credentials` separates them so that they travel in the environment variables
+MLflow reads (``MLFLOW_TRACKING_USERNAME``, ``MLFLOW_TRACKING_PASSWORD``).
 """
 
 from __future__ import annotations
@@ -28,31 +30,65 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["PROBE_TIMEOUT_S", "TrackingUriError", "check_tracking_uri", "redact"]
+__all__ = ["MASK", "PROBE_TIMEOUT_S", "TrackingUriError", "check_tracking_uri", "mask_uri",
+           "split_credentials"]
 
 PROBE_TIMEOUT_S = 3.0
 _DB_SCHEME = re.compile(r"^(postgresql|mysql|mssql)(\+[a-z0-9_]+)?$")
 _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 ALLOWED = "sqlite:///PATH.db, http(s)://HOST:PORT, file:///DIR, postgresql|mysql|mssql[+driver]://…"
+MASK = "***"
+
+
+def _host(netloc: str) -> str:
+    """``netloc`` without its ``user[:password]@`` part (the last ``@`` ends it)."""
+    return netloc.rpartition("@")[2]
+
+
+def mask_uri(uri: str) -> str:
+    """``uri`` as it may be printed: a password in it becomes ``***``, and so does every
+    query value (database URIs can carry ``?password=…``).
+
+    ``http://alice:s3cret@10.0.0.5:5000`` → ``http://alice:***@10.0.0.5:5000``; a URI with
+    neither (``sqlite:////abs/mlflow.db``, ``http://host:5000``) comes back unchanged. A user
+    name alone (``http://token@host``, the way some servers take a token) is masked too.
+    """
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # unparsable (an unbalanced '[' in the host): show nothing of it
+        return MASK
+    if "@" not in parts.netloc and not parts.query:
+        return uri
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        user, sep, _password = userinfo.partition(":")
+        shown = f"{user}:{MASK}" if sep else MASK
+        parts = parts._replace(netloc=f"{shown}@{_host(parts.netloc)}")
+    if parts.query:
+        keys = [pair.partition("=")[0] for pair in parts.query.split("&")]
+        parts = parts._replace(query="&".join(f"{k}={MASK}" for k in keys))
+    return urlunsplit(parts)
+
+
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """``(uri without credentials, user name, password)``; the names are None when absent.
+
+    Percent-escapes in the user name and password are decoded (``p%40ss`` is ``p@ss``), as
+    HTTP clients do when they read credentials from a URI.
+    """
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri, None, None
+    userinfo = parts.netloc.rpartition("@")[0]
+    user, sep, password = userinfo.partition(":")
+    bare = urlunsplit(parts._replace(netloc=_host(parts.netloc)))
+    return bare, unquote(user) or None, unquote(password) if sep else None
 
 
 class TrackingUriError(ValueError):
     """A tracking URI nfbench cannot use (the message names where it came from and the fix)."""
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any password (and a user name beside it) replaced by ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(uri)
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", uri)
-    if parts.password is None and parts.username is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def _clip(text: str, limit: int = 120) -> str:
@@ -127,7 +163,7 @@ def check_tracking_uri(uri: str, origin: str, *, must_exist: bool = False,
         must_exist: the store must exist already (reading: ``report``, ``compare``).
         probe: reach a server or database host (off where the URI is the cluster's view).
     """
-    shown = _clip(redact(uri))
+    shown = _clip(mask_uri(uri))
 
     def refuse(why: str) -> TrackingUriError:
         return TrackingUriError(f"{origin}: {why}")

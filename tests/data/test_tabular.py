@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import os
+import pickle
 import tarfile
 from pathlib import Path
 
@@ -14,7 +17,8 @@ import torch
 
 from harness import data
 from harness.data import DataError, tabular
-from harness.data.files import Archive
+from harness.data.files import Archive, Digest
+from harness.data.safe_pickle import read_frame_pickle
 
 
 def _sizes(n: int) -> tuple[int, int, int]:
@@ -58,12 +62,10 @@ def test_power_protocol(tmp_path: Path) -> None:
         assert corr > 0.999
 
 
-def test_gas_protocol(tmp_path: Path) -> None:
-    """Meth/Eth/Time dropped; of each near-duplicate pair the first column is dropped (it is
-    the first with a correlation above 0.98); the rest standardised on the full data; no
-    shuffle."""
+def _gas_frame(n: int = 500) -> tuple[pd.DataFrame, list[str]]:
+    """A frame shaped like the archive's: Time, Meth, Eth, then sensor columns in which
+    eight near-duplicate pairs must lose their first member."""
     rng = np.random.RandomState(0)
-    n = 500
     cols: dict[str, np.ndarray] = {"Time": np.arange(n), "Meth": rng.rand(n), "Eth": rng.rand(n)}
     keep = []
     for k in range(8):
@@ -71,7 +73,15 @@ def test_gas_protocol(tmp_path: Path) -> None:
         cols[f"dup{k}"] = base + 0.01 * rng.randn(n)
         cols[f"s{k}"] = base
         keep.append(f"s{k}")
-    frame = pd.DataFrame(cols)
+    return pd.DataFrame(cols), keep
+
+
+def test_gas_protocol(tmp_path: Path) -> None:
+    """Meth/Eth/Time dropped; of each near-duplicate pair the first column is dropped (it is
+    the first with a correlation above 0.98); the rest standardised on the full data; no
+    shuffle."""
+    n = 500
+    frame, keep = _gas_frame(n)
     (tmp_path / "gas").mkdir()
     frame.to_pickle(tmp_path / "gas" / "ethylene_CO.pickle")
     ds = data.load("gas", data_dir=tmp_path)
@@ -81,6 +91,94 @@ def test_gas_protocol(tmp_path: Path) -> None:
     expected = ((kept - kept.mean()) / kept.std()).to_numpy()
     got = torch.cat([ds.train, ds.val, ds.test]).double().numpy()
     assert np.allclose(got, expected, atol=1e-6)
+
+
+# Module paths as pandas 0.19/0.20 and NumPy 1.x wrote them (the MAF archive is from 2017).
+_LEGACY_NAMES = {
+    b"cpandas\nDataFrame\n": b"cpandas.core.frame\nDataFrame\n",
+    b"cpandas.core.internals.managers\nBlockManager\n": b"cpandas.core.internals\nBlockManager\n",
+    b"cpandas.core.indexes.base\n_new_Index\n": b"cpandas.indexes.base\n_new_Index\n",
+    b"cpandas\nIndex\n": b"cpandas.indexes.numeric\nInt64Index\n",
+    b"cpandas\nRangeIndex\n": b"cpandas.indexes.range\nRangeIndex\n",
+    b"cnumpy._core.multiarray\n_reconstruct\n": b"cnumpy.core.multiarray\n_reconstruct\n",
+}
+
+
+def test_gas_pickles_of_every_protocol_and_older_pandas_names(tmp_path: Path) -> None:
+    frame, _ = _gas_frame(60)
+    path = tmp_path / "f.pickle"
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        path.write_bytes(pickle.dumps(frame, protocol=protocol))
+        assert read_frame_pickle(path).equals(frame), protocol
+    # object column labels and an integer index, with the names older versions used: protocol
+    # 2 writes each global as text, so renaming them keeps the stream valid
+    old = pd.DataFrame(frame.to_numpy(), columns=pd.Index(list(frame.columns), dtype=object),
+                       index=pd.Index(np.arange(60) * 2))
+    raw = pickle.dumps(old, protocol=2)
+    renamed = 0
+    for new, legacy in _LEGACY_NAMES.items():
+        renamed += raw.count(new)
+        raw = raw.replace(new, legacy)
+    assert renamed >= 5 and b"cpandas.indexes.base\n_new_Index" in raw
+    path.write_bytes(raw)
+    assert read_frame_pickle(path).equals(old)
+
+
+class _Payload:
+    """Unpickled, calls ``fn(*args)``: the shape of every pickle exploit."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+def test_a_pickle_planted_as_gas_does_not_run(tmp_path: Path) -> None:
+    """A pickle in GAS's place that asks for anything but a DataFrame's classes is refused
+    with a DataError naming the file and the name, and nothing of it runs."""
+    import subprocess
+
+    marker = tmp_path / "marker"
+    frame, _ = _gas_frame(30)
+    with_payload = frame.assign(Eth=pd.Series([_Payload(os.system, f"touch {marker}")] * 30,
+                                              dtype=object))
+    hostile = {
+        "posix.system": pickle.dumps(_Payload(os.system, f"touch {marker}")),
+        "builtins.eval": pickle.dumps(_Payload(eval, f"open({str(marker)!r}, 'w')")),
+        "subprocess.Popen": pickle.dumps(_Payload(subprocess.Popen, ["touch", str(marker)])),
+        # inside an otherwise valid frame: an object column holding the payload
+        "posix.system ": pickle.dumps(with_payload),
+        # Python 2 names are mapped first, then checked: __builtin__.eval is builtins.eval
+        "builtins.eval  ": b"c__builtin__\neval\n(S'1'\ntR.",
+        # the one codec a frame needs is latin-1; any other is refused
+        "_codecs.encode with encoding": b"c_codecs\nencode\n(S'x'\nS'rot13'\ntR.",
+        # BUILD on a function or class would alter it for the whole process
+        "setting the state of": b"cpandas.core.indexes.base\n_new_Index\n}b.",
+    }
+    (tmp_path / "gas").mkdir()
+    path = tmp_path / "gas" / "ethylene_CO.pickle"
+    for asks_for, raw in hostile.items():
+        path.write_bytes(raw)
+        with pytest.raises(DataError) as err:
+            data.load("gas", data_dir=tmp_path)
+        msg = str(err.value)
+        assert msg.startswith(f"{path}: refused to unpickle: it asks for {asks_for.strip()}"), msg
+    assert not marker.exists()
+    pickle.loads(hostile["posix.system"])  # the payloads are live: unpickled, they run
+    assert marker.exists()
+
+
+def test_an_npy_file_holding_pickled_objects_is_not_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    payload = np.empty((2, 43), dtype=object)
+    payload[:] = _Payload(os.system, f"touch {marker}")
+    for name in ("power", "miniboone"):
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "data.npy", payload, allow_pickle=True)
+        with pytest.raises(DataError, match=f"{name}/data.npy.*allow_pickle=False"):
+            data.load(name, data_dir=tmp_path)
+    assert not marker.exists()
 
 
 def _hepmass_csv(rng: np.random.RandomState, n: int, trailing: bool) -> str:
@@ -208,7 +306,8 @@ def test_download_extracts_from_the_archive(
         info.size = len(payload.getvalue())
         tar.addfile(info, io.BytesIO(payload.getvalue()))
     archive = Archive(
-        (tar_path.as_uri(),), "maf-data.tar.gz", {"data/miniboone/data.npy": "miniboone/data.npy"}
+        (tar_path.as_uri(),), "maf-data.tar.gz", {"data/miniboone/data.npy": "miniboone/data.npy"},
+        Digest("md5", hashlib.md5(tar_path.read_bytes()).hexdigest()),
     )
     monkeypatch.setitem(
         tabular.SOURCES,
@@ -221,7 +320,8 @@ def test_download_extracts_from_the_archive(
     ds = data.load("miniboone", data_dir=target, download=True)
     assert (target / "miniboone" / "data.npy").is_file() and len(ds.test) == 20
     assert data.load("miniboone", data_dir=target).fingerprint == ds.fingerprint
-    dead = Archive(((src / "missing.tar.gz").as_uri(),), "other.tar.gz", archive.members)
+    dead = Archive(((src / "missing.tar.gz").as_uri(),), "other.tar.gz", archive.members,
+                   archive.digest)
     monkeypatch.setitem(
         tabular.SOURCES,
         "miniboone",
