@@ -242,6 +242,10 @@ def _report(suites: list[str], uri: str, out: str, ui_base: str | None = None) -
 
 
 def cmd_report(args) -> int:
+    if args.ui_base is not None:  # the flags first, then the store
+        from .report.safety import check_ui_base
+
+        check_ui_base(args.ui_base)
     uri = refusals.tracking_uri(args, must_exist=True)
     out = args.out or (f"reports/{args.suites[0]}" if len(args.suites) == 1 else "reports/site")
     if Path(out).exists() and not Path(out).is_dir():
