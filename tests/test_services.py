@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -237,3 +238,42 @@ def test_submit_sends_the_suite_as_a_ray_job(tmp_path, monkeypatch, capsys):
         head.wait(timeout=60)
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_run_joins_a_token_auth_cluster_started_with_ray_start(tmp_path):
+    """`ray start` turns Ray's token authentication on; `nfbench run --address` finds the
+    token itself (no RAY_AUTH_MODE in the environment), as `nfbench submit` does."""
+    port = _free_port()
+    env = {k: v for k, v in _venv_env().items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    ray_exe = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_exe, "start", "--head", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--block"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        started = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = head.stdout.readline()
+            assert line or head.poll() is None, "".join(started)
+            started.append(line)
+            if "Ray runtime started" in line:
+                break
+        assert "Token authentication is enabled" in "".join(started), "".join(started)
+        (tmp_path / "tok.yaml").write_text(SUITE.format(name="tok"))
+        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        exe = str(Path(sys.executable).with_name("nfbench"))
+        run = subprocess.run([exe, "run", "tok.yaml", "--address", f"127.0.0.1:{port}",
+                              "--tracking-uri", uri, "--no-report"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Traceback" not in run.stderr
+        client = MlflowClient(uri)
+        (r,) = client.search_runs([client.get_experiment_by_name("tok").experiment_id])
+        assert r.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(head.pid, signal.SIGKILL)
