@@ -89,7 +89,8 @@ def main() -> None:
         path.write_text(SUITE.format(seeds=list(range(args.jobs)), steps=args.steps))
         suite, jobs = load_jobs(str(path), quiet=True, max_jobs=max(args.jobs, 10_000))
         t0 = time.perf_counter()
-        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.workers, include_dashboard=False,
+                 log_to_driver=False)
         ray_start = time.perf_counter() - t0
         try:
             summary = run_jobs(suite, jobs, uri=f"sqlite:///{tmp}/mlflow.db",

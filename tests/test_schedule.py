@@ -32,7 +32,8 @@ retries: 2
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, namespace="nfbench-test", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="nfbench-test",
+             log_to_driver=False)
     yield
     ray.shutdown()
 

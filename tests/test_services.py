@@ -87,7 +87,7 @@ def test_runs_land_in_a_real_mlflow_server(tmp_path):
         _wait_http(f"{uri}/health", server)
         (tmp_path / "srv.yaml").write_text(SUITE.format(name="srv"))
         suite, jobs = load_jobs(str(tmp_path / "srv.yaml"), quiet=True)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             summary = run_jobs(suite, jobs, uri=uri, out=lambda s: None)
         finally:
@@ -200,7 +200,7 @@ def test_submit_sends_the_suite_as_a_ray_job(tmp_path, monkeypatch, capsys):
     dash = _free_port()
     head = subprocess.Popen(
         [sys.executable, "-c",
-         ("import ray, sys, time; ray.init(num_cpus=2, include_dashboard=True, "
+         ("import ray, sys, time; ray.init(address='local', num_cpus=2, include_dashboard=True, "
           f"dashboard_host='127.0.0.1', dashboard_port={dash}); print('up', flush=True); "
           "sys.stdin.read()")],
         env=_venv_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
