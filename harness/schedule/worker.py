@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..suite.jobconfig import JobConfig
+
 __all__ = ["Payload", "PhaseRunner"]
 
 
@@ -22,7 +24,7 @@ class Payload:
     """One job phase to run: ``phase`` is "train" or "time"."""
 
     phase: str
-    config: dict[str, Any]
+    config: JobConfig
     uri: str
     run_id: str
     artifact_uri: str | None = None
