@@ -112,6 +112,7 @@ TAG_TRIAL = "nfbench.trial"  # Ray Tune's trial id
 TAG_TRIAL_NUMBER = "nfbench.trial_number"  # 0, 1, … in the order Ray Tune created them
 TAG_STOPPED_BY = "nfbench.stopped_by"  # why a trial ended: one of STOP_REASONS
 TAG_TUNED_TRIALS = "nfbench.tuned_trials"  # on a tuned job: the trials of its study
+TAG_TUNE_VALUES = "nfbench.tune.values"  # on a trial: its sampled values (JSON)
 TAG_TUNE_BEST = "nfbench.tune.best"  # on a study: the best trial's values (JSON)
 TAG_TUNE_BEST_RUN = "nfbench.tune.best_run"  # on a study: the best trial's run id
 TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: the UI nests a trial under its study

@@ -62,6 +62,7 @@ class RunSummary:
     startup_seconds: float = 0.0  # from the call to the first job dispatched (worker start-up)
     slots: int = 0
     run_ids: dict[str, str] = field(default_factory=dict)
+    studies: list = field(default_factory=list)  # the tuning stage's StudyOutcomes
 
     @property
     def ok(self) -> bool:

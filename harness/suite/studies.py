@@ -153,17 +153,20 @@ def plan_studies(suite: Suite, jobs: list[Job]) -> list[Study]:
     return studies
 
 
-def tuned_label(arch: AxisItem, trials: int) -> str:
-    """``realnvp tuned (12 trials)`` (cut to the label limit)."""
+def tuned_label(arch: AxisItem, space: dict[str, Distribution], trials: int) -> str:
+    """``realnvp(layers=2) tuned (12 trials)``: the architecture's label, or its name with
+    the options the space left fixed (cut to the label limit)."""
     tail = f" tuned ({trials} trial{'s' if trials != 1 else ''})"
-    return arch.display[: MAX_NAME - len(tail)] + tail
+    fixed = {k: v for k, v in arch.options.items() if k not in space}
+    head = arch.label or AxisItem(name=arch.name, options=fixed).display
+    return head[: MAX_NAME - len(tail)] + tail
 
 
 def tuned_jobs(study: Study, values: dict[str, Any], trials: int) -> list[Job]:
     """The jobs that retrain a study's best ``values`` over its seeds (see the module
     docstring); their tags name the study and its trials."""
     arch_values = {k: v for k, v in values.items() if k not in TRAIN_HPARAMS}
-    arch = AxisItem(name=study.arch.name, label=tuned_label(study.arch, trials),
+    arch = AxisItem(name=study.arch.name, label=tuned_label(study.arch, study.space, trials),
                     options={**study.arch.options, **arch_values})
     jobs = []
     for seed in study.seeds:
