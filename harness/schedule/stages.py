@@ -37,8 +37,10 @@ def run_suite(suite: Suite, jobs: list[Job], studies: list[Study], *, uri: str |
               address: str | None = None, force: bool = False, num_cpus: float | None = None,
               backend: str = "ray", out: Callable[[str], None] = print,
               tty: bool | None = None, tune_storage: str | None = None,
-              on_start: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
-    """Tune ``studies``, then run ``jobs`` and the tuned jobs (see the module docstring)."""
+              on_start: Callable[[dict[str, Any]], None] | None = None,
+              on_result: Callable[[str, dict], None] | None = None) -> RunSummary:
+    """Tune ``studies``, then run ``jobs`` and the tuned jobs (see the module docstring);
+    ``on_start`` / ``on_result``: hooks on a job's start and a trial's result."""
     if not studies:
         return run_jobs(suite, jobs, uri=uri, address=address, force=force, num_cpus=num_cpus,
                         backend=backend, out=out, tty=tty, on_start=on_start)
@@ -54,7 +56,7 @@ def run_suite(suite: Suite, jobs: list[Job], studies: list[Study], *, uri: str |
         train_slots(be.shape(), res.cpus, res.gpus, len(studies))
         store = Store(uri, suite.name)
         outcomes = run_studies(suite, studies, store=store, storage=tune_storage, force=force,
-                               out=out)
+                               out=out, on_result=on_result)
     except BaseException:
         be.close()
         raise

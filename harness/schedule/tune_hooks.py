@@ -31,8 +31,9 @@ from .tune_trial import plain_values
 
 __all__ = ["LIVE", "ComputeBudget", "RecordTrials", "trial_number"]
 
-#: study key → {"out": a function that prints a progress line} (this process only)
-LIVE: dict[str, dict[str, Callable[[str], None]]] = {}
+#: study key → {"out": prints a progress line, "on_result": called with (trial id, result)
+#: after each result is recorded (a hook for tests and monitors)}; this process only
+LIVE: dict[str, dict[str, Callable[..., None] | None]] = {}
 
 
 def trial_number(trial_id: str) -> int:
@@ -114,6 +115,9 @@ class RecordTrials(tune.Callback):
         metrics = {k: float(v) for k, v in metrics.items() if v is not None}
         points = [(int(s), str(k), float(v)) for s, k, v in result.get("curve") or ()]
         self.runs.log(trial.trial_id, step, metrics, points)
+        hook = LIVE.get(self.study_key, {}).get("on_result")
+        if hook is not None:
+            hook(trial.trial_id, result)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self._say(f"  ↻ {self.label} · trial {trial_number(trial.trial_id)}: worker lost; "

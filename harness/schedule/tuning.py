@@ -217,7 +217,7 @@ def _settle(study: Study, run_id: str, study_runs: StudyRuns) -> tuple[bool, dic
 
 
 def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, force: bool,
-             out: Callable[[str], None]) -> StudyOutcome:
+             out: Callable[[str], None], on_result) -> StudyOutcome:
     from ray import tune
 
     from .tune_hooks import LIVE
@@ -252,7 +252,7 @@ def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, for
     out(f"study {study.describe()}: {'resumed' if resume else 'started'} ({budget}, "
         f"{study.settings.search} search, "
         f"{'ASHA' if study.settings.scheduler else 'no early stopping'}) → {path}")
-    LIVE[study.key] = {"out": out}
+    LIVE[study.key] = {"out": out, "on_result": on_result}
     try:
         _tuner(study, path, runs, resume, suite).fit()
     except KeyboardInterrupt:
@@ -285,8 +285,10 @@ def _stop(study_runs: StudyRuns, run_id: str, runs: TrialRuns, reason: str) -> N
 
 
 def run_studies(suite: Suite, studies: list[Study], *, store: Store, storage: str | None = None,
-                force: bool = False, out: Callable[[str], None] = print) -> list[StudyOutcome]:
-    """Run (or resume, or read back) every study of ``suite`` in turn; Ray must be up."""
+                force: bool = False, out: Callable[[str], None] = print,
+                on_result: Callable[[str, dict], None] | None = None) -> list[StudyOutcome]:
+    """Run (or resume, or read back) every study of ``suite`` in turn; Ray must be up.
+    ``on_result(trial id, result)`` is called after each trial result is recorded."""
     if not studies:
         return []
     _quiet_ray_tune()
@@ -294,6 +296,7 @@ def run_studies(suite: Suite, studies: list[Study], *, store: Store, storage: st
     ledger = store.ledger()
     ledger.start()
     try:
-        return [_run_one(s, suite, store, ledger, storage, force, out) for s in studies]
+        return [_run_one(s, suite, store, ledger, storage, force, out, on_result)
+                for s in studies]
     finally:
         ledger.stop()
