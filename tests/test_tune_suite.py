@@ -151,7 +151,7 @@ def _load(tmp_path: Path, text: str = GOOD):
 
 
 def test_one_study_per_tuned_cell_and_keys_that_follow_space_and_budget(tmp_path):
-    suite, jobs, studies = _load(tmp_path)
+    _, _, studies = _load(tmp_path)
     assert [s.arch.display for s in studies] == ["realnvp", "maf(hidden=32)", "nsf"]
     assert all(s.seeds == (0, 1) for s in studies)
     assert all(s.config.seed == 0 for s in studies)  # the tuning seed
@@ -167,7 +167,7 @@ def test_one_study_per_tuned_cell_and_keys_that_follow_space_and_budget(tmp_path
 
 
 def test_tuned_jobs_carry_the_values_and_stay_apart_from_the_defaults(tmp_path):
-    suite, jobs, studies = _load(tmp_path)
+    _, jobs, studies = _load(tmp_path)
     realnvp = studies[0]
     tuned = tuned_jobs(realnvp, {"lr": 0.003, "hidden": 64}, trials=6)
     assert [j.seed for j in tuned] == [0, 1]
@@ -209,7 +209,7 @@ def test_the_hooks_ray_tune_saves_pickle_without_a_client(sqlite_uri):
     assert before is None
     runs = TrialRuns(store.uri, store.experiment_id, run_id, {keys.TAG_SUITE: "hooks"})
     rid = runs.ensure("abc_00000", 0, {"p": 1})
-    runs.log("abc_00000", 5, {keys.TUNE_CPU_HOURS: 0.5, keys.TUNE_BEST: 2.0})
+    runs.log("abc_00000", 5, {keys.TUNE_STEPS: 5, keys.TUNE_CPU_HOURS: 0.5, keys.TUNE_BEST: 2.0})
     budget = ComputeBudget(runs, cpu_hours=1.0, gpu_hours=None)
     recorder = RecordTrials("k" * 16, runs, budget, {}, "x")
     assert not budget.exhausted()
