@@ -197,3 +197,23 @@ def test_a_killed_trial_worker_is_survived(local_ray, tmp_path):
     assert run.data.tags[keys.TAG_STOPPED_BY] == keys.STOP_STEPS
     assert int(run.data.tags[keys.TAG_ATTEMPTS]) == 1
     assert _curve_steps(uri, run) == list(range(5, 41, 5))  # nothing lost, nothing doubled
+
+
+def test_optuna_search_runs_a_study(local_ray, tmp_path):
+    pytest.importorskip("optuna")
+    path = tmp_path / "opt.yaml"
+    path.write_text(SUITE.format(name="opt", steps=10, trials=3, scheduler="none", maf="")
+                    + "  search: optuna\n")
+    suite, jobs = load_jobs(str(path), quiet=True)
+    studies = plan_studies(suite, jobs)
+    lines: list[str] = []
+    summary = run_suite(suite, jobs, studies, uri=f"sqlite:///{tmp_path}/mlflow.db",
+                        out=lines.append, tty=False)
+    assert summary.ok, lines
+    runs = _by_kind(_runs(f"sqlite:///{tmp_path}/mlflow.db", "opt"))
+    (study,) = runs["study"]
+    assert study.data.params["tune.search"] == "optuna"
+    assert study.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED
+    values = [json.loads(t.data.tags[keys.TAG_TUNE_VALUES]) for t in runs["trial"]]
+    assert len(values) == 3 and len({v["lr"] for v in values}) == 3
+    assert all(1e-3 <= v["lr"] <= 1e-2 and v["hidden"] in (8, 16) for v in values)

@@ -220,3 +220,17 @@ def test_the_hooks_ray_tune_saves_pickle_without_a_client(sqlite_uri):
     back[1]("abc_00001", {"cpu_hours": 0.6})
     assert back[1].exhausted()
     assert not back[1].runs.log("abc_00000", 5, {keys.TUNE_BEST: 1.0})  # written already
+
+
+def test_optuna_search_without_optuna_is_refused(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "optuna" else real(name, *a))
+    (tmp_path / "s.yaml").write_text(GOOD + "  search: optuna\n")
+    assert main(["plan", str(tmp_path / "s.yaml"), "--no-preflight"]) == 2
+    err = capsys.readouterr().err
+    assert "s.yaml:14: tune.search: optuna is not installed" in err
+    (tmp_path / "s.yaml").write_text(GOOD + "  search: random\n")
+    assert main(["plan", str(tmp_path / "s.yaml"), "--no-preflight"]) == 0  # needs nothing

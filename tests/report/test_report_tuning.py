@@ -16,8 +16,15 @@ from mlflow.tracking import MlflowClient
 from harness import keys
 from harness.report import write_report
 from harness.report.table import prepare
-from harness.report.tuning import (NEAR, TUNING_KINDS, gain_frame, sensitivity_frame,
-                                   study_frame, trials_frame, with_urls)
+from harness.report.tuning import (
+    NEAR,
+    TUNING_KINDS,
+    gain_frame,
+    sensitivity_frame,
+    study_frame,
+    trials_frame,
+    with_urls,
+)
 from harness.tracking import Store
 from harness.tracking.read import load_runs
 from harness.tracking.studies import StudyRuns, TrialRuns
