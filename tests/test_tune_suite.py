@@ -189,8 +189,10 @@ def test_tuned_jobs_carry_the_values_and_stay_apart_from_the_defaults(tmp_path):
 def test_distributions_become_ray_tune_domains_of_the_right_type(tmp_path):
     import numpy as np
 
+    from harness.schedule.tuning import tune_domain
+
     _, _, studies = _load(tmp_path)
-    space = {k: d.to_tune() for k, d in studies[2].space.items()}
+    space = {k: tune_domain(d) for k, d in studies[2].space.items()}
     rng = np.random.default_rng(0)
     for _ in range(50):
         bins = space["bins"].sample(random_state=rng)

@@ -40,10 +40,11 @@ from .. import keys
 from ..suite import Suite
 from ..suite.expand import flatten
 from ..suite.studies import Study
+from ..suite.tune_schema import Distribution
 from ..tracking import Store
 from ..tracking.studies import StudyRuns, TrialRuns, best_values
 
-__all__ = ["StudyOutcome", "default_storage", "run_studies"]
+__all__ = ["StudyOutcome", "default_storage", "run_studies", "tune_domain"]
 
 MARKER = "nfbench-study.json"  # beside Ray Tune's state: the study run it belongs to
 POLL_OTHERS_S = 5.0
@@ -106,6 +107,15 @@ def _params(study: Study) -> dict[str, Any]:
     return out
 
 
+def tune_domain(dist: Distribution):
+    """A suite's distribution as Ray Tune's domain (``tune.loguniform(low, high)`` …)."""
+    from ray import tune
+
+    if dist.name == "choice":
+        return tune.choice(list(dist.args))
+    return getattr(tune, dist.name)(*dist.args)
+
+
 def _tuner(study: Study, path: Path, runs: TrialRuns, resume: bool, suite: Suite):
     """A new or restored ``Tuner`` for ``study`` (Ray Tune imported here)."""
     from ray import tune
@@ -143,7 +153,7 @@ def _tuner(study: Study, path: Path, runs: TrialRuns, resume: bool, suite: Suite
     recorder = RecordTrials(study.key, runs, budget, study.config.as_dict(), study.describe())
     return tune.Tuner(
         trainable,
-        param_space={k: d.to_tune() for k, d in sorted(study.space.items())},
+        param_space={k: tune_domain(d) for k, d in sorted(study.space.items())},
         tune_config=tune.TuneConfig(
             metric="objective", mode="min", search_alg=search, scheduler=scheduler,
             num_samples=t.budget.trials or -1, max_concurrent_trials=t.max_concurrent,

@@ -196,14 +196,6 @@ class Distribution(_Strict):
         """The YAML form, ``{name: [args]}`` (what a study's key hashes)."""
         return {self.name: list(self.args)}
 
-    def to_tune(self):
-        """The Ray Tune domain (``tune.loguniform(…)`` …); imports Ray Tune."""
-        from ray import tune
-
-        if self.name == "choice":
-            return tune.choice(list(self.args))
-        return getattr(tune, self.name)(*self.args)
-
 
 _EXAMPLE = {
     "uniform": "[0.0, 1.0]", "quniform": "[0.0, 1.0, 0.1]", "loguniform": "[1.0e-4, 1.0e-2]",
