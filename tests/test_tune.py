@@ -217,3 +217,24 @@ def test_optuna_search_runs_a_study(local_ray, tmp_path):
     values = [json.loads(t.data.tags[keys.TAG_TUNE_VALUES]) for t in runs["trial"]]
     assert len(values) == 3 and len({v["lr"] for v in values}) == 3
     assert all(1e-3 <= v["lr"] <= 1e-2 and v["hidden"] in (8, 16) for v in values)
+
+
+def test_a_study_ends_when_its_compute_budget_does(local_ray, tmp_path):
+    path = tmp_path / "hours.yaml"
+    text = SUITE.format(name="hours", steps=200, trials=4, scheduler="none", maf="")
+    path.write_text(text.replace("budget: {trials: 4}", "budget: {cpu_hours: 0.002}"))
+    suite, jobs = load_jobs(str(path), quiet=True)
+    studies = plan_studies(suite, jobs)
+    lines: list[str] = []
+    summary = run_suite(suite, jobs, studies, uri=f"sqlite:///{tmp_path}/mlflow.db",
+                        out=lines.append, tty=False)
+    assert summary.ok, lines
+    runs = _by_kind(_runs(f"sqlite:///{tmp_path}/mlflow.db", "hours"))
+    (study,) = runs["study"]
+    assert study.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED
+    spent = sum(t.data.metrics.get(keys.TUNE_CPU_HOURS, 0.0) for t in runs["trial"])
+    assert study.data.metrics[keys.TUNE_CPU_HOURS] == pytest.approx(spent)
+    assert spent >= 0.002  # it ran until the budget was spent …
+    reasons = [t.data.tags[keys.TAG_STOPPED_BY] for t in runs["trial"]]
+    assert keys.STOP_BUDGET in reasons  # … and the trials running then were stopped
+    assert all(t.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED for t in runs["trial"])
