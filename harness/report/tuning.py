@@ -193,7 +193,7 @@ def gain_frame(studies: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         gain = float(d.mean() - t.mean()) if len(d) and len(t) else math.nan
         rows.append([s.study, s.arch_label,
                      str(tuned["arch_label"].iloc[0]) if len(tuned) else "",
-                     str(tuned["dataset"].iloc[0]) if len(tuned) else s.dataset, s.dequant,
+                     s.dataset, s.dequant,
                      str(same["unit"].iloc[0]) if len(same) else "",
                      float(d.mean()) if len(d) else math.nan, len(d),
                      float(t.mean()) if len(t) else math.nan, len(t), gain, half, dof, s.url])
