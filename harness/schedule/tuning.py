@@ -270,6 +270,12 @@ def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, for
         raise
     finally:
         LIVE.pop(study.key, None)
+    b = study.settings.budget
+    cpu, gpu = runs.spent()
+    if ((b.cpu_hours is not None and cpu >= b.cpu_hours)
+            or (b.gpu_hours is not None and gpu >= b.gpu_hours)):
+        # Ray Tune ends the trials it stops for the budget (stop_all) without a callback
+        runs.close_open(keys.STATUS_FINISHED, keys.STOP_BUDGET)
     done, metrics, tags = _settle(study, run_id, study_runs)
     if not done:  # Ray Tune caught Ctrl-C, saved its state and returned
         _stop(study_runs, run_id, runs, "stopped by the user before it finished")

@@ -235,7 +235,8 @@ class TrialRuns:
         info["status"] = status
 
     def close_open(self, status: str, reason: str) -> int:
-        """End every trial run still running (an interrupted study); how many."""
+        """End every trial run still running (an interrupted study, or one whose budget
+        ran out while they ran); how many."""
         n = 0
         for trial, info in self.known.items():
             if info["status"] == keys.STATUS_RUNNING:
