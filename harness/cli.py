@@ -196,8 +196,38 @@ def cmd_plan(args) -> int:
         a = j.axes
         out.append(f"{j.key:16}  {a['arch'][:28]:28} {a['dataset'][:14]:14} "
                    f"{a['dequant'][:12]:12} {a['seed']:>4}{tail}")
+    out += _plan_studies(suite, jobs)
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _plan_studies(suite, jobs) -> list[str]:
+    """The tuning stage's lines of ``plan``: one per study, before the job table's end."""
+    from .suite.studies import plan_studies
+
+    studies = plan_studies(suite, jobs)
+    if not studies:
+        return []
+    t = suite.tune
+    b = t.budget
+    budget = ", ".join(x for x in (f"{b.trials} trials" if b.trials else "",
+                                   f"{b.cpu_hours:g} CPU-h" if b.cpu_hours else "",
+                                   f"{b.gpu_hours:g} GPU-h" if b.gpu_hours else "") if x)
+    sched = (f"ASHA (grace {t.scheduler.grace_period or suite.train.eval_every} steps, "
+             f"reduction {t.scheduler.reduction_factor:g})" if t.scheduler else "no early stop")
+    out = ["", f"tuning first: {len(studies)} studies, each {budget}, {t.search} search, {sched}, "
+           f"objective {t.objective or 'validation bpd / nll'}; then each study's best "
+           f"values retrained over seeds {', '.join(map(str, suite.matrix.seeds))}"
+           + ("" if t.defaults else " (untuned rows left out: tune.defaults is false)")]
+    header = f"{'study':16}  {'architecture':28} {'data set':14} {'dequant':12}  space"
+    out += [header, "-" * len(header)]
+    for s in studies:
+        a = s.axes
+        space = ", ".join(f"{k} {next(iter(v))}{list(v.values())[0]}"
+                          for k, v in s.plain_space().items())
+        out.append(f"{s.key:16}  {a['arch'][:28]:28} {a['dataset'][:14]:14} "
+                   f"{a['dequant'][:12]:12}  {space[:200]}")
+    return out
 
 
 def cmd_run(args) -> int:
@@ -213,14 +243,26 @@ def cmd_run(args) -> int:
             raise SuiteError(str(args.suite), missing)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out: {args.out[:200]} is a file; the report needs a folder")
+    if suite.tune is not None and args.backend != "ray":
+        raise UsageError("--backend inline: this suite has a tune: section, whose trials run "
+                         "on Ray Tune; drop --backend inline (or the tune: section)")
     if not args.no_preflight:  # the slowest check last
         _preflight(args.suite, suite, root, jobs)
-    from .schedule import run_jobs
+    from .schedule.stages import run_suite
+    from .suite.studies import plan_studies
     from .tracking.uri import mask_uri
 
-    print(f"suite {suite.name}: {len(jobs)} jobs → MLflow {mask_uri(uri)}")
-    summary = run_jobs(suite, jobs, uri=uri, address=args.address, force=args.force,
-                       num_cpus=args.num_cpus, backend=args.backend)
+    studies = plan_studies(suite, jobs)
+    print(f"suite {suite.name}: {len(jobs)} jobs"
+          + (f" and {len(studies)} tuning studies (their tuned jobs come after)" if studies
+             else "") + f" → MLflow {mask_uri(uri)}")
+    summary = run_suite(suite, jobs, studies, uri=uri, address=args.address, force=args.force,
+                        num_cpus=args.num_cpus, backend=args.backend,
+                        tune_storage=args.tune_storage)
+    if summary.studies:
+        done = sum(1 for o in summary.studies if o.values is not None)
+        print(f"suite {suite.name}: {done} of {len(summary.studies)} studies found a best "
+              "configuration")
     print(f"suite {suite.name}: {len(summary.finished)} finished, {len(summary.diverged)} "
           f"diverged, {len(summary.failed)} failed, {len(summary.skipped)} skipped "
           f"in {summary.wall_seconds:.0f} s")
@@ -329,6 +371,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--num-cpus", type=refusals.positive_number, default=None,
                    help="CPUs of the local Ray instance (default: all)")
     r.add_argument("--data-dir", default=None, help="data directory (default: $NFBENCH_DATA)")
+    r.add_argument("--tune-storage", default=None, metavar="PATH",
+                   help="where Ray Tune keeps the studies' state and trial checkpoints "
+                        "(default: $NFBENCH_TUNE_STORAGE, else tune/ beside an SQLite store; "
+                        "on a multi-node cluster a path every node reaches)")
     max_jobs(r)
     r.set_defaults(fn=cmd_run)
 

@@ -102,3 +102,32 @@ STAB_LAYER_LOGDET_ABSMAX = "stab/layer_logdet_absmax"  # max over layers of |per
 STAB_SCALE_ABSMAX = "stab/scale_absmax"  # largest |log-scale| of a bounded affine scale
 STAB_SPLINE_TAIL_SHARE = "stab/spline_tail_share"  # share of spline inputs in the linear tails
 STAB_EXACT_TRACE = "stab/exact_trace"  # CNF: 1.0 when the last transform's trace was exact
+
+# ── tuning (Ray Tune studies): a study is a parent run, each trial a child run ─────────────
+TAG_KIND = "nfbench.kind"  # "study" or "trial" (a job's run has no kind tag)
+KIND_STUDY = "study"
+KIND_TRIAL = "trial"
+TAG_STUDY = "nfbench.study"  # the study key: on the study, its trials and its tuned jobs
+TAG_TRIAL = "nfbench.trial"  # Ray Tune's trial id
+TAG_TRIAL_NUMBER = "nfbench.trial_number"  # 0, 1, … in the order Ray Tune created them
+TAG_STOPPED_BY = "nfbench.stopped_by"  # why a trial ended: one of STOP_REASONS
+TAG_TUNED_TRIALS = "nfbench.tuned_trials"  # on a tuned job: the trials of its study
+TAG_TUNE_VALUES = "nfbench.tune.values"  # on a trial: its sampled values (JSON)
+TAG_TUNE_BEST = "nfbench.tune.best"  # on a study: the best trial's values (JSON)
+TAG_TUNE_BEST_RUN = "nfbench.tune.best_run"  # on a study: the best trial's run id
+TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: the UI nests a trial under its study
+STOP_STEPS = "steps"  # trained its whole budget
+STOP_ASHA = "asha"  # stopped early by the ASHA scheduler at a rung
+STOP_BUDGET = "budget"  # stopped when the study's compute budget ran out
+STOP_MINUTES = "minutes"  # its wall-clock budget (train.minutes) ran out
+STOP_DIVERGED = "diverged"  # too many non-finite steps
+STOP_ERROR = "error"  # raised, or its worker died more often than retries allow
+STOP_REASONS = (STOP_STEPS, STOP_ASHA, STOP_BUDGET, STOP_MINUTES, STOP_DIVERGED, STOP_ERROR)
+
+TUNE_OBJECTIVE = "tune/objective"  # validation score in the study's objective (curve)
+TUNE_BEST = "tune/best"  # best objective: of a trial over its reports; of a study over trials
+TUNE_STEPS = "tune/steps"  # training steps a trial did
+TUNE_SECONDS = "tune/seconds"  # seconds a trial trained (validation included, all attempts)
+TUNE_CPU_HOURS = "tune/cpu_hours"  # seconds × CPUs held / 3600 (a study: over its trials)
+TUNE_GPU_HOURS = "tune/gpu_hours"  # seconds × GPU share held / 3600
+TUNE_TRIALS = "tune/trials"  # a study: trials run

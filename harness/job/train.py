@@ -183,16 +183,21 @@ class Trainer:
         nll = -total_ll / n
         return nll / (self.dims * math.log(2)) if self.discrete else nll
 
-    def checkpoint(self) -> None:
-        """Write ``checkpoints/last.pt``; then send the curve points (at most every
-        ``flush_seconds``)."""
-        ckpt = {"flow": self.flow.state_dict(), "deq": self.deq.state_dict(),
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed trainer needs (the ``resume`` argument): modules, optimizer,
+        schedule, random generators and the :class:`TrainState`; tensors and plain values
+        only (it loads weights-only)."""
+        return {"flow": self.flow.state_dict(), "deq": self.deq.state_dict(),
                 "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                 **{f.name: getattr(self.state, f.name) for f in fields(TrainState)},
                 "elapsed": self.seconds()}
+
+    def checkpoint(self) -> None:
+        """Write ``checkpoints/last.pt``; then send the curve points (at most every
+        ``flush_seconds``)."""
         buf = io.BytesIO()
-        torch.save(ckpt, buf)
+        torch.save(self.state_dict(), buf)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(keys.ART_CHECKPOINT_LAST).name
             path.write_bytes(buf.getvalue())

@@ -33,6 +33,8 @@ from .html import ASSETS, Link, Raw, data_links, e, figure_block, page, table, w
 from .panels import Section, slug, suite_sections
 from .safety import check_ui_base, escape_formulas
 from .table import DEFAULT_UI, prepare
+from .tuning import TUNING_KINDS, with_urls
+from .tuning_section import tuning_sections
 
 __all__ = ["write_report"]
 
@@ -125,10 +127,12 @@ def _render_sections(sections: list[Section], data_prefix: str) -> str:
 
 
 def _suite_page(suite: str, runs: pd.DataFrame, curves: pd.DataFrame, folder: Path,
-                assets: str, uri: str, written: list[Path], home: str | None) -> Path:
+                assets: str, uri: str, written: list[Path], home: str | None,
+                tuning: pd.DataFrame | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     samples = _samples(runs, uri, folder / "samples", "samples", written)
     sections = suite_sections(runs, curves, samples)
+    sections[1:1] = tuning_sections(tuning, runs)  # after the leaderboards
     for sec in sections:
         for panel in sec.panels:
             _write_data(panel.data, folder / "data", panel.id, written)
@@ -225,13 +229,14 @@ def write_report(suites: Sequence[str], tracking_uri: str | None, out_dir: str |
     raw = load_runs(uri, suites)
     runs = prepare(raw, ui_base)
     curves = load_curves(uri, raw[runs["ok"].to_numpy()], keys_wanted=CURVES_SHOWN)
+    tuning = with_urls(load_runs(uri, suites, kinds=TUNING_KINDS), ui_base)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     assets = write_assets(out)
     written += sorted(p for p in assets.iterdir() if p.is_file())
     if len(suites) == 1:
-        index = _suite_page(suites[0], runs, curves, out, ASSETS, uri, written, None)
+        index = _suite_page(suites[0], runs, curves, out, ASSETS, uri, written, None, tuning)
     else:
         folders = {s: slug(s) for s in suites}
         by_run = runs.groupby("experiment").groups
@@ -239,7 +244,8 @@ def write_report(suites: Sequence[str], tracking_uri: str | None, out_dir: str |
             sel = runs.loc[by_run.get(suite, [])] if suite in by_run else runs.iloc[:0]
             sub_curves = curves[curves["run_id"].isin(sel["run_id"])]
             _suite_page(suite, sel.reset_index(drop=True), sub_curves, out / folders[suite],
-                        f"../{ASSETS}", uri, written, "../index.html")
+                        f"../{ASSETS}", uri, written, "../index.html",
+                        tuning[tuning["experiment"] == suite])
         index = _index(suites, runs, folders, out, uri, written)
     _clean_stale(out, written)
     return index

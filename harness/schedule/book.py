@@ -62,6 +62,7 @@ class RunSummary:
     startup_seconds: float = 0.0  # from the call to the first job dispatched (worker start-up)
     slots: int = 0
     run_ids: dict[str, str] = field(default_factory=dict)
+    studies: list = field(default_factory=list)  # the tuning stage's StudyOutcomes
 
     @property
     def ok(self) -> bool:
@@ -173,7 +174,8 @@ class Book:
         jr = self.store.open_run(job, {
             keys.TAG_ARCH: job.arch.name, keys.TAG_ARCH_LABEL: job.arch.display,
             keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
-            keys.TAG_SEED: str(job.seed)}, existing, self.force, params=job.flat_params())
+            keys.TAG_SEED: str(job.seed), **job.tags}, existing, self.force,
+            params=job.flat_params())
         if self.force:  # replaced once: a retry resumes the new run, not another new one
             self.existing[job.key] = []
         task.run_id, task.artifact_uri = jr.run_id, jr.artifact_uri

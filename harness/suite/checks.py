@@ -17,7 +17,8 @@ What is checked, before anything is built or scheduled:
   dequantization and its hyper-parameters;
 - MLflow: every option becomes a run parameter ``arch.KEY`` / ``data.KEY`` / ``dequant.KEY``,
   so its name must be one MLflow stores (letters, digits, ``_ - . / :`` and spaces, at most
-  250 characters, no ``..`` or ``//``) and its value at most 6,000 characters.
+  250 characters, no ``..`` or ``//``) and its value at most 6,000 characters;
+- the ``tune:`` section, if any (:mod:`harness.suite.tune_checks`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..registry import nearest
 from .expand import count_cells, flatten
 from .load import SuiteError, format_loc, line_of
 from .schema import AxisItem, Suite
+from .tune_checks import tune_problems
 
 __all__ = ["MAX_JOBS", "MLFLOW_PARAM_KEY_MAX", "MLFLOW_PARAM_VALUE_MAX", "Catalog",
            "check_suite", "param_name_problem"]
@@ -206,6 +208,8 @@ def check_suite(
                            + (f"; did you mean '{near}'?" if near else ""))
             if rule.seed is not None and rule.seed not in suite.matrix.seeds:
                 report((rule_field, i, "seed"), f"seed {rule.seed} is not in matrix.seeds")
+    for loc, message in tune_problems(suite, catalog):  # the tune: section, if any
+        report(loc, message)
     if problems:
         raise SuiteError(source, problems)
 

@@ -51,6 +51,7 @@ class Job:
     dequant: AxisItem
     seed: int
     config: JobConfig = field(repr=False, compare=False)
+    tags: dict[str, str] = field(default_factory=dict, repr=False, compare=False)  # on its run
 
     @property
     def axes(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,9 @@ from pydantic import (
 )
 
 from ..options import shown
+
+if TYPE_CHECKING:  # defined on top of these classes; the field is resolved there
+    from .tune_schema import TuneSection
 
 __all__ = [
     "MAX_BATCH",
@@ -283,3 +286,4 @@ class Suite(_Strict):
     timing: TimingSettings = Field(default_factory=TimingSettings)
     resources: Resources = Field(default_factory=Resources)
     retries: int = Field(2, ge=0, le=10, description="re-tries of a job whose worker died")
+    tune: TuneSection | None = Field(None, description="studies before the matrix (tune_schema)")

@@ -76,6 +76,7 @@ CURVE_KEYS = (
     keys.VAL_BPD,
 )
 _DBL_MAX = np.finfo(np.float64).max
+JOB_KIND = "job"  # a run without an nfbench.kind tag
 PAGE = 1000  # runs per search_runs page (an MLflow server's limit)
 THREADS = 8  # concurrent artifact downloads from a remote store
 
@@ -220,8 +221,8 @@ def _records_api(uri: str, suites: list[str]) -> Records:
     return rows, metric_rows
 
 
-def load_runs(tracking_uri: str | None, suites: Iterable[str], *, fast: bool = True
-              ) -> pd.DataFrame:
+def load_runs(tracking_uri: str | None, suites: Iterable[str], *, fast: bool = True,
+              kinds: Iterable[str] = (JOB_KIND,)) -> pd.DataFrame:
     """One row per active run of the given suites: attributes, tags, params, final metrics.
 
     Arguments:
@@ -230,6 +231,9 @@ def load_runs(tracking_uri: str | None, suites: Iterable[str], *, fast: bool = T
         fast: for an SQLite store, read its tables in four queries (1,000 runs: a few tenths
             of a second instead of seconds through MLflow's ORM); any other store, or a
             schema this reader does not know, goes through ``search_runs``.
+        kinds: which runs: ``"job"`` (the jobs' runs, the default), ``"study"`` and
+            ``"trial"`` (tuning studies and their trials, tagged ``nfbench.kind``); columns
+            that only runs of other kinds have are left out.
 
     Returns:
         A DataFrame with the columns described in the module docstring; one row per run,
@@ -250,7 +254,20 @@ def load_runs(tracking_uri: str | None, suites: Iterable[str], *, fast: bool = T
             records = None
     if records is None:
         records = _records_api(uri, suites)
-    return _frame(*records, suites)
+    return _of_kinds(_frame(*records, suites), set(kinds))
+
+
+def _of_kinds(df: pd.DataFrame, kinds: set[str]) -> pd.DataFrame:
+    """The rows whose ``nfbench.kind`` (none: a job) is in ``kinds``, without the columns
+    only the other rows have."""
+    if keys.TAG_KIND not in df:
+        return df if JOB_KIND in kinds else df.iloc[:0]
+    keep = df[keys.TAG_KIND].fillna(JOB_KIND).isin(kinds).to_numpy()
+    if keep.all():
+        return df
+    theirs = [c for c in df.columns if c not in RUN_COLUMNS
+              and df.loc[keep, c].isna().all() and df.loc[~keep, c].notna().any()]
+    return df.loc[keep].drop(columns=theirs).reset_index(drop=True)
 
 
 def _frame(rows: list[dict], metric_rows: list[dict[str, float]], suites: list[str]
