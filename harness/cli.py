@@ -209,6 +209,9 @@ def cmd_run(args) -> int:
     refusals.check_address(args.address, "--address", http=False)
     suite, root, jobs = _load(args.suite, max_jobs=args.max_jobs)
     uri = refusals.tracking_uri(args, must_exist=False)
+    from .tracking.system_metrics import interval_setting
+
+    interval_setting()  # $NFBENCH_SYSTEM_METRICS, checked before anything exists
     if refusals.is_local(args.address):
         refusals.check_machine(suite, root, args.suite, args.num_cpus)
         missing = refusals.missing_data(suite, root, args.suite)
@@ -384,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     from .schedule.resources import ResourceError
     from .suite import SuiteError
     from .tracking.read import UnknownSuiteError
+    from .tracking.system_metrics import SystemMetricsError
     from .tracking.uri import TrackingUriError
 
     try:
@@ -399,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                 _err(f"  {line}")
         return EXIT_BAD_INPUT
     except (UsageError, ResourceError, UnknownNameError, UnknownSuiteError,
-            TrackingUriError, ReportInputError) as exc:
+            TrackingUriError, ReportInputError, SystemMetricsError) as exc:
         _err(f"error: {exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

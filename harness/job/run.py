@@ -169,6 +169,7 @@ def _reference_training(config: dict[str, Any], tracker: Tracker, device: torch.
                         defer_record: bool, t0: float) -> JobResult:
     """A reference row (``histogram``): closed-form fit, exact evaluation, no curves."""
     ds = _load_data(config)
+    tracker.log_dataset(ds.name, ds.fingerprint, config["data"], ds.splits_info)
     metrics, params, _model = fit_reference(ds, config)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -195,6 +196,7 @@ def run_training(config: dict[str, Any], tracker: Tracker, device: torch.device,
     if config["arch"]["name"] in REFERENCE_MODELS:
         return _reference_training(config, tracker, device, defer_record, t0)
     ds, deq, flow = build(config, device)
+    tracker.log_dataset(ds.name, ds.fingerprint, config["data"], ds.splits_info)
     ctx = contexts(config, ds)
     n_params = sum(p.numel() for p in flow.parameters())
     resume = _fetch_state(tracker, keys.ART_CHECKPOINT_LAST)

@@ -26,6 +26,7 @@ class Payload:
     uri: str
     run_id: str
     artifact_uri: str | None = None
+    system_metrics: float | None = None  # seconds between system-metric samples (None: off)
 
 
 class PhaseRunner:
@@ -45,12 +46,18 @@ class PhaseRunner:
         """Run one phase into MLflow run ``p.run_id``; a dict the driver settles."""
         from ..job import error_text, run_timing, run_training
         from ..tracking import MlflowTracker
+        from ..tracking.system_metrics import SystemMetrics
 
         t0 = time.perf_counter()
         tracker = MlflowTracker(p.uri, p.run_id, artifact_uri=p.artifact_uri)
+        monitor = SystemMetrics(p.uri, p.run_id, p.system_metrics if p.phase == "train"
+                                else None)
         try:
             if p.phase == "train":
-                result = run_training(p.config, tracker, self.device, defer_record=True)
+                with monitor:  # MLflow's system metrics while the job trains
+                    result = run_training(p.config, tracker, self.device, defer_record=True)
+                if result.record is not None:
+                    result.record.setdefault("tags", {}).update(monitor.tags())
             elif p.phase == "time":
                 result = run_timing(p.config, tracker, self.device, defer_record=True)
             else:
@@ -63,7 +70,9 @@ class PhaseRunner:
             except Exception:
                 pass
             return {"ok": False, "error": error_text(exc), "seconds": time.perf_counter() - t0,
-                    "log_seconds": tracker.seconds, "pid": os.getpid()}
+                    "log_seconds": tracker.seconds + monitor.seconds, "pid": os.getpid()}
         return {"ok": True, "status": result.status, "metrics": result.metrics,
                 "record": result.record, "seconds": time.perf_counter() - t0,
-                "log_seconds": tracker.seconds, "pid": os.getpid()}
+                "log_seconds": tracker.seconds + monitor.seconds,
+                "system_metrics_seconds": monitor.seconds,
+                "system_metrics_points": monitor.points, "pid": os.getpid()}

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from .. import keys
 from .claims import LEDGER_EXPERIMENT, Ledger
+from .conventions import experiment_tags
 from .writer import retrying
 
 __all__ = ["JobRun", "Store", "resolve_uri"]
@@ -135,7 +136,8 @@ class Store:
                 exp_id = self._call(
                     self.client.create_experiment, self.suite,
                     artifact_location=f"{root}/{self.suite}" if root else None,
-                    tags={keys.TAG_SUITE: self.suite, keys.TAG_LEDGER: ledger})
+                    tags={keys.TAG_SUITE: self.suite, keys.TAG_LEDGER: ledger,
+                          **experiment_tags()})
                 return exp_id, ledger
             except MlflowException:  # created meanwhile by another driver
                 self._call(self.client.delete_run, ledger)
@@ -144,6 +146,9 @@ class Store:
                     raise
         if exp.lifecycle_stage == "deleted":
             self._call(self.client.restore_experiment, exp.experiment_id)
+        for tag, value in experiment_tags().items():  # an experiment made before: mark it
+            if tag not in exp.tags:
+                self._call(self.client.set_experiment_tag, exp.experiment_id, tag, value)
         ledger = exp.tags.get(keys.TAG_LEDGER)
         if ledger is None:  # an experiment from before ledgers: give it one
             ledger = self._adopt_ledger(exp.experiment_id)
@@ -195,7 +200,8 @@ class Store:
                  params: dict[str, str] | None = None) -> JobRun:
         """The run for ``job``: resume an unfinished one, or create it (``force``: replace);
         a new run gets ``params`` (the flattened job config) at once. A resumed run loses the
-        error of its earlier attempt: its tags say what is true at its end."""
+        error of its earlier attempt: its tags say what is true at its end, and MLflow's own
+        tags among ``tags`` (``mlflow.*``: source, description) are written again."""
         existing = existing or []
         if force:
             for run in existing:
@@ -208,7 +214,8 @@ class Store:
             rid = run.info.run_id
             self._call(self.client.update_run, rid, status=RunStatus.to_string(RunStatus.RUNNING))
             self._call(self.client.log_batch, rid,
-                       tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)])
+                       tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)]
+                       + [RunTag(k, v) for k, v in tags.items() if k.startswith("mlflow.")])
             if keys.TAG_ERROR in run.data.tags:
                 self._call(self.client.delete_tag, rid, keys.TAG_ERROR)
             return JobRun(rid, True, run.data.tags.get(keys.TAG_PHASE, ""),

@@ -60,6 +60,8 @@ class Tracker:
                points: list[tuple[int, int, str, float]] | None = None) -> None: ...
     def log_json(self, obj: Any, name: str) -> None: ...
     def fetch(self, artifact: str, dst: Path) -> Path | None: ...
+    def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
+                    splits: dict[str, Any]) -> None: ...
 
 
 class MlflowTracker(Tracker):
@@ -158,6 +160,16 @@ class MlflowTracker(Tracker):
             path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
             parent = str(Path(name).parent)
             self.log_file(path, None if parent == "." else parent)
+
+    def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
+                    splits: dict[str, Any]) -> None:
+        """The run's data set as an MLflow dataset input (see
+        :func:`harness.tracking.conventions.dataset_input`); logging it again (a resumed job)
+        adds nothing."""
+        from .conventions import dataset_input
+
+        self._retry(self.client.log_inputs, self.run_id,
+                    datasets=[dataset_input(name, fingerprint, options, splits)])
 
     def fetch(self, artifact: str, dst: Path) -> Path | None:
         """Download one artifact of this run into ``dst``; None if it does not exist."""
