@@ -1,8 +1,8 @@
 """A throwaway PostgreSQL server from Debian's packages, for the tests and the benchmarks.
 
 ``initdb`` into a temporary folder, ``pg_ctl start`` on a free loopback port (Unix socket in
-the same folder), trust authentication for one user on 127.0.0.1 only; ``stop()`` removes it
-all. PostgreSQL refuses to run as root, so under root the server runs as the ``postgres``
+the same folder), trust authentication for one user on 127.0.0.1 only (any other role needs
+its password); ``stop()`` removes it all. PostgreSQL refuses to run as root, so under root the server runs as the ``postgres``
 user that Debian's package creates (``runuser``). :func:`binaries` finds ``initdb`` and
 ``pg_ctl`` on the path or under ``/usr/lib/postgresql/*/bin`` (Debian keeps them there).
 
@@ -87,6 +87,10 @@ class PostgresServer:
             os.chown(self.root, uid, -1)
         self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", USER,
                    "--auth=trust", "--encoding=UTF8", "--no-sync"])
+        # the test user without a password; any other role (made by a test) needs its own
+        (self.data / "pg_hba.conf").write_text(
+            f"local all all trust\nhost all {USER} 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n")
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
