@@ -1,4 +1,4 @@
-"""The ``nfbench`` command: run, plan, report, compare, submit, list.
+"""The ``nfbench`` command: run, plan, report, status, compare, submit, list.
 
 Bad input (a malformed suite, an unknown name or option, a suite over the job limit, an
 impossible resource request, an unusable tracking URI, a bad flag, a flow that fails its
@@ -258,6 +258,15 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from .tracking.status import format_status, suite_status
+    from .tracking.uri import mask_uri
+
+    uri = refusals.tracking_uri(args, must_exist=True)
+    print(format_status(suite_status(uri, args.suite), mask_uri(uri)))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .report import Tolerance, compare
 
@@ -352,6 +361,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--ui-base", default=None,
                     help="MLflow UI that figure points link to (default: http://127.0.0.1:5000)")
     rp.set_defaults(fn=cmd_report)
+
+    st = sub.add_parser("status", help="where a suite stands: counts, running jobs, failures, "
+                                       "time left (reads the tracking store only)")
+    st.add_argument("suite")
+    tracking(st)
+    st.set_defaults(fn=cmd_status)
 
     c = sub.add_parser("compare", help="compare two suites; exit 1 when something got worse")
     c.add_argument("a")

@@ -98,3 +98,10 @@ STAB_LAYER_LOGDET_ABSMAX = "stab/layer_logdet_absmax"  # max over layers of |per
 STAB_SCALE_ABSMAX = "stab/scale_absmax"  # largest |log-scale| of a bounded affine scale
 STAB_SPLINE_TAIL_SHARE = "stab/spline_tail_share"  # share of spline inputs in the linear tails
 STAB_EXACT_TRACE = "stab/exact_trace"  # CNF: 1.0 when the last transform's trace was exact
+
+# ── a job while it runs (``nfbench status``), written by its worker ──────────────────
+TAG_LIVE_PHASE = "nfbench.live.phase"  # "train" / "time": a worker runs it; LIVE_QUEUED: none
+LIVE_QUEUED = "queued"  # the run is open, waiting for a worker
+TAG_LIVE_STARTED = "nfbench.live.started"  # UNIX time (s) that phase started on its worker
+TAG_LIVE_STEP = "nfbench.live.step"  # training steps done at the last validation
+TAG_JOBS = "nfbench.jobs"  # on a suite's experiment: the number of jobs of the suite

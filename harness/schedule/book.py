@@ -179,7 +179,8 @@ class Book:
         jr = self.store.open_run(job, {
             keys.TAG_ARCH: job.arch.name, keys.TAG_ARCH_LABEL: job.arch.display,
             keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
-            keys.TAG_SEED: str(job.seed), **source_tags(self.revision, self.suite.name),
+            keys.TAG_SEED: str(job.seed), keys.TAG_LIVE_PHASE: keys.LIVE_QUEUED,
+            **source_tags(self.revision, self.suite.name),
             NOTE: job_note(job.axes, job.config.get("train", {}), self.suite.name, job.key)},
             existing, self.force, params=job.flat_params())
         if self.force:  # replaced once: a retry resumes the new run, not another new one

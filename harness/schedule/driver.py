@@ -70,6 +70,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         be.connect()
         train_slots(be.shape(), res.cpus, res.gpus, len(jobs))
     store = Store(uri, suite.name)  # creates the store and experiment before any worker
+    store.note_jobs(len(jobs))
     summary = RunSummary()
     existing = store.runs_by_key()
     todo: list[Job] = []

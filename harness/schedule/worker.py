@@ -14,7 +14,29 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .. import keys
+
 __all__ = ["Payload", "PhaseRunner"]
+
+STEP_TAG_EVERY_S = 10.0  # how often a training job's step reaches the store, at most
+
+
+class _StepTags:
+    """The training loop's progress callback: the steps done go to the run's tag
+    ``nfbench.live.step`` (for ``nfbench status``), at most every ``STEP_TAG_EVERY_S``."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+        self.last = 0.0
+
+    def __call__(self, step: int, _val: float) -> None:
+        now = time.monotonic()
+        if now - self.last >= STEP_TAG_EVERY_S:
+            self.last = now
+            try:
+                self.tracker.set_tags({keys.TAG_LIVE_STEP: int(step)})
+            except Exception:  # noqa: BLE001, S110 (progress is news, never a reason to fail)
+                pass
 
 
 @dataclass(frozen=True)
@@ -53,11 +75,15 @@ class PhaseRunner:
         monitor = SystemMetrics(p.uri, p.run_id, p.system_metrics if p.phase == "train"
                                 else None)
         try:
+            tracker.set_tags({keys.TAG_LIVE_PHASE: p.phase, keys.TAG_LIVE_STEP: 0,
+                              keys.TAG_LIVE_STARTED: f"{time.time():.0f}"})
             if p.phase == "train":
                 with monitor:  # MLflow's system metrics while the job trains
-                    result = run_training(p.config, tracker, self.device, defer_record=True)
-                if result.record is not None:
-                    result.record.setdefault("tags", {}).update(monitor.tags())
+                    result = run_training(p.config, tracker, self.device, defer_record=True,
+                                          progress=_StepTags(tracker))
+                if result.record is not None:  # trained: waiting for a timing worker, if any
+                    result.record.setdefault("tags", {}).update(
+                        {**monitor.tags(), keys.TAG_LIVE_PHASE: keys.LIVE_QUEUED})
             elif p.phase == "time":
                 result = run_timing(p.config, tracker, self.device, defer_record=True)
             else:

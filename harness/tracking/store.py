@@ -165,6 +165,11 @@ class Store:
             self._call(self.client.delete_run, mine)
         return kept
 
+    def note_jobs(self, n: int) -> None:
+        """Record on the suite's experiment how many jobs the suite has (``nfbench status``
+        counts those not started yet from it)."""
+        self._call(self.client.set_experiment_tag, self.experiment_id, keys.TAG_JOBS, str(n))
+
     def ledger(self, ttl: float | None = None) -> Ledger:
         """This driver's claims in the suite's ledger (not started: call ``start()``)."""
         return Ledger(self.client, self.ledger_run_id, ttl=ttl, retry=self._call)
@@ -201,7 +206,8 @@ class Store:
         """The run for ``job``: resume an unfinished one, or create it (``force``: replace);
         a new run gets ``params`` (the flattened job config) at once. A resumed run loses the
         error of its earlier attempt: its tags say what is true at its end, and MLflow's own
-        tags among ``tags`` (``mlflow.*``: source, description) are written again."""
+        tags among ``tags`` (``mlflow.*``: source, description) and the live ones
+        (``nfbench.live.*``: queued again) are written again."""
         existing = existing or []
         if force:
             for run in existing:
@@ -215,7 +221,8 @@ class Store:
             self._call(self.client.update_run, rid, status=RunStatus.to_string(RunStatus.RUNNING))
             self._call(self.client.log_batch, rid,
                        tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)]
-                       + [RunTag(k, v) for k, v in tags.items() if k.startswith("mlflow.")])
+                       + [RunTag(k, v) for k, v in tags.items()
+                          if k.startswith(("mlflow.", "nfbench.live."))])
             if keys.TAG_ERROR in run.data.tags:
                 self._call(self.client.delete_tag, rid, keys.TAG_ERROR)
             return JobRun(rid, True, run.data.tags.get(keys.TAG_PHASE, ""),
