@@ -387,7 +387,9 @@ def parser() -> argparse.ArgumentParser:
                    help="MLflow URI as seen from the cluster (default: the cluster nodes' "
                         "$MLFLOW_TRACKING_URI; cluster.yaml: the head's MLflow)")
     s.add_argument("--force", action="store_true")
-    s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
+    s.add_argument("--follow", "--wait", dest="follow", action="store_true",
+                   help="stream the job's log until the suite ends, then print where its "
+                        "report is (--wait: the same)")
     max_jobs(s)
     s.set_defaults(fn=cmd_submit)
 
