@@ -42,6 +42,7 @@ class Task:
     prior_attempts: int = 0  # … under earlier drivers (from its run's tags)
     started: float = 0.0
     opened: bool = False
+    resumed: bool = False  # its run continues an earlier attempt
 
 
 @dataclass
@@ -186,11 +187,21 @@ class Book:
         if self.force:  # replaced once: a retry resumes the new run, not another new one
             self.existing[job.key] = []
         task.run_id, task.artifact_uri = jr.run_id, jr.artifact_uri
-        task.prior_attempts, task.opened = jr.attempts, True
+        task.prior_attempts, task.opened, task.resumed = jr.attempts, True, jr.resumed
         self.summary.run_ids[job.key] = jr.run_id
         self.open_tasks[job.key] = task
         self.summary.claim_seconds += time.perf_counter() - t0
         return True
+
+    def mark_live(self, task: Task, phase: str) -> None:
+        """``task``'s run has a worker on ``phase`` from now (``nfbench status`` shows it);
+        a store that does not answer only costs the news."""
+        t0 = time.perf_counter()
+        try:
+            self.store.mark_live(task.run_id, phase)
+        except Exception as exc:  # noqa: BLE001
+            self.event(f"  ! {describe(task.job)}: could not mark its run live ({exc})")
+        self.summary.driver_log_seconds += time.perf_counter() - t0
 
     def close(self, task: Task, status: str, error: str | None = None) -> None:
         if not self.ledger.still_mine(task.job.key):

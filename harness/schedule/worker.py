@@ -23,11 +23,12 @@ STEP_TAG_EVERY_S = 10.0  # how often a training job's step reaches the store, at
 
 class _StepTags:
     """The training loop's progress callback: the steps done go to the run's tag
-    ``nfbench.live.step`` (for ``nfbench status``), at most every ``STEP_TAG_EVERY_S``."""
+    ``nfbench.live.step`` (for ``nfbench status``), at most every ``STEP_TAG_EVERY_S``
+    (the driver marks the phase's start when it hands the job to the worker)."""
 
     def __init__(self, tracker):
         self.tracker = tracker
-        self.last = 0.0
+        self.last = time.monotonic()  # a job shorter than that sends no step at all
 
     def __call__(self, step: int, _val: float) -> None:
         now = time.monotonic()
@@ -49,6 +50,7 @@ class Payload:
     run_id: str
     artifact_uri: str | None = None
     system_metrics: float | None = None  # seconds between system-metric samples (None: off)
+    resumed: bool = False  # the run had an earlier attempt (its system points go on from it)
 
 
 class PhaseRunner:
@@ -73,17 +75,19 @@ class PhaseRunner:
         t0 = time.perf_counter()
         tracker = MlflowTracker(p.uri, p.run_id, artifact_uri=p.artifact_uri)
         monitor = SystemMetrics(p.uri, p.run_id, p.system_metrics if p.phase == "train"
-                                else None)
+                                else None, resume=p.resumed, defer_last=True)
+        tracker.defer_inputs = True  # the data set travels with the final batch
         try:
-            tracker.set_tags({keys.TAG_LIVE_PHASE: p.phase, keys.TAG_LIVE_STEP: 0,
-                              keys.TAG_LIVE_STARTED: f"{time.time():.0f}"})
             if p.phase == "train":
                 with monitor:  # MLflow's system metrics while the job trains
                     result = run_training(p.config, tracker, self.device, defer_record=True,
                                           progress=_StepTags(tracker))
                 if result.record is not None:  # trained: waiting for a timing worker, if any
-                    result.record.setdefault("tags", {}).update(
+                    rec = result.record
+                    rec.setdefault("tags", {}).update(
                         {**monitor.tags(), keys.TAG_LIVE_PHASE: keys.LIVE_QUEUED})
+                    rec["points"] = [*(rec.get("points") or []), *monitor.pending]
+                    rec["inputs"] = tracker.deferred_inputs
             elif p.phase == "time":
                 result = run_timing(p.config, tracker, self.device, defer_record=True)
             else:
@@ -93,6 +97,9 @@ class PhaseRunner:
                 from ..job import environment_tags
 
                 tracker.record(tags=environment_tags(self.device))
+                tracker.defer_inputs = False
+                for spec in tracker.deferred_inputs:  # what it trained on, if it got so far
+                    tracker.log_dataset(**spec)
             except Exception:
                 pass
             return {"ok": False, "error": error_text(exc), "seconds": time.perf_counter() - t0,

@@ -239,11 +239,22 @@ class Store:
         return JobRun(run.info.run_id, False, "", run.info.artifact_uri)
 
     def record(self, run_id: str, batch: dict[str, Any] | None) -> None:
-        """Write a job's final batch (params, tags, metrics, curve points) in one call."""
+        """Write a job's final batch (params, tags, metrics, curve points) in one call, and
+        its data sets (``inputs``) as MLflow dataset inputs in another."""
         if batch:
-            from .writer import MlflowTracker
+            from .writer import MlflowTracker, log_datasets
 
+            batch = dict(batch)
+            inputs = batch.pop("inputs", None)
+            if inputs:
+                log_datasets(self.client, run_id, inputs, self._call)
             MlflowTracker(self.uri, run_id).record(**batch)
+
+    def mark_live(self, run_id: str, phase: str) -> None:
+        """A worker starts ``phase`` of the run now (for ``nfbench status``)."""
+        self._call(self.client.log_batch, run_id, tags=[
+            RunTag(keys.TAG_LIVE_PHASE, phase), RunTag(keys.TAG_LIVE_STEP, "0"),
+            RunTag(keys.TAG_LIVE_STARTED, f"{time.time():.0f}")])
 
     def close_run(self, run_id: str, status: str, error: str | None = None,
                   attempts: int = 0) -> None:

@@ -9,10 +9,12 @@ in three ways that a short job on a busy store needs:
 
 * every MLflow call is timed (:attr:`SystemMetrics.seconds`: the logging share of a job);
 * there is no status check per sample (MLflow's loop reads the whole run each time);
-* a last point is sent when training ends, so that a job shorter than the interval still has
-  one, averaged over its training.
+* a last point is taken when training ends, so that a job shorter than the interval still
+  has one, averaged over its training; the scheduler's worker hands it to the driver with
+  the job's final batch instead of sending it;
+* a fresh run's points start at step 0 without reading the run first.
 
-A point's step continues the run's earlier system points (a resumed job). The interval comes
+A resumed job's points go on from the run's earlier system points. The interval comes
 from the suite (``system_metrics``) unless ``$NFBENCH_SYSTEM_METRICS`` says ``off`` or gives
 seconds; MLflow's own ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` wins over both, and the
 interval in force is recorded on the run (tag ``nfbench.system_metrics_s``).
@@ -82,12 +84,14 @@ def _monitor_class():
     from mlflow.tracking import MlflowClient
 
     class Monitor(SystemMetricsMonitor):
-        def __init__(self, run_id: str, interval: float, uri: str):
+        def __init__(self, run_id: str, interval: float, uri: str, resume: bool):
             self.seconds = 0.0  # the monitor's thread: sampling and MLflow calls
             self.points = 0
+            self.pending: list[tuple[int, int, str, float]] = []  # the last point, deferred
+            self.defer_last = False
             self._client = MlflowClient(tracking_uri=uri)
-            # resume_logging: the first step follows the run's last system point
-            super().__init__(run_id, sampling_interval=interval, resume_logging=True,
+            # resume_logging (one run read): the first step follows the run's last system point
+            super().__init__(run_id, sampling_interval=interval, resume_logging=resume,
                              tracking_uri=uri)
 
         def monitor(self) -> None:
@@ -101,13 +105,19 @@ def _monitor_class():
                 self._send()
                 self.seconds += time.perf_counter() - t0
 
-        def _send(self) -> None:
+        def _send(self, last: bool = False) -> None:
             values = self.aggregate_metrics()
             for m in self.monitors:
                 m.clear_metrics()
             if not values:
                 return
             now = int(time.time() * 1000)
+            if last and self.defer_last:  # the caller sends it with its own final batch
+                self.pending = [(self._logging_step, now, PREFIX + k, float(v))
+                                for k, v in values.items()]
+                self.points += 1
+                self._logging_step += 1
+                return
             batch = [Metric(PREFIX + k, float(v), now, self._logging_step)
                      for k, v in values.items()]
             try:
@@ -124,7 +134,7 @@ def _monitor_class():
             self._process.join()
             self._process = None
             self.collect_metrics()
-            self._send()
+            self._send(last=True)
 
     return Monitor
 
@@ -132,13 +142,17 @@ def _monitor_class():
 class SystemMetrics:
     """System metrics of run ``run_id`` while a ``with`` block runs (``interval`` None: off).
 
-    ``seconds`` is the time spent starting, stopping and in MLflow calls (the monitor's own
+    ``resume``: the run may hold system points of an earlier attempt, so read it once to go
+    on after them (a fresh run starts at step 0, with no read). ``defer_last``: keep the
+    last point in :attr:`pending` for the caller's final batch. ``seconds`` is the time spent starting, stopping and in MLflow calls (the monitor's own
     thread included); ``points`` the points logged; ``interval`` the sampling interval in
     force (MLflow's variable may override the one asked for)."""
 
-    def __init__(self, uri: str, run_id: str, interval: float | None):
+    def __init__(self, uri: str, run_id: str, interval: float | None, *,
+                 resume: bool = True, defer_last: bool = False):
         self.uri, self.run_id = uri, run_id
         self.interval: float | None = interval
+        self.resume, self.defer_last = resume, defer_last
         self._monitor: Any = None
         self._own = 0.0
 
@@ -147,7 +161,8 @@ class SystemMetrics:
             return self
         t0 = time.perf_counter()
         try:
-            self._monitor = _monitor_class()(self.run_id, self.interval, self.uri)
+            self._monitor = _monitor_class()(self.run_id, self.interval, self.uri, self.resume)
+            self._monitor.defer_last = self.defer_last
             self.interval = float(self._monitor.sampling_interval)
             self._monitor.start()
         except Exception as exc:  # noqa: BLE001 (no psutil, a store hiccup: the job runs on)
@@ -171,7 +186,14 @@ class SystemMetrics:
 
     @property
     def points(self) -> int:
+        """Points logged (and, with ``defer_last``, the last one in :attr:`pending`)."""
         return self._monitor.points if self._monitor is not None else 0
+
+    @property
+    def pending(self) -> list[tuple[int, int, str, float]]:
+        """With ``defer_last``: the last point, as ``(step, timestamp_ms, key, value)`` curve
+        points for the caller's final batch (sending it here would cost the job a call)."""
+        return list(self._monitor.pending) if self._monitor is not None else []
 
     def tags(self) -> dict[str, str]:
         """The run tag that records the interval in force (none when off)."""
