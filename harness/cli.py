@@ -230,11 +230,23 @@ def cmd_run(args) -> int:
     print(f"suite {suite.name}: {len(summary.finished)} finished, {len(summary.diverged)} "
           f"diverged, {len(summary.failed)} failed, {len(summary.skipped)} skipped "
           f"in {summary.wall_seconds:.0f} s")
+    print(_mlflow_line(uri, summary.experiment_id))
     if not args.no_report:
         index = _report([suite.name], uri, args.out or f"reports/{suite.name}")
         if index:
             print(f"report: {index}")
     return 0 if not summary.failed else 1
+
+
+def _mlflow_line(uri: str, experiment_id: str) -> str:
+    """Where to see the suite's runs in MLflow's UI (its runs table, model-training side)."""
+    from .tracking.conventions import ui_url
+    from .tracking.uri import mask_uri, split_credentials
+
+    if uri.startswith(("http://", "https://")):
+        return f"runs in MLflow: {ui_url(mask_uri(split_credentials(uri)[0]), experiment_id)}"
+    return (f"runs in MLflow: mlflow ui --backend-store-uri {mask_uri(uri)}, then "
+            f"{ui_url('http://127.0.0.1:5000', experiment_id)}")
 
 
 def _report(suites: list[str], uri: str, out: str, ui_base: str | None = None) -> Path | None:

@@ -17,8 +17,10 @@ from harness import keys
 from harness.tracking import read
 from harness.tracking.read import FAST_COLUMNS, load_runs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "report"))
+sys.path[:0] = [str(Path(__file__).resolve().parent / "report"),
+                str(Path(__file__).resolve().parent)]
 from report_synth import fill_suite
+from test_services import _free_port, _stop, _venv_env, _wait_http
 
 JOBS = [("realnvp", "moons", "none", [0, 1]), ("glow", "moons", "none", [0]),
         ("realnvp", "digits", "uniform", [0]), ("gaussian", "digits", "uniform", [0])]
@@ -96,7 +98,6 @@ system_metrics: {interval: 1}
 
 @pytest.mark.slow
 def test_a_suite_runs_into_an_mlflow_server_on_postgresql_and_is_reported(postgres, tmp_path):
-    from test_services import _free_port, _stop, _venv_env, _wait_http
 
     db = postgres.new_database("srv")
     port = _free_port()

@@ -66,6 +66,7 @@ class RunSummary:
     startup_seconds: float = 0.0  # from the call to the first job dispatched (worker start-up)
     slots: int = 0
     run_ids: dict[str, str] = field(default_factory=dict)
+    experiment_id: str = ""  # the suite's MLflow experiment
 
     @property
     def ok(self) -> bool:

@@ -71,7 +71,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         train_slots(be.shape(), res.cpus, res.gpus, len(jobs))
     store = Store(uri, suite.name)  # creates the store and experiment before any worker
     store.note_jobs(len(jobs))
-    summary = RunSummary()
+    summary = RunSummary(experiment_id=store.experiment_id)
     existing = store.runs_by_key()
     todo: list[Job] = []
     for job in jobs:

@@ -1,9 +1,12 @@
 """MLflow's own conventions, so that nfbench's runs read in MLflow's UI as MLflow's own do.
 
-* **Experiment kind.** MLflow 3's UI opens an experiment on its GenAI overview unless the
-  experiment's tag ``mlflow.experimentKind`` says otherwise; a suite's experiment carries
-  ``custom_model_development`` (MLflow's name for "model training"), so it opens on the runs
-  table. The driver sets it on a new experiment and on one created before (when missing).
+* **Experiment kind.** A suite's experiment carries ``mlflow.experimentKind`` =
+  ``custom_model_development`` (MLflow's name for "model training"); the driver sets it on a
+  new experiment and on one created before (when missing). MLflow 3's UI reads it to choose
+  an experiment's tabs; MLflow 3.17's UI, though, follows its own "GenAI / Model training"
+  switch (kept in the browser, GenAI at first), which a link sets with the query parameter
+  ``workflowType=machine_learning``. Every MLflow UI link nfbench prints (:func:`ui_url`)
+  carries it, so it opens on the runs table whatever the browser chose before.
 * **Source.** The code revision of a run goes in MLflow's source tags:
   ``mlflow.source.git.commit`` (the git revision, without nfbench's ``+dirty`` mark, which
   stays in ``nfbench.revision``), ``mlflow.source.name`` (``nfbench run SUITE``) and
@@ -40,6 +43,7 @@ __all__ = [
     "job_note",
     "nested_under",
     "source_tags",
+    "ui_url",
 ]
 
 EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -53,6 +57,7 @@ DATASET_CONTEXT = "mlflow.data.context"  # an input tag: which use of the data s
 DATASET_SOURCE_TYPE = "nfbench"
 DIGEST_LEN = 16
 DIRTY = "+dirty"
+UI_MODE = "workflowType=machine_learning"  # MLflow 3.17's UI: the "Model training" side
 NOTE_MAX = 1000  # characters of a run description
 
 
@@ -111,3 +116,13 @@ def nested_under(parent_run_id: str) -> dict[str, str]:
     if not parent_run_id:
         raise ValueError("nested_under needs the parent's run id")
     return {PARENT_RUN: parent_run_id}
+
+
+def ui_url(ui_base: str, experiment_id: str, run_id: str | None = None,
+           tab: str | None = None) -> str:
+    """The MLflow UI's page of an experiment's runs table, or of one run (``tab``: one of its
+    tabs, e.g. ``system-metrics``), opened on the UI's model-training side."""
+    page = f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    if run_id:
+        page += f"/{run_id}" + (f"/{tab}" if tab else "")
+    return f"{page}?{UI_MODE}"
