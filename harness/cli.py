@@ -10,7 +10,6 @@ the fix. Every line printed for an error is cut to ``MAX_LINE`` characters.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -155,10 +154,8 @@ def preflight(jobs, out=print, where=None) -> list[str]:
         name = job.arch.name
         if name in REFERENCE_MODELS:
             continue
-        shape = tuple(data.entry(job.dataset.name).meta["event_shape"])
-        flat = job.dataset.options.get("flatten", False)
-        if len(shape) > 1 and (flat or not flows.entry(name).meta.get("images", False)):
-            shape = (math.prod(shape),)
+        shape = flows.model_shape(name, data.entry(job.dataset.name).meta["event_shape"],
+                                  job.config.data.layout)
         sig = (name, repr(sorted(job.arch.options.items())), shape)
         if sig in seen:
             continue

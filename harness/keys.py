@@ -35,6 +35,7 @@ DONE_STATUSES = (STATUS_FINISHED, STATUS_DIVERGED)  # re-running a suite skips t
 
 # ── evaluation on the test split (best-validation checkpoint) ────────────────────────
 EVAL_NLL = "eval/nll"  # nats per example; continuous data: −log p(x); discrete: −bound
+EVAL_NLL_SE = "eval/nll_se"  # its standard error over the test examples
 EVAL_BPD = "eval/bpd"  # bits per dimension of the discrete data, every Jacobian included
 EVAL_BPD_IW = "eval/bpd_iw"  # importance-weighted bound (variational dequantization)
 EVAL_NLL_GAP = "eval/nll_gap"  # model NLL − true entropy where the density is known
@@ -84,6 +85,9 @@ TRAIN_NFE_FORWARD = "train/nfe_forward"  # CNF: function evaluations of the forw
 TRAIN_NFE_BACKWARD = "train/nfe_backward"  # CNF: … of the backward (adjoint) solve
 TRAIN_STEPS_DONE = "train/steps_done"
 TRAIN_SECONDS = "train/seconds"
+
+# ── the options every data set takes, read by the job (the rest go to its loader) ─────────
+DATA_JOB_OPTIONS = ("flatten", "condition", "data_dir", "seed", "download")
 
 # ── artifacts ────────────────────────────────────────────────────────────────────────
 ART_CONFIG = "config.json"  # the normalised job config

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = ["entrypoint", "follow", "job_request", "report_location", "submit"]
 EXCLUDES = [".git", ".venv", "mlflow.db", "mlartifacts", "mlruns", "reports", "__pycache__",
             "*.pyc", ".pytest_cache", "data"]
 CLUSTER_DEFAULT = "the cluster's $MLFLOW_TRACKING_URI"
+AGENT_PATIENCE_S = 120.0  # a new head's job agent takes a while to accept jobs
 
 
 def entrypoint(suite_path: str, tracking_uri: str | None, force: bool,
@@ -68,6 +70,20 @@ def job_request(suite_rel: str, tracking_uri: str | None, force: bool, revision:
     }
 
 
+def _submit_when_ready(client, request: dict[str, Any], metadata: dict[str, str],
+                       patience_s: float = AGENT_PATIENCE_S) -> str:
+    """``client.submit_job``, retried while the head's job agent is still starting (a head
+    that has just come up answers "No available agent to submit job" for a while)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return client.submit_job(**request, metadata=metadata)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
+
+
 def submit(args, suite, jobs) -> int:
     from ray.job_submission import JobSubmissionClient
 
@@ -88,10 +104,8 @@ def submit(args, suite, jobs) -> int:
     shown = mask_uri(args.tracking_uri) if args.tracking_uri else CLUSTER_DEFAULT
     address = mask_uri(args.address)
     client = JobSubmissionClient(args.address)
-    job_id = client.submit_job(
-        **request,
-        metadata={"nfbench.suite": suite.name, "nfbench.jobs": str(len(jobs))},
-    )
+    job_id = _submit_when_ready(client, request, metadata={
+        "nfbench.suite": suite.name, "nfbench.jobs": str(len(jobs))})
     print(f"submitted suite {suite.name} ({len(jobs)} jobs) as Ray job {job_id}")
     print(f"  follow:  ray job logs --address {address} --follow {job_id}")
     print(f"  status:  ray job status --address {address} {job_id}")

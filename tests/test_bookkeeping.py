@@ -40,7 +40,7 @@ class Script:
         self.calls: list[tuple[int, str]] = []
 
     def __call__(self, spec, p):
-        seed = p.config["seed"]
+        seed = p.config.seed
         self.calls.append((seed, p.phase))
         todo = self.plan.get((seed, p.phase))
         what = todo.popleft() if todo else "ok"

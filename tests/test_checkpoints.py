@@ -14,7 +14,7 @@ import torch
 from harness import keys
 from harness.cli import catalog
 from harness.job import run_timing, run_training
-from harness.job.run import _fetch_state
+from harness.job.components import fetch_state as _fetch_state
 from harness.suite import expand, parse_suite
 from harness.tracking import MlflowTracker, Store
 

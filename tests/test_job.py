@@ -11,7 +11,7 @@ from harness import data, keys
 from harness.cli import catalog
 from harness.data.histogram import Histogram
 from harness.job import run_timing, run_training
-from harness.job.run import build, contexts
+from harness.job.components import build, contexts
 from harness.measure import evaluate_likelihood
 from harness.suite import expand, parse_suite
 from harness.tracking import MlflowTracker, Store

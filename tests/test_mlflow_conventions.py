@@ -72,7 +72,8 @@ def test_a_run_follows_mlflows_conventions(tmp_path, sqlite_uri, clean_env):
     fingerprint = run.data.params["data.fingerprint"]
     assert (ds.name, ds.digest) == ("moons", fingerprint[: mc.DIGEST_LEN])
     assert ds.source_type == "nfbench"
-    assert json.loads(ds.source) == jobs[0].config["data"] == {"name": "moons", "seed": 3}
+    assert json.loads(ds.source) == jobs[0].config.data.as_dict() == {"name": "moons",
+                                                                        "seed": 3}
     profile = json.loads(ds.profile)
     assert profile["n_train"] == int(run.data.params["data.split.n_train"]) > 0
     assert {t.key: t.value for t in ds_input.tags} == {"mlflow.data.context": "train"}

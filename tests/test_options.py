@@ -89,7 +89,8 @@ def test_data_set_and_scheme_specs_cover_their_loaders_and_factories():
 
 def test_download_option_reaches_the_loader(monkeypatch):
     """The data option that the missing-file message names really reaches ``load``."""
-    from harness.job import run
+    from harness.job import components
+    from harness.suite.jobconfig import JobConfig
 
     seen = {}
 
@@ -97,9 +98,12 @@ def test_download_option_reaches_the_loader(monkeypatch):
         seen.update(kwargs, name=name)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(run.datasets, "load", fake_load)
+    monkeypatch.setattr(components.datasets, "load", fake_load)
+    cfg = JobConfig.from_dict({"arch": {"name": "maf"}, "data": {
+        "name": "mnist", "download": True, "flatten": True}, "dequant": {"scheme": "uniform"},
+        "seed": 0, "train": {}, "eval": {}, "timing": {}})
     with pytest.raises(RuntimeError, match="stop here"):
-        run._load_data({"data": {"name": "mnist", "download": True, "flatten": True}})
+        components.load_data(cfg)
     assert seen["name"] == "mnist" and seen["download"] is True
 
 

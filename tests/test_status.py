@@ -15,6 +15,7 @@ from harness.cli import load_jobs, main
 from harness.schedule import InlineBackend, run_jobs
 from harness.schedule import worker as worker_module
 from harness.schedule.worker import PhaseRunner
+from harness.suite.jobconfig import DataConfig
 from harness.tracking.status import error_line
 
 SUITE = """\
@@ -38,8 +39,8 @@ class FailSeedZero:
         self.real = PhaseRunner(1)
 
     def __call__(self, spec, payload):
-        if payload.config["seed"] == 0:
-            config = {**payload.config, "data": {"name": "no-such-data"}}
+        if payload.config.seed == 0:
+            config = dataclasses.replace(payload.config, data=DataConfig("no-such-data"))
             payload = dataclasses.replace(payload, config=config)
         return self.real.run(payload)
 

@@ -116,7 +116,7 @@ def test_expand_keys_equal_the_hash_of_each_whole_config():
     assert jobs and dropped
     for j in jobs:
         whole = job_config(suite, j.arch, j.dataset, j.dequant, j.seed)
-        assert j.config == whole
+        assert j.config.as_dict() == whole
         assert j.key == job_key(whole)
 
 
@@ -127,7 +127,7 @@ def test_download_option_changes_no_key():
     a, _ = expand(plain, CATALOG.combination)
     b, _ = expand(fetch, CATALOG.combination)
     assert [j.key for j in a] == [j.key for j in b]
-    assert any(j.config["data"].get("download") is True for j in b)
+    assert any(j.config.data.download is True for j in b)
 
 
 def test_job_limit_counts_cells_before_expanding():

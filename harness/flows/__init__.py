@@ -26,16 +26,20 @@ from harness.flows import nsf as _nsf  # noqa: F401  nsf-coupling, nsf-ar
 from harness.flows import realnvp as _realnvp  # noqa: F401  realnvp
 from harness.flows.base import Flow, Layer
 from harness.flows.check import PreflightResult, preflight
+from harness.flows.flattened import Flattened, build_for_data, model_shape
 from harness.flows.zoo import build, entry, hparams, load_plugins, names, register
 
 __all__ = [
+    "Flattened",
     "Flow",
     "Layer",
     "PreflightResult",
     "build",
+    "build_for_data",
     "entry",
     "hparams",
     "load_plugins",
+    "model_shape",
     "names",
     "preflight",
     "register",

@@ -196,6 +196,19 @@ class Flow(nn.Module):
         """``log_prob`` (so that ``flow(x)`` works with hooks and ``torch.compile``)."""
         return self.log_prob(x, context)
 
+    def counters(self) -> dict[str, int]:
+        """Work counters since :meth:`reset_counters` (a continuous flow counts its function
+        evaluations: ``nfe_forward``, ``nfe_backward``); ``{}`` for a flow that counts none."""
+        return {}
+
+    def reset_counters(self) -> None:
+        """Zero the counters of :meth:`counters` (nothing to do for a flow without any)."""
+
+    def regularizer(self) -> Tensor | None:
+        """A training penalty added to the loss, with its graph (a continuous flow's RNODE
+        terms), or None for a flow that has none."""
+        return None
+
     def stability(self) -> dict[str, float]:
         """Diagnostics of the LAST :meth:`transform` call (``stab/*`` keys); ``{}`` before one."""
         if not self._transformed:

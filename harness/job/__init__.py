@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from .components import build, contexts
 from .environment import code_revision, environment_tags, pick_device
-from .run import PHASE_TAG, JobResult, build, error_text, run_timing, run_training
+from .run import PHASE_TAG, JobResult, error_text, run_timing, run_training
+from .tracker import Tracker
 
 __all__ = [
     "PHASE_TAG",
     "JobResult",
+    "Tracker",
     "build",
     "code_revision",
+    "contexts",
     "environment_tags",
     "error_text",
     "pick_device",

@@ -17,6 +17,7 @@ import torch
 from .. import keys
 from ..data.histogram import Histogram
 from ..measure import median_ms
+from ..suite.jobconfig import JobConfig
 
 __all__ = ["REFERENCE_MODELS", "fit_reference", "time_reference"]
 
@@ -27,18 +28,18 @@ REFERENCE_MODELS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def _fit(ds, config: dict[str, Any]) -> Histogram:
-    laplace = float(config["arch"].get("laplace", 1.0))
+def _fit(ds, cfg: JobConfig) -> Histogram:
+    laplace = float(cfg.arch.hparams.get("laplace", 1.0))
     return Histogram.fit(ds.train, levels=int(ds.levels), laplace=laplace)
 
 
-def fit_reference(ds, config: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], Histogram]:
+def fit_reference(ds, cfg: JobConfig) -> tuple[dict[str, float], dict[str, Any], Histogram]:
     """Fit on the training split; exact test and validation scores; the fitted state."""
     if ds.kind != "discrete":
         raise ValueError(f"histogram: data set '{ds.name}' is {ds.kind}; the histogram "
                          "reference row is for discrete data")
     t0 = time.perf_counter()
-    model = _fit(ds, config)
+    model = _fit(ds, cfg)
     seconds = time.perf_counter() - t0
     dims = model.dims
     test_ll = model.log_prob_discrete(ds.test).double()
@@ -46,7 +47,7 @@ def fit_reference(ds, config: dict[str, Any]) -> tuple[dict[str, float], dict[st
     nll = float(-test_ll.mean())
     metrics = {
         keys.EVAL_NLL: nll,
-        "eval/nll_se": float(test_ll.std() / math.sqrt(len(test_ll))),
+        keys.EVAL_NLL_SE: float(test_ll.std() / math.sqrt(len(test_ll))),
         keys.EVAL_BPD: nll / (dims * math.log(2)),
         keys.EVAL_VAL_BPD: float(-val_ll.mean()) / (dims * math.log(2)),
         keys.TRAIN_STEPS_DONE: 0.0,
@@ -58,14 +59,14 @@ def fit_reference(ds, config: dict[str, Any]) -> tuple[dict[str, float], dict[st
     return metrics, params, model
 
 
-def time_reference(ds, config: dict[str, Any], device: torch.device) -> dict[str, float]:
+def time_reference(ds, cfg: JobConfig, device: torch.device) -> dict[str, float]:
     """Density and sampling time of the fitted histogram (its fit is closed form and cheap)."""
-    model = _fit(ds, config).to(device)
-    tcfg = config["timing"]
-    n = tcfg["batch_size"]
+    model = _fit(ds, cfg).to(device)
+    t = cfg.timing
+    n = t.batch_size
     x = ds.test[torch.arange(n) % len(ds.test)].to(device)
-    density = median_ms(lambda: model.log_prob_discrete(x), tcfg["min_run_time"])
-    m = tcfg["sample_batch_size"] or n
-    sample = median_ms(lambda: model.sample(m), tcfg["min_run_time"])
+    density = median_ms(lambda: model.log_prob_discrete(x), t.min_run_time)
+    m = t.sample_batch_size or n
+    sample = median_ms(lambda: model.sample(m), t.min_run_time)
     return {keys.PERF_DENSITY_MS: density, keys.PERF_SAMPLE_MS: sample,
             keys.PERF_SAMPLE_THROUGHPUT: m / (sample / 1e3), keys.PERF_BATCH: float(n)}

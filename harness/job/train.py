@@ -4,15 +4,15 @@ The objective is the negative log-likelihood (a bound, for dequantized discrete 
 
 .. math:: \\mathcal{L} = -\\frac{1}{B}\\sum_b \\big[\\log p_\\text{flow}(w_b) + \\text{log\\_weight}_b\\big]
 
-Non-finite losses or gradients are skipped and counted; past ``max_nonfinite`` of them the run
-is *diverged*. Every ``checkpoint_every`` steps the whole state (model, optimizer, schedule,
-random generators, best-so-far weights and the curve points not yet sent) is written as the
-run's ``checkpoints/last.pt`` artifact (plain values only, so that it loads with
-``torch.load(weights_only=True)``), and only then are the curve points sent: a worker that
-dies resumes from that checkpoint and re-sends the same points, which MLflow deduplicates, so
-no point is lost or doubled. Points are sent at a checkpoint at most every ``flush_seconds``
-(live curves in the MLflow UI without a database round trip per checkpoint of a short job);
-the rest travel with the final metrics in one batch.
+plus the flow's own :meth:`~harness.flows.Flow.regularizer` where it has one (a continuous
+flow's RNODE terms). Non-finite losses or gradients are skipped and counted; past
+``max_nonfinite`` of them the run is *diverged*. Every ``checkpoint_every`` steps the whole
+:class:`TrainState` (model, optimizer, schedule, random generators, best-so-far weights and
+the curve points not yet sent) is written as the run's ``checkpoints/last.pt`` artifact, and
+only then are the curve points sent: a worker that dies resumes from that checkpoint and
+re-sends the same points, which the store keeps once, so no point is lost or doubled. Points
+are sent at a checkpoint at most every ``flush_seconds`` (live curves without a round trip per
+checkpoint of a short job); the rest travel with the final metrics in one batch.
 """
 
 from __future__ import annotations
@@ -22,36 +22,39 @@ import io
 import math
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import keys
-from ..tracking.writer import Tracker
+from ..suite.schema import Optimizer, Schedule, TrainBudget
+from .components import Splits
+from .tracker import Point, Tracker
 
-__all__ = ["TrainOutcome", "make_optimizer", "make_schedule", "train"]
+__all__ = ["TrainOutcome", "TrainState", "Trainer", "make_optimizer", "make_schedule", "train"]
+
+Curve = tuple[int, float, str, float]  # (step, seconds into training, key, value)
 
 
-def make_optimizer(cfg: dict[str, Any], params) -> torch.optim.Optimizer:
-    name = cfg["name"]
-    kw = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}
-    if name == "adam":
-        return torch.optim.Adam(params, betas=tuple(cfg["betas"]), **kw)
-    if name == "adamw":
-        return torch.optim.AdamW(params, betas=tuple(cfg["betas"]), **kw)
-    if name == "adamax":
-        return torch.optim.Adamax(params, betas=tuple(cfg["betas"]), **kw)
-    if name == "sgd":
+def make_optimizer(cfg: Optimizer, params) -> torch.optim.Optimizer:
+    kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, betas=tuple(cfg.betas), **kw)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, betas=tuple(cfg.betas), **kw)
+    if cfg.name == "adamax":
+        return torch.optim.Adamax(params, betas=tuple(cfg.betas), **kw)
+    if cfg.name == "sgd":
         return torch.optim.SGD(params, momentum=0.9, **kw)
-    raise ValueError(f"train.optimizer.name: unknown optimizer '{name}'")
+    raise ValueError(f"train.optimizer.name: unknown optimizer '{cfg.name}'")
 
 
-def make_schedule(cfg: dict[str, Any], opt, total_steps: int | None):
+def make_schedule(cfg: Schedule, opt, total_steps: int | None):
     """Linear warm-up, then constant or cosine annealing to ``min_lr_ratio`` × lr."""
-    warm, floor = cfg["warmup_steps"], cfg["min_lr_ratio"]
-    cosine = cfg["name"] == "cosine" and total_steps is not None
+    warm, floor = cfg.warmup_steps, cfg.min_lr_ratio
+    cosine = cfg.name == "cosine" and total_steps is not None
 
     def factor(step: int) -> float:
         if warm and step < warm:
@@ -65,6 +68,23 @@ def make_schedule(cfg: dict[str, Any], opt, total_steps: int | None):
 
 
 @dataclass
+class TrainState:
+    """Everything training carries from step to step, besides the modules and optimizer."""
+
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training before this attempt
+    nonfinite: int = 0
+    best_val: float = math.inf
+    best_step: int = 0
+    best_state: dict[str, Any] | None = None  # weights of the best validation so far (CPU)
+    gmax: float = 0.0
+    gsum: float = 0.0
+    gcount: int = 0
+    curves: list[Curve] = field(default_factory=list)
+    pending: list[Point] = field(default_factory=list)  # curve points not yet sent
+
+
+@dataclass
 class TrainOutcome:
     steps: int
     seconds: float
@@ -75,15 +95,9 @@ class TrainOutcome:
     grad_norm_max: float
     grad_norm_mean: float
     best_state: dict[str, Any] | None
-    curves: list[tuple[int, float, str, float]] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
     stopped_by: str = "steps"
-    pending: list[tuple[int, int, str, float]] = field(default_factory=list)  # not yet sent
-
-
-def _state_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
+    pending: list[Point] = field(default_factory=list)  # not yet sent
 
 
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
@@ -91,174 +105,187 @@ def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
             for k, v in state.items()}
 
 
-def train(flow, deq, data, cfg: dict[str, Any], tracker: Tracker, device: torch.device,
-          seed: int, resume: dict[str, Any] | None = None, progress=None,
-          flush_seconds: float = 30.0) -> TrainOutcome:
-    """Train ``flow`` (and a variational dequantizer's parameters) on ``data.train``.
+class Trainer:
+    """Trains ``flow`` (and a variational dequantizer's parameters) on ``data.train``.
 
-    ``cfg`` is the job config's ``train`` section; ``resume`` a checkpoint dict from an earlier
-    attempt. ``data.train`` / ``data.val`` are tensors already on ``device``, and
-    ``data.train_c`` / ``data.val_c`` their contexts (None for an unconditional flow).
+    ``data`` holds the splits already on ``device`` (:class:`~harness.job.components.Splits`);
+    ``resume`` is a checkpoint dict from an earlier attempt. :meth:`run` trains to the end of
+    the budget; :meth:`step`, :meth:`validate` and :meth:`checkpoint` are its parts.
     """
-    params = [p for p in list(flow.parameters()) + list(deq.parameters()) if p.requires_grad]
-    opt = make_optimizer(cfg["optimizer"], params)
-    total = cfg["steps"]
-    sched = make_schedule(cfg["schedule"], opt, total)
-    budget_s = cfg["minutes"] * 60 if cfg["minutes"] else math.inf
-    clip = cfg["clip"] if cfg["clip"] else math.inf
-    discrete = data.kind == "discrete"
-    curve_key = keys.TRAIN_BPD if discrete else keys.TRAIN_NLL
-    val_key = keys.VAL_BPD if discrete else keys.VAL_NLL
-    dims = deq.dims
-    gen = torch.Generator(device="cpu").manual_seed(seed)
 
-    step, elapsed, nonfinite = 0, 0.0, 0
-    best_val, best_step, best_state = math.inf, 0, None
-    gmax, gsum, gcount = 0.0, 0.0, 0
-    curves: list[tuple[int, float, str, float]] = []
-    pending: list[tuple[int, int, str, float]] = []  # (step, timestamp ms, key, value)
-    if resume:
-        flow.load_state_dict(resume["flow"])
-        deq.load_state_dict(resume["deq"])
-        opt.load_state_dict(resume["opt"])
-        sched.load_state_dict(resume["sched"])
-        gen.set_state(resume["gen"])
-        torch.set_rng_state(resume["torch_rng"])
-        step, elapsed, nonfinite = resume["step"], resume["elapsed"], resume["nonfinite"]
-        best_val, best_step, best_state = resume["best_val"], resume["best_step"], resume["best_state"]
-        gmax, gsum, gcount = resume["gmax"], resume["gsum"], resume["gcount"]
-        curves, pending = resume["curves"], resume["pending"]
-    last_flush = time.monotonic()
+    def __init__(self, flow, deq, data: Splits, cfg: TrainBudget, tracker: Tracker,
+                 device: torch.device, seed: int, resume: dict[str, Any] | None = None,
+                 progress=None, flush_seconds: float = 30.0):
+        self.flow, self.deq, self.data, self.cfg = flow, deq, data, cfg
+        self.tracker, self.device, self.seed = tracker, device, seed
+        self.progress, self.flush_seconds = progress, flush_seconds
+        self.params = [p for p in list(flow.parameters()) + list(deq.parameters())
+                       if p.requires_grad]
+        self.opt = make_optimizer(cfg.optimizer, self.params)
+        self.sched = make_schedule(cfg.schedule, self.opt, cfg.steps)
+        self.budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
+        self.clip = cfg.clip if cfg.clip else math.inf
+        self.discrete = data.kind == "discrete"
+        self.dims = deq.dims
+        self.gen = torch.Generator(device="cpu").manual_seed(seed)  # batch order
+        self.state = TrainState()
+        if resume:
+            self._restore(resume)
+        self.t0 = time.perf_counter()
+        self.last_flush = time.monotonic()
 
-    def record(points: dict[str, float], at: int) -> None:
+    # ── state ─────────────────────────────────────────────────────────────────────────
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.flow.load_state_dict(ckpt["flow"])
+        self.deq.load_state_dict(ckpt["deq"])
+        self.opt.load_state_dict(ckpt["opt"])
+        self.sched.load_state_dict(ckpt["sched"])
+        self.gen.set_state(ckpt["gen"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
+
+    def seconds(self) -> float:
+        """Training time so far, earlier attempts included."""
+        return self.state.elapsed + (time.perf_counter() - self.t0)
+
+    def record(self, points: dict[str, float], at: int) -> None:
+        """Curve points at step ``at`` (non-finite values are left out)."""
         now = int(time.time() * 1000)
         for k, v in points.items():
             if math.isfinite(v):
-                pending.append((at, now, k, float(v)))
-                curves.append((at, elapsed + (time.perf_counter() - t0), k, float(v)))
+                self.state.pending.append((at, now, k, float(v)))
+                self.state.curves.append((at, self.seconds(), k, float(v)))
 
-    def validate() -> float:
+    def _keep_best(self, val: float) -> None:
+        s = self.state
+        if math.isfinite(val) and val < s.best_val:
+            s.best_val, s.best_step = val, s.step
+            s.best_state = {"flow": _cpu_copy(self.flow.state_dict()),
+                            "deq": _cpu_copy(self.deq.state_dict())}
+
+    # ── the parts ─────────────────────────────────────────────────────────────────────
+    def validate(self) -> float:
+        """The validation score (bpd for discrete data, else nats) with the same
+        dequantization noise at every call."""
+        flow, deq, data = self.flow, self.deq, self.data
         flow.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed + 1)  # the same dequantization noise at every validation
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed + 1)
             total_ll, n = 0.0, 0
             for i in range(0, len(data.val), 1024):
                 x = data.val[i : i + 1024]
                 c = None if data.val_c is None else data.val_c[i : i + 1024]
                 w, lw = deq(x)
-                ll = flow.log_prob(w, context=c) + lw
-                total_ll += float(ll.double().sum())
+                total_ll += float((flow.log_prob(w, context=c) + lw).double().sum())
                 n += len(x)
         flow.train()
         nll = -total_ll / n
-        return nll / (dims * math.log(2)) if discrete else nll
+        return nll / (self.dims * math.log(2)) if self.discrete else nll
 
-    def checkpoint() -> None:
-        # tensors, numbers, strings and containers of them only: it loads weights-only
-        state = {
-            "flow": flow.state_dict(), "deq": deq.state_dict(), "opt": opt.state_dict(),
-            "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "step": step, "elapsed": elapsed + (time.perf_counter() - t0), "nonfinite": nonfinite,
-            "best_val": best_val, "best_step": best_step, "best_state": best_state,
-            "gmax": gmax, "gsum": gsum, "gcount": gcount, "curves": curves, "pending": pending,
-        }
+    def checkpoint(self) -> None:
+        """Write ``checkpoints/last.pt``; then send the curve points (at most every
+        ``flush_seconds``)."""
+        ckpt = {"flow": self.flow.state_dict(), "deq": self.deq.state_dict(),
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                **{f.name: getattr(self.state, f.name) for f in fields(TrainState)},
+                "elapsed": self.seconds()}
+        buf = io.BytesIO()
+        torch.save(ckpt, buf)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(keys.ART_CHECKPOINT_LAST).name
-            path.write_bytes(_state_bytes(state))
-            tracker.log_file(path, str(Path(keys.ART_CHECKPOINT_LAST).parent))
-        nonlocal last_flush
-        if time.monotonic() - last_flush >= flush_seconds:
-            _send(tracker, pending)
-            pending.clear()
-            last_flush = time.monotonic()
+            path.write_bytes(buf.getvalue())
+            self.tracker.log_file(path, str(Path(keys.ART_CHECKPOINT_LAST).parent))
+        if time.monotonic() - self.last_flush >= self.flush_seconds:
+            if self.state.pending:
+                self.tracker.log_points(self.state.pending)
+                self.tracker.flush()
+            self.state.pending.clear()
+            self.last_flush = time.monotonic()
 
-    inner = getattr(flow, "flow", flow)  # through the image-as-vector adapter
-    counted = inner if hasattr(inner, "counters") and hasattr(inner, "reset_counters") else None
-    regularized = inner if hasattr(inner, "regularizer") else None
-    flow.train()
-    deq.train()
-    t0 = time.perf_counter()
-    n_train = len(data.train)
-    batch = min(cfg["batch_size"], n_train)
-    stopped_by = "steps"
-    diverged = False
-    while total is None or step < total:
-        if elapsed + (time.perf_counter() - t0) >= budget_s:
-            stopped_by = "minutes"
-            break
-        idx = torch.randint(n_train, (batch,), generator=gen).to(device)
+    def step(self) -> None:
+        """One optimizer step on a random batch (skipped when the loss or the gradient is
+        not finite), and its curve point every ``log_every`` steps."""
+        s, data, flow = self.state, self.data, self.flow
+        batch = min(self.cfg.batch_size, len(data.train))
+        idx = torch.randint(len(data.train), (batch,), generator=self.gen).to(self.device)
         x = data.train[idx]
         c = None if data.train_c is None else data.train_c[idx]
-        if counted is not None:
-            counted.reset_counters()
-        w, lw = deq(x)
+        flow.reset_counters()
+        w, lw = self.deq(x)
         loss = -(flow.log_prob(w, context=c) + lw).mean()
-        if regularized is not None:  # RNODE's speed penalty (CNFs), 0 unless the suite sets it
-            loss = loss + regularized.regularizer()
-        step += 1
+        penalty = flow.regularizer()
+        if penalty is not None:
+            loss = loss + penalty
+        s.step += 1
+        self.opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            nonfinite += 1
-            opt.zero_grad(set_to_none=True)
+            s.nonfinite += 1
         else:
-            opt.zero_grad(set_to_none=True)
             loss.backward()
-            gnorm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+            gnorm = float(torch.nn.utils.clip_grad_norm_(self.params, self.clip))
             if not math.isfinite(gnorm):
-                nonfinite += 1
-                opt.zero_grad(set_to_none=True)
+                s.nonfinite += 1
+                self.opt.zero_grad(set_to_none=True)
             else:
-                opt.step()
-                gmax, gsum, gcount = max(gmax, gnorm), gsum + gnorm, gcount + 1
-                if step % cfg["log_every"] == 0 or step == 1:
-                    nll = float(loss.detach())
-                    point = {keys.TRAIN_LOSS: nll,
-                             curve_key: nll / (dims * math.log(2)) if discrete else nll,
-                             keys.TRAIN_GRAD_NORM: gnorm,
-                             keys.TRAIN_LR: opt.param_groups[0]["lr"],
-                             keys.TRAIN_WALL_S: elapsed + (time.perf_counter() - t0)}
-                    if counted is not None:
-                        nfe = counted.counters()
-                        point[keys.TRAIN_NFE_FORWARD] = nfe["nfe_forward"]
-                        point[keys.TRAIN_NFE_BACKWARD] = nfe["nfe_backward"]
-                    record(point, step)
-        sched.step()
-        if nonfinite > cfg["max_nonfinite"]:
-            diverged = True
-            stopped_by = "diverged"
-            break
-        last = total is not None and step >= total
-        if step % cfg["eval_every"] == 0 or last:
-            val = validate()
-            record({val_key: val}, step)
-            if math.isfinite(val) and val < best_val:
-                best_val, best_step = val, step
-                best_state = {"flow": _cpu_copy(flow.state_dict()), "deq": _cpu_copy(deq.state_dict())}
-            if progress:
-                progress(step, val)
-        if step % cfg["checkpoint_every"] == 0 and not last:
-            checkpoint()
-    seconds = elapsed + (time.perf_counter() - t0)
-    if best_state is None or stopped_by == "minutes":
-        val = validate()
-        if stopped_by == "minutes":
-            record({val_key: val}, step)
-        if math.isfinite(val) and val < best_val:
-            best_val, best_step = val, step
-            best_state = {"flow": _cpu_copy(flow.state_dict()), "deq": _cpu_copy(deq.state_dict())}
-    if best_state is None:
-        diverged = True
-    return TrainOutcome(step, seconds, best_step, best_val, nonfinite, diverged, gmax,
-                        gsum / max(1, gcount), best_state, curves, stopped_by, pending)
+                self.opt.step()
+                s.gmax, s.gsum, s.gcount = max(s.gmax, gnorm), s.gsum + gnorm, s.gcount + 1
+                if s.step % self.cfg.log_every == 0 or s.step == 1:
+                    self._log_step(float(loss.detach()), gnorm)
+        self.sched.step()
+
+    def _log_step(self, loss: float, gnorm: float) -> None:
+        curve_key = keys.TRAIN_BPD if self.discrete else keys.TRAIN_NLL
+        point = {keys.TRAIN_LOSS: loss,
+                 curve_key: loss / (self.dims * math.log(2)) if self.discrete else loss,
+                 keys.TRAIN_GRAD_NORM: gnorm,
+                 keys.TRAIN_LR: self.opt.param_groups[0]["lr"],
+                 keys.TRAIN_WALL_S: self.seconds()}
+        nfe = self.flow.counters()
+        if nfe:
+            point[keys.TRAIN_NFE_FORWARD] = nfe["nfe_forward"]
+            point[keys.TRAIN_NFE_BACKWARD] = nfe["nfe_backward"]
+        self.record(point, self.state.step)
+
+    # ── the loop ──────────────────────────────────────────────────────────────────────
+    def run(self) -> TrainOutcome:
+        s, cfg, total = self.state, self.cfg, self.cfg.steps
+        val_key = keys.VAL_BPD if self.discrete else keys.VAL_NLL
+        self.flow.train()
+        self.deq.train()
+        stopped_by, diverged = "steps", False
+        while total is None or s.step < total:
+            if self.seconds() >= self.budget_s:
+                stopped_by = "minutes"
+                break
+            self.step()
+            if s.nonfinite > cfg.max_nonfinite:
+                diverged, stopped_by = True, "diverged"
+                break
+            last = total is not None and s.step >= total
+            if s.step % cfg.eval_every == 0 or last:
+                val = self.validate()
+                self.record({val_key: val}, s.step)
+                self._keep_best(val)
+                if self.progress:
+                    self.progress(s.step, val)
+            if s.step % cfg.checkpoint_every == 0 and not last:
+                self.checkpoint()
+        seconds = self.seconds()
+        if s.best_state is None or stopped_by == "minutes":
+            val = self.validate()
+            if stopped_by == "minutes":
+                self.record({val_key: val}, s.step)
+            self._keep_best(val)
+        return TrainOutcome(s.step, seconds, s.best_step, s.best_val, s.nonfinite,
+                            diverged or s.best_state is None, s.gmax, s.gsum / max(1, s.gcount),
+                            s.best_state, s.curves, stopped_by, s.pending)
 
 
-def _send(tracker: Tracker, points: list[tuple[int, int, str, float]]) -> None:
-    """Send curve points with their original timestamps (idempotent in MLflow's SQL store)."""
-    if not points:
-        return
-    send = getattr(tracker, "log_points", None)
-    if send is not None:
-        send(points)
-    else:
-        for step, _ts, k, v in points:
-            tracker.log_metrics({k: v}, step)
-    tracker.flush()
+def train(flow, deq, data: Splits, cfg: TrainBudget, tracker: Tracker, device: torch.device,
+          seed: int, resume: dict[str, Any] | None = None, progress=None,
+          flush_seconds: float = 30.0) -> TrainOutcome:
+    """Train to the end of the budget (see :class:`Trainer`)."""
+    return Trainer(flow, deq, data, cfg, tracker, device, seed, resume, progress,
+                   flush_seconds).run()

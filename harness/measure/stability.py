@@ -41,7 +41,7 @@ def diagnose(flow, w: Tensor, context: Tensor | None = None) -> dict[str, float]
     """``stab/*`` metrics of ``flow`` on flow inputs ``w`` (B, *event_shape)."""
     flow.eval()
     z, log_det = flow.transform(w, context=context)
-    layer_stats = dict(flow.stability()) if hasattr(flow, "stability") else {}
+    layer_stats = dict(flow.stability())
     back = flow.inverse(z, context=context)
     err = (back - w).flatten(1).abs().amax(dim=1)
     err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))

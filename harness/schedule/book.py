@@ -183,7 +183,8 @@ class Book:
             keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
             keys.TAG_SEED: str(job.seed), keys.TAG_LIVE_PHASE: keys.LIVE_QUEUED,
             **source_tags(self.revision, self.suite.name),
-            NOTE: job_note(job.axes, job.config.get("train", {}), self.suite.name, job.key)},
+            NOTE: job_note(job.axes, job.config.train.model_dump(), self.suite.name,
+                           job.key)},
             existing, self.force, params=job.flat_params())
         if self.force:  # replaced once: a retry resumes the new run, not another new one
             self.existing[job.key] = []

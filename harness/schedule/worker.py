@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import keys
+from ..suite.jobconfig import JobConfig
 
 __all__ = ["Payload", "PhaseRunner"]
 
@@ -35,7 +36,7 @@ class _StepTags:
         if now - self.last >= STEP_TAG_EVERY_S:
             self.last = now
             try:
-                self.tracker.set_tags({keys.TAG_LIVE_STEP: int(step)})
+                self.tracker.record(tags={keys.TAG_LIVE_STEP: int(step)})
             except Exception:  # noqa: BLE001, S110 (progress is news, never a reason to fail)
                 pass
 
@@ -45,7 +46,7 @@ class Payload:
     """One job phase to run: ``phase`` is "train" or "time"."""
 
     phase: str
-    config: dict[str, Any]
+    config: JobConfig
     uri: str
     run_id: str
     artifact_uri: str | None = None

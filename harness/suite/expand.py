@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .jobconfig import ArchConfig, DataConfig, DequantConfig, JobConfig
 from .schema import AxisItem, Rule, Suite
 
 __all__ = [
@@ -40,7 +41,8 @@ KEY_FREE_DATA_OPTIONS = ("download",)
 
 @dataclass(frozen=True)
 class Job:
-    """One (architecture, data set, dequantization, seed) cell, fully specified."""
+    """One (architecture, data set, dequantization, seed) cell, fully specified: the axis
+    items as the suite wrote them (for names in tables), and the typed config it runs."""
 
     suite: str
     key: str
@@ -48,7 +50,7 @@ class Job:
     dataset: AxisItem
     dequant: AxisItem
     seed: int
-    config: dict[str, Any] = field(repr=False, compare=False)  # normalised, JSON-able
+    config: JobConfig = field(repr=False, compare=False)
 
     @property
     def axes(self) -> dict[str, Any]:
@@ -61,7 +63,7 @@ class Job:
 
     def flat_params(self) -> dict[str, str]:
         """The config flattened to dotted keys (MLflow params)."""
-        return flatten(self.config)
+        return flatten(self.config.as_dict())
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def count_cells(suite: Suite) -> int:
 def job_config(
     suite: Suite, arch: AxisItem, dataset: AxisItem, dequant: AxisItem, seed: int
 ) -> dict[str, Any]:
-    """The normalised config of one job: what it computes, nothing about where."""
+    """The normalised config of one job (:meth:`JobConfig.as_dict`), written out whole: what
+    it computes, nothing about where (the reference for :func:`expand`'s keys)."""
     return {
         "arch": {"name": arch.name, **arch.options},
         "data": {"name": dataset.name, **dataset.options},
@@ -132,7 +135,7 @@ def expand(
     ``compatible(arch, dataset, dequant)`` returns None for a sensible combination, or the
     reason to drop it (for example uniform dequantization of continuous data); the caller
     injects it from the registries. It is asked once per (architecture, data set, scheme).
-    Jobs share their config's sections (``train``, ``arch``, …): treat them as read-only.
+    Jobs share their config's sections (``train``, ``arch``, …), which are frozen.
     """
     jobs: list[Job] = []
     dropped: list[Dropped] = []
@@ -143,22 +146,24 @@ def expand(
         "eval": suite.eval.model_dump(mode="json"),
         "timing": suite.timing.model_dump(mode="json"),
     }
+    settings = {"train": suite.train, "eval": suite.eval, "timing": suite.timing}
     # the key's JSON, top-level keys sorted: arch, data, dequant, eval, seed, timing, train
     middle = ',"eval":' + _canonical(fixed["eval"]) + ',"seed":'
     tail = ',"timing":' + _canonical(fixed["timing"]) + ',"train":' + _canonical(fixed["train"])
     tail += "}"
 
-    def sections(items: list[AxisItem], section: str, name_key: str
-                 ) -> list[tuple[dict[str, Any], str]]:
+    def sections(items: list[AxisItem], section: str, name_key: str, typed
+                 ) -> list[tuple[Any, str]]:
         out = []
         for item in items:
             cfg = {name_key: item.name, **item.options}
-            out.append((cfg, _canonical(key_config({section: cfg})[section])))
+            out.append((typed(item.name, dict(item.options)),
+                        _canonical(key_config({section: cfg})[section])))
         return out
 
-    archs = sections(m.architectures, "arch", "name")
-    datas = sections(m.datasets, "data", "name")
-    dequants = sections(m.dequantization, "dequant", "scheme")
+    archs = sections(m.architectures, "arch", "name", ArchConfig)
+    datas = sections(m.datasets, "data", "name", DataConfig)
+    dequants = sections(m.dequantization, "dequant", "scheme", DequantConfig)
     names = [(a.display, {a.name, a.display}) for a in m.architectures]
     dnames = [(d.display, {d.name, d.display}) for d in m.datasets]
     qnames = [(q.display, {q.name, q.display}) for q in m.dequantization]
@@ -199,8 +204,8 @@ def expand(
                     if key in seen:
                         dropped.append(Dropped(axes, f"duplicate of job {key}"))
                         continue
-                    config = {"arch": archs[ai][0], "data": datas[di][0],
-                              "dequant": dequants[qi][0], "seed": seed, **fixed}
+                    config = JobConfig(archs[ai][0], datas[di][0], dequants[qi][0], seed,
+                                       **settings)
                     seen.add(key)
                     jobs.append(Job(suite.name, key, arch, dataset, dequant, seed, config))
     return jobs, dropped

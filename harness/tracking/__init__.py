@@ -4,6 +4,6 @@ reading results back in bulk (:mod:`harness.tracking.read`)."""
 from __future__ import annotations
 
 from .store import JobRun, Store, resolve_uri
-from .writer import MlflowTracker, Tracker
+from .writer import MlflowTracker
 
-__all__ = ["JobRun", "MlflowTracker", "Store", "Tracker", "resolve_uri"]
+__all__ = ["JobRun", "MlflowTracker", "Store", "resolve_uri"]

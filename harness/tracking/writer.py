@@ -9,9 +9,7 @@ locked" under contention now and then; a batch is retried with back-off, and sin
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-__all__ = ["MlflowTracker", "Tracker", "log_datasets", "retrying"]
+__all__ = ["MlflowTracker", "log_datasets", "retrying"]
 
 # progress bars of artifact downloads would interleave with the scheduler's progress lines
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -56,27 +54,9 @@ def log_datasets(client, run_id: str, specs: list[dict[str, Any]], call=None) ->
         (call or retrying)(client.log_inputs, run_id, datasets=inputs)
 
 
-class Tracker:
-    """What a job needs from a tracker (the MLflow one below is the real one)."""
-
-    def log_params(self, params: dict[str, Any]) -> None: ...
-    def set_tags(self, tags: dict[str, Any]) -> None: ...
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None: ...
-    def log_points(self, points: list[tuple[int, int, str, float]]) -> None: ...
-    def flush(self) -> None: ...
-    def log_file(self, local: Path, artifact_dir: str | None = None) -> None: ...
-    def log_dir(self, local: Path) -> None: ...
-    def record(self, params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
-               metrics: dict[str, float] | None = None, step: int = 0,
-               points: list[tuple[int, int, str, float]] | None = None) -> None: ...
-    def log_json(self, obj: Any, name: str) -> None: ...
-    def fetch(self, artifact: str, dst: Path) -> Path | None: ...
-    def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
-                    splits: dict[str, Any]) -> None: ...
-
-
-class MlflowTracker(Tracker):
-    """Writes into one existing MLflow run (the driver created or resumed it)."""
+class MlflowTracker:
+    """Writes into one existing MLflow run (the driver created or resumed it); the job
+    layer's :class:`~harness.job.tracker.Tracker`, implemented for MLflow."""
 
     def __init__(self, uri: str, run_id: str, retries: int = 8, artifact_uri: str | None = None):
         self.client = MlflowClient(tracking_uri=uri)
@@ -101,7 +81,8 @@ class MlflowTracker(Tracker):
             )
 
             if self._artifact_uri is None:
-                self._artifact_uri = self._retry(self.client.get_run, self.run_id).info.artifact_uri
+                run = self._retry(self.client.get_run, self.run_id)
+                self._artifact_uri = run.info.artifact_uri
             # an mlflow-artifacts:/ URI (a server that proxies artifacts) resolves through
             # the tracking URI, not the process's default
             self._artifacts = get_artifact_repository(self._artifact_uri, tracking_uri=self.uri)
@@ -113,24 +94,6 @@ class MlflowTracker(Tracker):
             return retrying(fn, *args, retries=self.retries, **kwargs)
         finally:
             self.seconds += time.perf_counter() - t0
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        items = [Param(k, str(v)[:PARAM_LEN]) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS):
-            self._retry(self.client.log_batch, self.run_id, params=items[i : i + MAX_PARAMS])
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        for i in range(0, len(items), MAX_TAGS):
-            self._retry(self.client.log_batch, self.run_id, tags=items[i : i + MAX_TAGS])
-
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        """Buffer metric points; sent by :meth:`flush` (or when the buffer is full)."""
-        now = int(time.time() * 1000)
-        for k, v in metrics.items():
-            self._buffer.append(Metric(k, float(v), now, int(step)))
-        if len(self._buffer) >= MAX_METRICS:
-            self.flush()
 
     def log_points(self, points: list[tuple[int, int, str, float]]) -> None:
         """Buffer curve points ``(step, timestamp_ms, key, value)`` with their own timestamps:
@@ -168,13 +131,6 @@ class MlflowTracker(Tracker):
     def log_dir(self, local: Path) -> None:
         """Every file under ``local`` as artifacts, keeping the relative paths."""
         self._retry(self.artifacts.log_artifacts, str(local), None)
-
-    def log_json(self, obj: Any, name: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(name).name
-            path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-            parent = str(Path(name).parent)
-            self.log_file(path, None if parent == "." else parent)
 
     def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
                     splits: dict[str, Any]) -> None:

@@ -1,0 +1,46 @@
+"""What a job needs from the store it writes into: the :class:`Tracker` protocol.
+
+The job layer owns this interface and knows nothing of MLflow; the tracking layer implements
+it (:class:`harness.tracking.MlflowTracker`) and the scheduler hands one to each job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["Point", "Tracker"]
+
+#: a curve point: ``(step, timestamp in ms, key, value)``
+Point = tuple[int, int, str, float]
+
+
+class Tracker(Protocol):
+    """Writes into one run: batched metrics and curve points, tags, params, artifacts."""
+
+    seconds: float  # time spent talking to the store (for the overhead benchmark)
+
+    def record(self, params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+               metrics: dict[str, float] | None = None, step: int = 0,
+               points: list[Point] | None = None) -> None:
+        """Params, tags, metrics (at ``step``) and curve points, in as few calls as may be."""
+
+    def log_points(self, points: list[Point]) -> None:
+        """Buffer curve points with their own timestamps (a point sent twice is stored once)."""
+
+    def flush(self) -> None:
+        """Send what is buffered."""
+
+    def log_file(self, local: Path, artifact_dir: str | None = None) -> None:
+        """Upload one file as an artifact (into ``artifact_dir``)."""
+
+    def log_dir(self, local: Path) -> None:
+        """Upload every file under ``local``, keeping the relative paths."""
+
+    def fetch(self, artifact: str, dst: Path) -> Path | None:
+        """Download one artifact into ``dst``; None when the run has no such artifact."""
+
+    def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
+                    splits: dict[str, Any]) -> None:
+        """The data set the job trains on: registry name, fingerprint, options, split sizes
+        (MLflow: a dataset input)."""
