@@ -106,6 +106,7 @@ STAB_EXACT_TRACE = "stab/exact_trace"  # CNF: 1.0 when the last transform's trac
 # ── a job while it runs (``nfbench status``), written by its worker ──────────────────
 TAG_LIVE_PHASE = "nfbench.live.phase"  # "train" / "time": a worker runs it; LIVE_QUEUED: none
 LIVE_QUEUED = "queued"  # the run is open, waiting for a worker
+LIVE_ENDED = "ended"  # the run is closed
 TAG_LIVE_STARTED = "nfbench.live.started"  # UNIX time (s) that phase started on its worker
 TAG_LIVE_STEP = "nfbench.live.step"  # training steps done at the last validation
 TAG_JOBS = "nfbench.jobs"  # on a suite's experiment: the number of jobs of the suite

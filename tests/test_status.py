@@ -93,6 +93,11 @@ def test_status_of_a_running_suite_with_a_failed_job(tmp_path, sqlite_uri, capsy
     assert ("finished 2 · diverged 0 · failed 1 · killed 0 · running 0 · queued 0 · "
             "not started 0") in final
     assert "running now:" not in final and "time left: none" in final
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sqlite_uri)
+    runs = client.search_runs([client.get_experiment_by_name("live").experiment_id])
+    assert {r.data.tags["nfbench.live.phase"] for r in runs} == {"ended"}
 
 
 def test_status_of_an_unknown_suite_names_those_there_are(sqlite_uri, capsys):

@@ -260,7 +260,7 @@ class Store:
                   attempts: int = 0) -> None:
         """Mark a run done with nfbench ``status`` and the matching MLflow status
         (``attempts``: how many of its workers died, when any did)."""
-        tags = [RunTag(keys.TAG_STATUS, status)]
+        tags = [RunTag(keys.TAG_STATUS, status), RunTag(keys.TAG_LIVE_PHASE, keys.LIVE_ENDED)]
         if attempts:
             tags.append(RunTag(keys.TAG_ATTEMPTS, str(attempts)))
         if error:
