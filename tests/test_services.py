@@ -227,7 +227,7 @@ def test_submit_sends_the_suite_as_a_ray_job(tmp_path, monkeypatch, capsys):
         # the job's own log streamed, then where its report is
         assert "suite sub: 1 finished" in out
         report = re.search(r"^report: (\S+/reports/sub/index\.html) \(on the cluster's head",
-                           out, re.M)
+                           out, re.MULTILINE)
         assert report and Path(report[1]).is_file(), out  # here, head and client are one
         assert "a copy here: nfbench report sub --tracking-uri URI" in out
         assert f"MLflow at http://nfbench:***@127.0.0.1:{port}" in out
