@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU path in one short script, for a machine with an NVIDIA GPU (never run by CI):
 #  1. the smoke suite on CUDA, four jobs packed on one GPU (resources.gpus: 0.25), then the
-#     timing phase on the whole GPU; checks that every run says it ran on cuda;
+#     timing phase on the whole GPU; checks that every run says it ran on cuda and that
+#     MLflow's system metrics recorded the GPU (NVML) while the jobs trained;
 #  2. the flow benchmarks on CUDA (nfbench against zuko / nflows / normflows, and ffjord).
 # Prints its figures; about 10 minutes on one GPU. Usage: bash benchmarks/gpu_check.sh
 set -euo pipefail
@@ -30,6 +31,13 @@ for r in runs:
           f"timing on {t.get('nfbench.timing.device')}  sample/s {m.get('perf/sample_throughput', float('nan')):,.0f}"
           f"  peak MB {m.get('perf/peak_mem_mb', float('nan')):.0f}")
 assert len(runs) == 4 and all(r.data.tags["nfbench.device"].startswith("cuda") for r in runs)
+# MLflow's system metrics saw the GPU through NVML while the jobs trained
+for r in runs:
+    gpu = client.get_metric_history(r.info.run_id, "system/gpu_0_utilization_percentage")
+    mem = client.get_metric_history(r.info.run_id, "system/gpu_0_memory_usage_megabytes")
+    print(f"{r.info.run_name:45s} GPU utilisation {[round(m.value) for m in gpu]} %, "
+          f"memory up to {max((m.value for m in mem), default=float('nan')):,.0f} MB")
+    assert gpu and mem, "no GPU system metrics (is nvidia-ml-py installed?)"
 PY
 python benchmarks/flows_vs_peers.py --quick --device cuda --json "$work/flows_vs_peers.json"
 python benchmarks/harness_overhead.py

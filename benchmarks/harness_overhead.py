@@ -12,6 +12,10 @@ Prints
   peak memory.
 Aim: efficiency ≥ 0.95 after start-up with 200 jobs, logging ≤ 3 %.
 
+With MLflow's system metrics on (the default, every 10 s and once at the end of training),
+the monitor's time (start, stop, sampling, its MLflow calls) is part of the logging share and
+printed on a line of its own; ``--system-metrics off`` measures without them.
+
 Usage: python benchmarks/harness_overhead.py [--jobs 200] [--steps 200] [--workers 2]
        [--plan-jobs 100000] [--no-plan]
 """
@@ -19,6 +23,7 @@ Usage: python benchmarks/harness_overhead.py [--jobs 200] [--steps 200] [--worke
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -96,7 +101,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--plan-jobs", type=int, default=100_000, help="a multiple of 100")
     ap.add_argument("--no-plan", action="store_true")
+    ap.add_argument("--system-metrics", default="10", metavar="SECONDS|off",
+                    help="MLflow's system metrics in every job: the sampling interval "
+                         "(default 10, the suites' default), or off")
     args = ap.parse_args()
+    os.environ["NFBENCH_SYSTEM_METRICS"] = args.system_metrics  # the driver reads it
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "overhead.yaml"
         path.write_text(SUITE.format(seeds=list(range(args.jobs)), steps=args.steps))
@@ -130,6 +139,12 @@ def main() -> None:
               f"({100 * driver / summary.wall_seconds:.1f} % of wall time, overlapping the jobs)")
         print(f"logging share         {share:.4f}  ({100 * share:.2f} %, aim ≤ 3 %): MLflow calls "
               "inside jobs (checkpoints, artifacts)")
+        sm_share = summary.system_metrics_seconds / summary.job_seconds
+        print(f"system metrics        {args.system_metrics}"
+              + (" s interval" if args.system_metrics != "off" else "")
+              + f": {summary.system_metrics_points} points, {summary.system_metrics_seconds:.2f} s "
+              f"in jobs ({100 * sm_share:.2f} % of job time, within the logging share; "
+              f"aim: logging share ≤ 2 % with them on)")
         print(f"driver peak memory    {peak_mb:,.0f} MB (resident)")
         if not args.no_plan:
             plan_scale(args.plan_jobs, Path(tmp))

@@ -1,4 +1,4 @@
-"""The ``nfbench`` command: run, plan, report, compare, submit, list.
+"""The ``nfbench`` command: run, plan, report, status, compare, submit, list.
 
 Bad input (a malformed suite, an unknown name or option, a suite over the job limit, an
 impossible resource request, an unusable tracking URI, a bad flag, a flow that fails its
@@ -236,6 +236,9 @@ def cmd_run(args) -> int:
     refusals.check_address(args.address, "--address", http=False)
     suite, root, jobs = _load(args.suite, max_jobs=args.max_jobs)
     uri = refusals.tracking_uri(args, must_exist=False)
+    from .tracking.system_metrics import interval_setting
+
+    interval_setting()  # $NFBENCH_SYSTEM_METRICS, checked before anything exists
     if refusals.is_local(args.address):
         refusals.check_machine(suite, root, args.suite, args.num_cpus)
         missing = refusals.missing_data(suite, root, args.suite)
@@ -266,11 +269,23 @@ def cmd_run(args) -> int:
     print(f"suite {suite.name}: {len(summary.finished)} finished, {len(summary.diverged)} "
           f"diverged, {len(summary.failed)} failed, {len(summary.skipped)} skipped "
           f"in {summary.wall_seconds:.0f} s")
+    print(_mlflow_line(uri, summary.experiment_id))
     if not args.no_report:
         index = _report([suite.name], uri, args.out or f"reports/{suite.name}")
         if index:
             print(f"report: {index}")
     return 0 if not summary.failed else 1
+
+
+def _mlflow_line(uri: str, experiment_id: str) -> str:
+    """Where to see the suite's runs in MLflow's UI (its runs table, model-training side)."""
+    from .tracking.conventions import ui_url
+    from .tracking.uri import mask_uri, split_credentials
+
+    if uri.startswith(("http://", "https://")):
+        return f"runs in MLflow: {ui_url(mask_uri(split_credentials(uri)[0]), experiment_id)}"
+    return (f"runs in MLflow: mlflow ui --backend-store-uri {mask_uri(uri)}, then "
+            f"{ui_url('http://127.0.0.1:5000', experiment_id)}")
 
 
 def _report(suites: list[str], uri: str, out: str, ui_base: str | None = None) -> Path | None:
@@ -291,6 +306,15 @@ def cmd_report(args) -> int:
         raise UsageError(f"--out: {out[:200]} is a file; the report needs a folder")
     index = _report(args.suites, uri, out, args.ui_base)
     print(f"report: {index}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .tracking.status import format_status, suite_status
+    from .tracking.uri import mask_uri
+
+    uri = refusals.tracking_uri(args, must_exist=True)
+    print(format_status(suite_status(uri, args.suite), mask_uri(uri)))
     return 0
 
 
@@ -393,6 +417,12 @@ def parser() -> argparse.ArgumentParser:
                     help="MLflow UI that figure points link to (default: http://127.0.0.1:5000)")
     rp.set_defaults(fn=cmd_report)
 
+    st = sub.add_parser("status", help="where a suite stands: counts, running jobs, failures, "
+                                       "time left (reads the tracking store only)")
+    st.add_argument("suite")
+    tracking(st)
+    st.set_defaults(fn=cmd_status)
+
     c = sub.add_parser("compare", help="compare two suites; exit 1 when something got worse")
     c.add_argument("a")
     c.add_argument("b")
@@ -412,7 +442,9 @@ def parser() -> argparse.ArgumentParser:
                    help="MLflow URI as seen from the cluster (default: the cluster nodes' "
                         "$MLFLOW_TRACKING_URI; cluster.yaml: the head's MLflow)")
     s.add_argument("--force", action="store_true")
-    s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
+    s.add_argument("--follow", "--wait", dest="follow", action="store_true",
+                   help="stream the job's log until the suite ends, then print where its "
+                        "report is (--wait: the same)")
     max_jobs(s)
     s.set_defaults(fn=cmd_submit)
 
@@ -427,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     from .schedule.resources import ResourceError
     from .suite import SuiteError
     from .tracking.read import UnknownSuiteError
+    from .tracking.system_metrics import SystemMetricsError
     from .tracking.uri import TrackingUriError
 
     try:
@@ -442,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                 _err(f"  {line}")
         return EXIT_BAD_INPUT
     except (UsageError, ResourceError, UnknownNameError, UnknownSuiteError,
-            TrackingUriError, ReportInputError) as exc:
+            TrackingUriError, ReportInputError, SystemMetricsError) as exc:
         _err(f"error: {exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -131,3 +131,11 @@ TUNE_SECONDS = "tune/seconds"  # seconds a trial trained (validation included, a
 TUNE_CPU_HOURS = "tune/cpu_hours"  # seconds × CPUs held / 3600 (a study: over its trials)
 TUNE_GPU_HOURS = "tune/gpu_hours"  # seconds × GPU share held / 3600
 TUNE_TRIALS = "tune/trials"  # a study: trials run
+
+# ── a job while it runs (``nfbench status``), written by its worker ──────────────────
+TAG_LIVE_PHASE = "nfbench.live.phase"  # "train" / "time": a worker runs it; LIVE_QUEUED: none
+LIVE_QUEUED = "queued"  # the run is open, waiting for a worker
+LIVE_ENDED = "ended"  # the run is closed
+TAG_LIVE_STARTED = "nfbench.live.started"  # UNIX time (s) that phase started on its worker
+TAG_LIVE_STEP = "nfbench.live.step"  # training steps done at the last validation
+TAG_JOBS = "nfbench.jobs"  # on a suite's experiment: the number of jobs of the suite

@@ -12,6 +12,9 @@ address, with its credentials in the nodes' environment). A URI given with ``--t
 is passed on without credentials: a ``user:password@`` in it travels in the job's
 ``runtime_env`` as ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, and every
 URI this command prints is masked.
+
+``--follow`` (alias ``--wait``) streams the job's log until the suite ends, then prints the
+job's status and where its report is (``nfbench run`` writes it on the head node).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 from .tracking.uri import mask_uri, split_credentials
 
-__all__ = ["entrypoint", "job_request", "submit"]
+__all__ = ["entrypoint", "follow", "job_request", "report_location", "submit"]
 
 EXCLUDES = [".git", ".venv", "mlflow.db", "mlartifacts", "mlruns", "reports", "__pycache__",
             "*.pyc", ".pytest_cache", "data"]
@@ -108,15 +111,39 @@ def submit(args, suite, jobs) -> int:
     print(f"  status:  ray job status --address {address} {job_id}")
     print(f"  stop:    ray job stop --address {address} {job_id}")
     print(f"  runs:    MLflow at {shown} (experiment '{suite.name}')")
-    if getattr(args, "wait", False):
-        import asyncio
-
-        async def follow() -> None:
-            async for lines in client.tail_job_logs(job_id):
-                print(lines, end="")
-
-        asyncio.run(follow())
-        status = client.get_job_status(job_id)
-        print(f"Ray job {job_id}: {status}")
-        return 0 if str(status).endswith("SUCCEEDED") else 1
+    if getattr(args, "follow", False):
+        return follow(client, job_id, suite.name, shown)
     return 0
+
+
+def report_location(log: str) -> str | None:
+    """The report path that ``nfbench run`` printed in a job's log (its last ``report:``
+    line), or None."""
+    found = None
+    for line in log.splitlines():
+        if line.startswith("report: "):
+            found = line.removeprefix("report: ").strip()
+    return found
+
+
+def follow(client, job_id: str, suite: str, tracking_shown: str) -> int:
+    """Stream the Ray job's log until it ends; then its status and the report's location
+    (on the head, where the job wrote it) and how to write the report here."""
+    import asyncio
+
+    seen: list[str] = []
+
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            seen.append(lines)
+            print(lines, end="", flush=True)
+
+    asyncio.run(tail())
+    status = client.get_job_status(job_id)
+    print(f"Ray job {job_id}: {status}")
+    where = report_location("".join(seen))
+    if where:
+        print(f"report: {where} (on the cluster's head node, where the job ran)")
+    print(f"  a copy here: nfbench report {shlex.quote(suite)} --tracking-uri URI "
+          f"(the cluster's MLflow: {tracking_shown})")
+    return 0 if str(status).endswith("SUCCEEDED") else 1

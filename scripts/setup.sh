@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up nfbench on a fresh machine: a virtual environment in .venv with the CPU build of
 # PyTorch (installed first, so that the project's torch range pulls no CUDA build), nfbench
-# itself (editable) and, with --dev, the test tools and Debian's chromium for browser tests.
+# itself (editable) and, with --dev, the test tools and Debian's chromium (browser tests) and
+# postgresql (MLflow on PostgreSQL).
 # Idempotent: re-running installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +21,20 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 if [ "${1:-}" = "--dev" ]; then
   python -m pip install --quiet -e ".[dev]"
-  if ! command -v chromium >/dev/null 2>&1; then
+  # Debian's chromium (browser tests of the reports) and postgresql (MLflow on PostgreSQL:
+  # the tests start a server of their own from its binaries)
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+    || missing+=(postgresql)
+  if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-        >/dev/null || echo "warning: could not install chromium; browser tests will skip" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        "${missing[@]}") >/dev/null \
+        || echo "warning: could not install ${missing[*]}; their tests will skip" >&2
     else
-      echo "note: install Debian's chromium for the browser tests (they skip without it)" >&2
+      echo "note: install Debian's ${missing[*]} for the browser and PostgreSQL tests" \
+        "(they skip without)" >&2
     fi
   fi
 else

@@ -23,3 +23,24 @@ def sqlite_uri(tmp_path, _empty_store):
     path = tmp_path / "mlflow.db"
     shutil.copyfile(_empty_store, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session (Debian's package, started here as a
+    non-root user); each test takes a database of its own (``postgres.new_database()``).
+    Skips with the reason when PostgreSQL or its Python driver is not installed."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from postgres_server import PostgresServer, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()

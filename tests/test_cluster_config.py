@@ -41,7 +41,8 @@ def test_services_bind_no_public_address():
     assert "--dashboard-host=127.0.0.1" in start
     assert "0.0.0.0" not in text
     assert "mlflow server" in start and "--host $HEAD_IP" in start
-    assert "--serve-artifacts" in start and "--backend-store-uri sqlite:///" in start
+    assert "--serve-artifacts" in start
+    assert "--backend-store-uri postgresql://mlflow@127.0.0.1:5432/mlflow" in start
     setup = " ".join(config["setup_commands"])
     assert "pip install" in setup and "nfbench" in setup
 
@@ -98,8 +99,10 @@ def test_mlflow_is_behind_basic_auth_on_the_private_address():
 
 
 def _secret_commands(config: dict) -> list[str]:
+    """The commands that write secrets (not the one that hands PostgreSQL its password)."""
     return [c for c in config["head_setup_commands"]
-            if any(f in c for f in ("auth_token", "mlflow.env", "server.env", "basic_auth.ini"))]
+            if any(f in c for f in ("auth_token", "mlflow.env", "server.env", "basic_auth.ini",
+                                    ".pgpass")) and "sudo -u postgres psql" not in c]
 
 
 def test_head_setup_writes_its_secrets_once_mode_600_and_never_prints_them(tmp_path,
@@ -111,7 +114,7 @@ def test_head_setup_writes_its_secrets_once_mode_600_and_never_prints_them(tmp_p
     import sys
 
     commands = _secret_commands(_config())
-    assert len(commands) == 4
+    assert len(commands) == 5
     env = {**os.environ, "HOME": str(tmp_path),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_AUTH_TOKEN", None)
@@ -131,15 +134,21 @@ def test_head_setup_writes_its_secrets_once_mode_600_and_never_prints_them(tmp_p
     creds = (tmp_path / ".nfbench" / "mlflow.env").read_text()
     password = creds.split("MLFLOW_TRACKING_PASSWORD=")[1].strip()
     key = (tmp_path / "mlflow" / "server.env").read_text().split("SECRET_KEY=")[1].strip()
+    pgpass = (tmp_path / ".pgpass").read_text()
+    db_password = pgpass.strip().split(":")[4]
+    assert pgpass.startswith("127.0.0.1:5432:mlflow:mlflow:") and len(db_password) >= 32
     assert len(token) >= 32 and len(password) >= 32 and len(key) >= 32  # MLflow wants ≥ 12
     assert creds.startswith("MLFLOW_TRACKING_USERNAME=nfbench\n")
     for secret_file in (tmp_path / ".ray" / "auth_token", tmp_path / ".nfbench" / "mlflow.env",
-                        tmp_path / "mlflow" / "server.env", tmp_path / "mlflow" / "basic_auth.ini"):
+                        tmp_path / "mlflow" / "server.env", tmp_path / "mlflow" / "basic_auth.ini",
+                        tmp_path / ".pgpass"):
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600, secret_file
     printed += run_all()  # a second setup (ray up again) keeps both secrets
     assert (tmp_path / ".ray" / "auth_token").read_text().strip() == token
     assert (tmp_path / ".nfbench" / "mlflow.env").read_text() == creds
+    assert (tmp_path / ".pgpass").read_text() == pgpass
     assert token not in printed and password not in printed and key not in printed
+    assert db_password not in printed
     # the file is a shell environment file, and MLflow reads the auth config as intended
     show = 'set -a; . ~/.nfbench/mlflow.env; set +a; printf %s "$MLFLOW_TRACKING_PASSWORD"'
     shown = subprocess.run(["bash", "-c", show], env=env, capture_output=True, text=True,
@@ -189,3 +198,48 @@ def test_the_world_open_ssh_rule_ray_adds_is_found_and_revoked():
                                     "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
     assert "python3 ~/nfbench/scripts/cluster_firewall.py --own ~/nfbench/cluster.yaml" in (
         config["head_setup_commands"])
+
+
+# ── PostgreSQL behind the head's MLflow ─────────────────────────────────────────────────
+def test_the_heads_postgresql_role_and_database_are_made_once_with_the_pgpass_password(
+        tmp_path, postgres):
+    """The head's setup commands that make ~/.pgpass and hand its password to PostgreSQL,
+    run for real by bash against a real PostgreSQL (``sudo -u postgres psql`` reaches the
+    test's server through a stand-in ``sudo``); run twice, as a second ``ray up`` does."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    import psycopg
+
+    config = _config()
+    (pgpass_cmd,) = [c for c in config["head_setup_commands"] if "> ~/.pgpass" in c]
+    (role_cmd,) = [c for c in config["head_setup_commands"] if "| sudo -u postgres psql" in c]
+    assert "sudo -u postgres psql" in role_cmd and "$PW" in role_cmd
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "sudo").write_text('#!/bin/sh\n[ "$1" = -u ] && shift 2\nexec "$@"\n')
+    (shims / "sudo").chmod(0o755)
+    env = {**os.environ, "HOME": str(tmp_path), "PGHOST": "127.0.0.1",
+           "PGPORT": str(postgres.port), "PGUSER": "nfbench", "PGDATABASE": "postgres",
+           "PATH": f"{shims}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
+                   f"{os.environ['PATH']}"}
+    printed = ""
+    for _ in range(2):
+        for command in (pgpass_cmd, role_cmd):
+            done = subprocess.run(["bash", "-c", command], env=env, capture_output=True,
+                                  text=True, timeout=120, check=False)
+            assert done.returncode == 0, done.stderr
+            printed += done.stdout + done.stderr
+    password = (tmp_path / ".pgpass").read_text().strip().split(":")[4]
+    assert stat.S_IMODE((tmp_path / ".pgpass").stat().st_mode) == 0o600
+    assert password not in printed
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, user="mlflow",
+                         password=password, dbname="mlflow") as con:
+        owner = con.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                            "WHERE datname = 'mlflow'").fetchone()[0]
+    assert owner == "mlflow"
+    with pytest.raises(psycopg.OperationalError):  # the password is what lets it in
+        psycopg.connect(host="127.0.0.1", port=postgres.port, user="mlflow",
+                        password="wrong", dbname="mlflow").close()

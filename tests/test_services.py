@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -219,10 +220,16 @@ def test_submit_sends_the_suite_as_a_ray_job(tmp_path, monkeypatch, capsys):
         monkeypatch.chdir(tmp_path)
         with_credentials = f"http://nfbench:{password}@127.0.0.1:{port}"
         assert main(["submit", "suites/sub.yaml", "--address", address,
-                     "--tracking-uri", with_credentials, "--wait"]) == 0
+                     "--tracking-uri", with_credentials, "--follow"]) == 0
         out = capsys.readouterr().out
         assert "submitted suite sub (1 jobs) as Ray job" in out
         assert "ray job logs --address" in out and "SUCCEEDED" in out
+        # the job's own log streamed, then where its report is
+        assert "suite sub: 1 finished" in out
+        report = re.search(r"^report: (\S+/reports/sub/index\.html) \(on the cluster's head",
+                           out, re.MULTILINE)
+        assert report and Path(report[1]).is_file(), out  # here, head and client are one
+        assert "a copy here: nfbench report sub --tracking-uri URI" in out
         assert f"MLflow at http://nfbench:***@127.0.0.1:{port}" in out
         assert password not in out  # neither here nor in the job's own log lines
         job_id = out.split("as Ray job ")[1].split()[0]

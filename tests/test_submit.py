@@ -45,3 +45,21 @@ def test_a_job_gets_credentials_in_its_environment_not_its_command_line():
     assert req["runtime_env"]["env_vars"] == {"NFBENCH_REVISION": "abc123"}
     with pytest.raises(ValueError, match="must not carry credentials"):
         entrypoint("suites/x.yaml", "http://u:p@h:5000", False)
+
+
+def test_follow_is_the_documented_flag_and_wait_its_alias():
+    from harness.cli import parser
+
+    base = ["submit", "s.yaml", "--address", "http://127.0.0.1:8265"]
+    assert parser().parse_args([*base, "--follow"]).follow is True
+    assert parser().parse_args([*base, "--wait"]).follow is True
+    assert parser().parse_args(base).follow is False
+
+
+def test_the_report_location_is_the_last_report_line_of_the_log():
+    from harness.submit import report_location
+
+    log = ("suite s: 3 jobs → MLflow http://h:5000\nreport: /old/index.html\n"
+           "  ✓ realnvp · moons\nreport: /home/ray/reports/s/index.html\n")
+    assert report_location(log) == "/home/ray/reports/s/index.html"
+    assert report_location("no report here\n  report: indented\n") is None

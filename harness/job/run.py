@@ -68,6 +68,7 @@ def _reference_training(cfg: JobConfig, tracker: Tracker, device: torch.device,
                         defer_record: bool, t0: float) -> JobResult:
     """A reference row (``histogram``): closed-form fit, exact evaluation, no curves."""
     ds = load_data(cfg)
+    tracker.log_dataset(ds.name, ds.fingerprint, cfg.data.as_dict(), ds.splits_info)
     metrics, params, _model = fit_reference(ds, cfg)
     write_reference_artifacts(tracker, cfg.as_dict(), metrics)
     final = {"params": params, "metrics": metrics, "step": 0,
@@ -87,6 +88,7 @@ def run_training(config: JobConfig | dict[str, Any], tracker: Tracker, device: t
     if cfg.arch.name in REFERENCE_MODELS:
         return _reference_training(cfg, tracker, device, defer_record, t0)
     ds, deq, flow = build(cfg, device)
+    tracker.log_dataset(ds.name, ds.fingerprint, cfg.data.as_dict(), ds.splits_info)
     ctx = contexts(cfg, ds)
     resume = fetch_state(tracker, keys.ART_CHECKPOINT_LAST)
     # The driver logged the config as params when it opened the run; what only the worker

@@ -39,3 +39,8 @@ class Tracker(Protocol):
 
     def fetch(self, artifact: str, dst: Path) -> Path | None:
         """Download one artifact into ``dst``; None when the run has no such artifact."""
+
+    def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
+                    splits: dict[str, Any]) -> None:
+        """The data set the job trains on: registry name, fingerprint, options, split sizes
+        (MLflow: a dataset input)."""

@@ -6,6 +6,12 @@ A figure is embedded as its JSON in a ``<script type="application/json">`` block
 ``Plotly.newPlot`` and opens a point's MLflow run on click: the point's ``customdata`` (or
 its first element), else its trace's ``meta.url``. Pages fetch nothing from the
 network: plotly.js is a file in the site (plotly's ``'cdn'`` option breaks offline).
+
+Publishing: every link within a site is relative (``assets/…``, ``data/…``, ``../index.html``),
+so a site opens from the local disk and from a static web server under any sub-path. Each
+chart has a text alternative (``role="img"``, labelled by its caption and described by the
+figcaption, which links to its CSV), and ``report.css`` has a print stylesheet (no navigation
+or plot toolbars, no figure split across pages, link targets printed after data links).
 """
 
 from __future__ import annotations
@@ -45,6 +51,18 @@ table.nf pre{margin:0;white-space:pre-wrap;max-width:620px;font-size:11.5px}
 .gallery img{width:200px;image-rendering:pixelated;border:1px solid #ccc}
 dl.defs dt{font-weight:600;margin-top:4px} dl.defs dd{margin-left:18px}
 .bad{color:#b00020;font-weight:600}
+@media print{
+  @page{margin:14mm}
+  body{font-size:11px;color:#000}
+  header{background:none;color:#000;padding:0 0 6px;border-bottom:2px solid #000}
+  header a{color:#000} nav.toc,.modebar-container{display:none}
+  main{padding:0;max-width:none}
+  section{break-before:auto} h2,h3{break-after:avoid}
+  figure.nf,.gallery figure,table.nf tr{break-inside:avoid}
+  figure.nf{border:none;padding:0}
+  figcaption .data a::after,p.caption a::after{content:" (" attr(href) ")";font-size:10px}
+  table.nf th{background:none;border-bottom:1.5px solid #000}
+}
 """
 
 _JS = r"""
@@ -82,13 +100,21 @@ _JS = r"""
 """
 
 
+_ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+         '<rect width="16" height="16" rx="3" fill="#1f2a44"/>'
+         '<path d="M3 12c2-7 4-7 5-4s3 3 5-4" stroke="#cfe0ff" stroke-width="1.6" '
+         'fill="none"/></svg>\n')
+
+
 def e(value: object) -> str:
     """HTML-escaped text (quotes too: safe in attributes)."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
 def write_assets(out_dir: Path) -> Path:
-    """plotly.min.js (once per site), report.js and report.css under ``out_dir/assets``."""
+    """plotly.min.js (once per site), report.js, report.css and favicon.svg under
+    ``out_dir/assets`` (a page names its icon: a browser would otherwise ask the server's
+    root for ``/favicon.ico``, outside a site published under a sub-path)."""
     assets = out_dir / ASSETS
     assets.mkdir(parents=True, exist_ok=True)
     plotly_js = assets / "plotly.min.js"
@@ -97,6 +123,7 @@ def write_assets(out_dir: Path) -> Path:
         plotly_js.write_text(text, encoding="utf-8")
     (assets / "report.js").write_text(_JS, encoding="utf-8")
     (assets / "report.css").write_text(_CSS, encoding="utf-8")
+    (assets / "favicon.svg").write_text(_ICON, encoding="utf-8")
     return assets
 
 
@@ -125,12 +152,15 @@ def figure_block(fig_id: str, fig: go.Figure, caption: str, data_links: Sequence
     ``after_html`` (trusted HTML built by this module, e.g. a table)."""
     links = " ".join(str(link) for link in data_links)
     div = f"fig-{fig_id}"
+    # the text alternative: the chart is an image labelled by its caption and described by
+    # the figcaption, which links to the figure's data (CSV and Parquet)
     return (
         f'<figure class="nf" id="{e(div)}-box">'
-        f'<div class="nf-figure" id="{e(div)}"></div>'
+        f'<div class="nf-figure" id="{e(div)}" role="img" aria-label="{e(caption)}" '
+        f'aria-describedby="{e(div)}-caption"></div>'
         f'<script type="application/json" class="nf-figure-data" data-target="{e(div)}">'
         f"{_script_json(fig)}</script>"
-        f'<figcaption>{e(caption)}'
+        f'<figcaption id="{e(div)}-caption">{e(caption)}'
         + (f' <span class="data">Data: {links}</span>' if links else "")
         + f"</figcaption>{after_html}</figure>"
     )
@@ -172,6 +202,7 @@ def page(title: str, body: str, *, assets: str, heading: str, meta: str = "",
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}</title>"
+        f'<link rel="icon" type="image/svg+xml" href="{e(assets)}/favicon.svg">'
         f'<link rel="stylesheet" href="{e(assets)}/report.css">'
         f'<script src="{e(assets)}/plotly.min.js"></script>'
         f'<script src="{e(assets)}/report.js" defer></script>'

@@ -25,6 +25,7 @@ from .. import keys
 from ..suite import Job, Suite
 from ..tracking import Store
 from ..tracking.claims import Holder, Ledger
+from ..tracking.conventions import NOTE, job_note, source_tags
 
 __all__ = ["Book", "RunSummary", "Task", "describe"]
 
@@ -41,6 +42,7 @@ class Task:
     prior_attempts: int = 0  # … under earlier drivers (from its run's tags)
     started: float = 0.0
     opened: bool = False
+    resumed: bool = False  # its run continues an earlier attempt
 
 
 @dataclass
@@ -56,6 +58,8 @@ class RunSummary:
     retried: int = 0
     job_seconds: float = 0.0  # Σ in-job time × slots held (timing holds a whole device)
     log_seconds: float = 0.0
+    system_metrics_seconds: float = 0.0  # of log_seconds: MLflow's system metrics
+    system_metrics_points: int = 0
     driver_log_seconds: float = 0.0  # the driver writing final batches, beside the workers
     claim_seconds: float = 0.0  # the driver claiming keys and opening runs
     wall_seconds: float = 0.0
@@ -63,6 +67,7 @@ class RunSummary:
     slots: int = 0
     run_ids: dict[str, str] = field(default_factory=dict)
     studies: list = field(default_factory=list)  # the tuning stage's StudyOutcomes
+    experiment_id: str = ""  # the suite's MLflow experiment
 
     @property
     def ok(self) -> bool:
@@ -85,9 +90,12 @@ class Book:
     """Claims, runs, results and retries (see the module docstring)."""
 
     def __init__(self, store: Store, ledger: Ledger, suite: Suite, summary: RunSummary,
-                 existing: dict[str, list], force: bool, event: Callable[[str], None]):
+                 existing: dict[str, list], force: bool, event: Callable[[str], None],
+                 revision: str = "", system_metrics: float | None = None):
         self.store, self.ledger, self.suite, self.summary = store, ledger, suite, summary
         self.existing, self.force, self.event = existing, force, event
+        self.revision = revision  # of the code that runs the jobs (MLflow's source tags)
+        self.system_metrics = system_metrics  # seconds between samples while jobs train
         self.open_tasks: dict[str, Task] = {}  # runs opened and not yet closed, by job key
         self.deferred: dict[str, Job] = {}  # keys another live driver holds
         self._fresh: set[str] = set()  # keys whose runs must be looked up again (taken over)
@@ -174,16 +182,29 @@ class Book:
         jr = self.store.open_run(job, {
             keys.TAG_ARCH: job.arch.name, keys.TAG_ARCH_LABEL: job.arch.display,
             keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
-            keys.TAG_SEED: str(job.seed), **job.tags}, existing, self.force,
-            params=job.flat_params())
+            keys.TAG_SEED: str(job.seed), keys.TAG_LIVE_PHASE: keys.LIVE_QUEUED,
+            **source_tags(self.revision, self.suite.name),
+            NOTE: job_note(job.axes, job.config.train.model_dump(), self.suite.name,
+                           job.key), **job.tags},
+            existing, self.force, params=job.flat_params())
         if self.force:  # replaced once: a retry resumes the new run, not another new one
             self.existing[job.key] = []
         task.run_id, task.artifact_uri = jr.run_id, jr.artifact_uri
-        task.prior_attempts, task.opened = jr.attempts, True
+        task.prior_attempts, task.opened, task.resumed = jr.attempts, True, jr.resumed
         self.summary.run_ids[job.key] = jr.run_id
         self.open_tasks[job.key] = task
         self.summary.claim_seconds += time.perf_counter() - t0
         return True
+
+    def mark_live(self, task: Task, phase: str) -> None:
+        """``task``'s run has a worker on ``phase`` from now (``nfbench status`` shows it);
+        a store that does not answer only costs the news."""
+        t0 = time.perf_counter()
+        try:
+            self.store.mark_live(task.run_id, phase)
+        except Exception as exc:  # noqa: BLE001
+            self.event(f"  ! {describe(task.job)}: could not mark its run live ({exc})")
+        self.summary.driver_log_seconds += time.perf_counter() - t0
 
     def close(self, task: Task, status: str, error: str | None = None) -> None:
         if not self.ledger.still_mine(task.job.key):
@@ -201,6 +222,8 @@ class Book:
         s = self.summary
         s.job_seconds += result.get("seconds", 0.0) * weight
         s.log_seconds += result.get("log_seconds", 0.0)
+        s.system_metrics_seconds += result.get("system_metrics_seconds", 0.0)
+        s.system_metrics_points += result.get("system_metrics_points", 0)
         if not result["ok"]:
             s.failed.append(task.job.key)
             self.close(task, keys.STATUS_FAILED, result["error"])

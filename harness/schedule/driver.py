@@ -27,6 +27,7 @@ from typing import Any
 from .. import keys
 from ..suite import Job, Suite
 from ..tracking import Store
+from ..tracking.system_metrics import interval_setting
 from .backend import Backend, InlineBackend
 from .book import Book, RunSummary, Task
 from .pool import Pool, WorkerStartError
@@ -62,13 +63,15 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
              on_start: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
     """Run ``jobs`` of ``suite`` to completion (or Ctrl-C); see the module docstring."""
     t_wall = time.monotonic()
+    monitor_s = interval_setting(suite.system_metrics.enabled, suite.system_metrics.interval)
     be = make_backend(backend, address, num_cpus) if isinstance(backend, str) else backend
     res = suite.resources
     if address:  # a cluster's resources are checked before the store is touched
         be.connect()
         train_slots(be.shape(), res.cpus, res.gpus, len(jobs))
     store = Store(uri, suite.name)  # creates the store and experiment before any worker
-    summary = RunSummary()
+    store.note_jobs(len(jobs))
+    summary = RunSummary(experiment_id=store.experiment_id)
     existing = store.runs_by_key()
     todo: list[Job] = []
     for job in jobs:
@@ -91,7 +94,10 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         previous = None
     ledger = store.ledger()
     progress = Progress(out, tty)
-    book = Book(store, ledger, suite, summary, existing, force, progress.event)
+    from ..job.environment import code_revision
+
+    book = Book(store, ledger, suite, summary, existing, force, progress.event,
+                revision=code_revision(), system_metrics=monitor_s)
     try:
         be.connect()
         summary.slots = train_slots(be.shape(), res.cpus, res.gpus, len(todo))

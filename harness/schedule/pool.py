@@ -166,7 +166,10 @@ class Pool:
             task = self.queue.popleft()
             task.started = time.perf_counter()
             self.backend.submit(wid, Payload(self.name, task.job.config, self.uri,
-                                             task.run_id, task.artifact_uri))
+                                             task.run_id, task.artifact_uri,
+                                             self.book.system_metrics,
+                                             task.resumed or task.attempts > 0))
+            self.book.mark_live(task, self.name)
             w.state, w.task, w.since = "busy", task, time.monotonic()
             if self.first_dispatch is None:
                 self.first_dispatch = time.monotonic()

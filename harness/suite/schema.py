@@ -46,6 +46,7 @@ __all__ = [
     "Rule",
     "Schedule",
     "Suite",
+    "SystemMetricsSettings",
     "TimingSettings",
     "TrainBudget",
 ]
@@ -61,6 +62,8 @@ MAX_CPUS = 1024.0  # resources.cpus
 MAX_THREADS = 1024  # timing.threads
 MAX_NAME = 100  # characters of a name or label
 MAX_TEXT = 10_000  # characters of a description
+MIN_SYSTEM_METRICS_S = 0.5  # system_metrics.interval (each sample costs an MLflow call)
+MAX_SYSTEM_METRICS_S = 3600.0
 
 
 def _numeric(annotation: Any) -> str | None:
@@ -255,6 +258,16 @@ class TimingSettings(_Strict):
         "inflate small operations by 10–600× (measured here)")
 
 
+class SystemMetricsSettings(_Strict):
+    """MLflow's system metrics (CPU, memory, disk, network; GPU through NVML) while a job
+    trains, one point every ``interval`` seconds and one when training ends. Not part of any
+    job key; ``$NFBENCH_SYSTEM_METRICS`` (``off``, or an interval in seconds) overrides."""
+
+    enabled: bool = True
+    interval: float = Field(10.0, ge=MIN_SYSTEM_METRICS_S, le=MAX_SYSTEM_METRICS_S,
+                            description="seconds between samples")
+
+
 class Resources(_Strict):
     """Resources of one job. ``gpus`` is a fraction of one GPU in [0, 1] (0: CPU only)."""
 
@@ -286,4 +299,5 @@ class Suite(_Strict):
     timing: TimingSettings = Field(default_factory=TimingSettings)
     resources: Resources = Field(default_factory=Resources)
     retries: int = Field(2, ge=0, le=10, description="re-tries of a job whose worker died")
+    system_metrics: SystemMetricsSettings = Field(default_factory=SystemMetricsSettings)
     tune: TuneSection | None = Field(None, description="studies before the matrix (tune_schema)")

@@ -1,11 +1,12 @@
 """Reading results back from MLflow in bulk: one table of runs, one long table of curves.
 
-Round trips are what make reading slow (FIELD-NOTES.md: ``get_metric_history`` costs a round
-trip per run and key; 500 runs × 10 final metrics come back from ``search_runs`` in well under
-a second). So:
+Round trips are what make reading slow (``get_metric_history`` costs a round trip per run and
+key; 500 runs × 10 final metrics come back from ``search_runs`` in well under a second). So:
 
-* :func:`load_runs` pages through ``search_runs`` (1,000 runs a page over HTTP, the store's
-  maximum on SQLite) for each suite's experiment and flattens every run into one row;
+* :func:`load_runs` reads a database store (SQLite, PostgreSQL, MySQL, SQL Server) with five
+  documented queries on MLflow's tables (:func:`_records_sql`, built from MLflow's own table
+  models), and any other store, a server among them, by paging through ``search_runs``
+  (1,000 runs a page) for each suite's experiment; either way every run becomes one row;
 * :func:`load_curves` reads each run's ``curves.parquet`` artifact: straight from disk when
   the artifact store is a local folder (no MLflow call at all), through a pool of download
   threads otherwise; only runs without the artifact fall back to ``get_metric_history``.
@@ -25,8 +26,8 @@ flattened job config, so nothing is renamed):
 
 from __future__ import annotations
 
+import logging
 import os
-import sqlite3
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,10 +43,12 @@ from mlflow.exceptions import MlflowException
 
 from .. import keys
 from .store import resolve_uri
+from .uri import mask_uri
 
 __all__ = [
     "CURVE_COLUMNS",
     "CURVE_KEYS",
+    "FAST_COLUMNS",
     "RUN_COLUMNS",
     "UnknownSuiteError",
     "load_curves",
@@ -120,45 +123,90 @@ def _numeric(col: pd.Series) -> pd.Series:
 Records = tuple[list[dict], list[dict[str, float]]]
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    """The database file of an ``sqlite:///`` tracking URI, None for any other store."""
-    if not uri.startswith("sqlite:///"):
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def _database_url(uri: str) -> str | None:
+    """The SQLAlchemy URL of a database tracking URI (SQLite: the existing file, opened
+    read-only), None for any other store (a server, a file store)."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme not in DATABASE_SCHEMES:
         return None
-    path = Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
-    return path if path.is_file() else None
+    if scheme == "sqlite":
+        path = Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
+        if not uri.startswith("sqlite:///") or not path.is_file():
+            return None
+        return f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+    return uri
 
 
-def _records_sqlite(db: Path, suites: list[str], uri: str) -> Records:
-    """Runs, params, ``nfbench.*`` tags and latest metrics in four queries, read straight from
-    MLflow's SQLite schema (read-only). Any schema surprise raises ``sqlite3.Error`` and the
-    caller asks MLflow instead; the tests check both paths give the same table."""
-    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+def _fast_tables():
+    """The tables the fast path reads, as MLflow's own SQLAlchemy models declare them (so a
+    query is quoted for each database's dialect, and a column MLflow renames is an
+    ``AttributeError`` here, not a wrong answer)."""
+    from mlflow.store.tracking.dbmodels import models as m
+
+    return m.SqlExperiment, m.SqlRun, m.SqlParam, m.SqlTag, m.SqlLatestMetric
+
+
+#: ``table: columns`` read by the fast path (``tests/test_postgres.py`` checks them against
+#: MLflow's models and a live database's schema, on SQLite and on PostgreSQL)
+FAST_COLUMNS = {
+    "experiments": ("experiment_id", "name", "lifecycle_stage"),
+    "runs": ("run_uuid", "experiment_id", "name", "status", "start_time", "end_time",
+             "artifact_uri", "lifecycle_stage"),
+    "params": ("run_uuid", "key", "value"),
+    "tags": ("run_uuid", "key", "value"),
+    "latest_metrics": ("run_uuid", "key", "value", "is_nan"),
+}
+
+
+def _records_sql(url: str, suites: list[str], uri: str) -> Records:
+    """Runs, params, ``nfbench.*`` tags and latest metrics in five read-only queries against
+    MLflow's tables, the same on every database MLflow supports (SQLite, PostgreSQL, MySQL,
+    SQL Server)::
+
+        SELECT name, experiment_id FROM experiments
+         WHERE lifecycle_stage = 'active' AND name IN (:suites)
+        SELECT run_uuid, experiment_id, name, status, start_time, end_time, artifact_uri
+          FROM runs WHERE lifecycle_stage = 'active' AND experiment_id IN (:ids)
+        SELECT run_uuid, key, value FROM params WHERE run_uuid IN (<the runs above>)
+        SELECT run_uuid, key, value FROM tags
+         WHERE key LIKE 'nfbench.%' AND run_uuid IN (<the runs above>)
+        SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN (<…>)
+
+    (:data:`FAST_COLUMNS`). Any surprise (a database error, a model MLflow renamed) raises,
+    and :func:`load_runs` asks MLflow's API instead."""
+    import sqlalchemy as sa
+
+    exp_t, run_t, param_t, tag_t, metric_t = _fast_tables()
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
-        found = dict(con.execute(
-            f"SELECT name, experiment_id FROM experiments WHERE lifecycle_stage = 'active' "
-            f"AND name IN ({','.join('?' * len(suites))})", suites).fetchall())
-        missing = [s for s in suites if s not in found]
-        if missing:
-            known = [r[0] for r in con.execute(
-                "SELECT name FROM experiments WHERE lifecycle_stage = 'active'")]
-            raise UnknownSuiteError(missing, sorted(known), uri)
-        names = {str(found[s]): s for s in suites}
-        marks = ",".join("?" * len(suites))
-        ids = [found[s] for s in suites]
-        runs = con.execute(
-            "SELECT run_uuid, experiment_id, name, status, start_time, end_time, artifact_uri "
-            f"FROM runs WHERE lifecycle_stage = 'active' AND experiment_id IN ({marks})",
-            ids).fetchall()
-        chosen = (f"SELECT run_uuid FROM runs WHERE lifecycle_stage = 'active' "
-                  f"AND experiment_id IN ({marks})")
-        params = con.execute(f"SELECT run_uuid, key, value FROM params WHERE run_uuid IN "
-                             f"({chosen})", ids).fetchall()
-        tags = con.execute(f"SELECT run_uuid, key, value FROM tags WHERE key LIKE 'nfbench.%' "
-                           f"AND run_uuid IN ({chosen})", ids).fetchall()
-        metrics = con.execute(f"SELECT run_uuid, key, value, is_nan FROM latest_metrics "
-                              f"WHERE run_uuid IN ({chosen})", ids).fetchall()
+        with engine.connect() as con:
+            found = {name: str(eid) for name, eid in con.execute(
+                sa.select(exp_t.name, exp_t.experiment_id).where(
+                    exp_t.lifecycle_stage == "active", exp_t.name.in_(suites)))}
+            missing = [s for s in suites if s not in found]
+            if missing:
+                known = [r[0] for r in con.execute(
+                    sa.select(exp_t.name).where(exp_t.lifecycle_stage == "active"))]
+                raise UnknownSuiteError(missing, sorted(known), uri)
+            names = {found[s]: s for s in suites}
+            ids = [int(found[s]) for s in suites]
+            active = sa.and_(run_t.lifecycle_stage == "active", run_t.experiment_id.in_(ids))
+            runs = con.execute(sa.select(
+                run_t.run_uuid, run_t.experiment_id, run_t.name, run_t.status,
+                run_t.start_time, run_t.end_time, run_t.artifact_uri).where(active)).all()
+            chosen = sa.select(run_t.run_uuid).where(active)
+            params = con.execute(sa.select(param_t.run_uuid, param_t.key, param_t.value)
+                                 .where(param_t.run_uuid.in_(chosen))).all()
+            tags = con.execute(sa.select(tag_t.run_uuid, tag_t.key, tag_t.value).where(
+                tag_t.key.like("nfbench.%"), tag_t.run_uuid.in_(chosen))).all()
+            metrics = con.execute(sa.select(
+                metric_t.run_uuid, metric_t.key, metric_t.value, metric_t.is_nan)
+                .where(metric_t.run_uuid.in_(chosen))).all()
     finally:
-        con.close()
+        engine.dispose()
     rows: dict[str, dict] = {}
     values: dict[str, dict[str, float]] = {}
     for run_id, exp_id, name, status, start, end, art in runs:
@@ -228,9 +276,10 @@ def load_runs(tracking_uri: str | None, suites: Iterable[str], *, fast: bool = T
     Arguments:
         tracking_uri: the MLflow store (None: ``$MLFLOW_TRACKING_URI`` or ./mlflow.db).
         suites: suite names, each an MLflow experiment.
-        fast: for an SQLite store, read its tables in four queries (1,000 runs: a few tenths
-            of a second instead of seconds through MLflow's ORM); any other store, or a
-            schema this reader does not know, goes through ``search_runs``.
+        fast: for a database store (SQLite, PostgreSQL, MySQL, SQL Server), read MLflow's
+            tables in five queries (:func:`_records_sql`; 1,000 runs: a few tenths of a
+            second instead of seconds through MLflow's ORM); a server, a file store, or a
+            query that fails goes through ``search_runs``.
         kinds: which runs: ``"job"`` (the jobs' runs, the default), ``"study"`` and
             ``"trial"`` (tuning studies and their trials, tagged ``nfbench.kind``); columns
             that only runs of other kinds have are left out.
@@ -246,11 +295,16 @@ def load_runs(tracking_uri: str | None, suites: Iterable[str], *, fast: bool = T
     uri = resolve_uri(tracking_uri)
     suites = list(dict.fromkeys(suites))
     records = None
-    db = _sqlite_file(uri) if fast else None
-    if db is not None:
+    url = _database_url(uri) if fast else None
+    if url is not None:
         try:
-            records = _records_sqlite(db, suites, uri)
-        except sqlite3.Error:
+            records = _records_sql(url, suites, uri)
+        except UnknownSuiteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (any surprise: MLflow's API answers instead)
+            logging.getLogger(__name__).warning(
+                "reading %s through MLflow's API (the direct query failed: %s)",
+                mask_uri(uri), str(exc).splitlines()[0][:200] if str(exc) else repr(exc))
             records = None
     if records is None:
         records = _records_api(uri, suites)

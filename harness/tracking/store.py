@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from .. import keys
 from .claims import LEDGER_EXPERIMENT, Ledger
+from .conventions import experiment_tags
 from .writer import retrying
 
 __all__ = ["JobRun", "Store", "resolve_uri"]
@@ -135,7 +136,8 @@ class Store:
                 exp_id = self._call(
                     self.client.create_experiment, self.suite,
                     artifact_location=f"{root}/{self.suite}" if root else None,
-                    tags={keys.TAG_SUITE: self.suite, keys.TAG_LEDGER: ledger})
+                    tags={keys.TAG_SUITE: self.suite, keys.TAG_LEDGER: ledger,
+                          **experiment_tags()})
                 return exp_id, ledger
             except MlflowException:  # created meanwhile by another driver
                 self._call(self.client.delete_run, ledger)
@@ -144,6 +146,9 @@ class Store:
                     raise
         if exp.lifecycle_stage == "deleted":
             self._call(self.client.restore_experiment, exp.experiment_id)
+        for tag, value in experiment_tags().items():  # an experiment made before: mark it
+            if tag not in exp.tags:
+                self._call(self.client.set_experiment_tag, exp.experiment_id, tag, value)
         ledger = exp.tags.get(keys.TAG_LEDGER)
         if ledger is None:  # an experiment from before ledgers: give it one
             ledger = self._adopt_ledger(exp.experiment_id)
@@ -159,6 +164,11 @@ class Store:
         if kept != mine:
             self._call(self.client.delete_run, mine)
         return kept
+
+    def note_jobs(self, n: int) -> None:
+        """Record on the suite's experiment how many jobs the suite has (``nfbench status``
+        counts those not started yet from it)."""
+        self._call(self.client.set_experiment_tag, self.experiment_id, keys.TAG_JOBS, str(n))
 
     def ledger(self, ttl: float | None = None) -> Ledger:
         """This driver's claims in the suite's ledger (not started: call ``start()``)."""
@@ -195,7 +205,9 @@ class Store:
                  params: dict[str, str] | None = None) -> JobRun:
         """The run for ``job``: resume an unfinished one, or create it (``force``: replace);
         a new run gets ``params`` (the flattened job config) at once. A resumed run loses the
-        error of its earlier attempt: its tags say what is true at its end."""
+        error of its earlier attempt: its tags say what is true at its end, and MLflow's own
+        tags among ``tags`` (``mlflow.*``: source, description) and the live ones
+        (``nfbench.live.*``: queued again) are written again."""
         existing = existing or []
         if force:
             for run in existing:
@@ -208,7 +220,9 @@ class Store:
             rid = run.info.run_id
             self._call(self.client.update_run, rid, status=RunStatus.to_string(RunStatus.RUNNING))
             self._call(self.client.log_batch, rid,
-                       tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)])
+                       tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)]
+                       + [RunTag(k, v) for k, v in tags.items()
+                          if k.startswith(("mlflow.", "nfbench.live."))])
             if keys.TAG_ERROR in run.data.tags:
                 self._call(self.client.delete_tag, rid, keys.TAG_ERROR)
             return JobRun(rid, True, run.data.tags.get(keys.TAG_PHASE, ""),
@@ -225,17 +239,28 @@ class Store:
         return JobRun(run.info.run_id, False, "", run.info.artifact_uri)
 
     def record(self, run_id: str, batch: dict[str, Any] | None) -> None:
-        """Write a job's final batch (params, tags, metrics, curve points) in one call."""
+        """Write a job's final batch (params, tags, metrics, curve points) in one call, and
+        its data sets (``inputs``) as MLflow dataset inputs in another."""
         if batch:
-            from .writer import MlflowTracker
+            from .writer import MlflowTracker, log_datasets
 
+            batch = dict(batch)
+            inputs = batch.pop("inputs", None)
+            if inputs:
+                log_datasets(self.client, run_id, inputs, self._call)
             MlflowTracker(self.uri, run_id).record(**batch)
+
+    def mark_live(self, run_id: str, phase: str) -> None:
+        """A worker starts ``phase`` of the run now (for ``nfbench status``)."""
+        self._call(self.client.log_batch, run_id, tags=[
+            RunTag(keys.TAG_LIVE_PHASE, phase), RunTag(keys.TAG_LIVE_STEP, "0"),
+            RunTag(keys.TAG_LIVE_STARTED, f"{time.time():.0f}")])
 
     def close_run(self, run_id: str, status: str, error: str | None = None,
                   attempts: int = 0) -> None:
         """Mark a run done with nfbench ``status`` and the matching MLflow status
         (``attempts``: how many of its workers died, when any did)."""
-        tags = [RunTag(keys.TAG_STATUS, status)]
+        tags = [RunTag(keys.TAG_STATUS, status), RunTag(keys.TAG_LIVE_PHASE, keys.LIVE_ENDED)]
         if attempts:
             tags.append(RunTag(keys.TAG_ATTEMPTS, str(attempts)))
         if error:

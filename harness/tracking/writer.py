@@ -17,7 +17,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-__all__ = ["MlflowTracker", "retrying"]
+__all__ = ["MlflowTracker", "log_datasets", "retrying"]
 
 # progress bars of artifact downloads would interleave with the scheduler's progress lines
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -43,6 +43,17 @@ def retrying(fn, *args, retries: int = 8, **kwargs):
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def log_datasets(client, run_id: str, specs: list[dict[str, Any]], call=None) -> None:
+    """Log data sets (``name``, ``fingerprint``, ``options``, ``splits`` each) as the run's
+    MLflow dataset inputs, in one call (``call``: how to call, e.g. with retries)."""
+    from .conventions import dataset_input
+
+    if specs:
+        inputs = [dataset_input(d["name"], d["fingerprint"], d["options"], d["splits"])
+                  for d in specs]
+        (call or retrying)(client.log_inputs, run_id, datasets=inputs)
+
+
 class MlflowTracker:
     """Writes into one existing MLflow run (the driver created or resumed it); the job
     layer's :class:`~harness.job.tracker.Tracker`, implemented for MLflow."""
@@ -56,6 +67,10 @@ class MlflowTracker:
         self._artifacts = None
         self._artifact_uri = artifact_uri
         self.seconds = 0.0  # time spent talking to MLflow (for the overhead benchmark)
+        # dataset inputs kept for the caller's final batch instead of sent (the scheduler's
+        # worker hands them to the driver with the final metrics)
+        self.defer_inputs = False
+        self.deferred_inputs: list[dict[str, Any]] = []
 
     @property
     def artifacts(self):
@@ -116,6 +131,18 @@ class MlflowTracker:
     def log_dir(self, local: Path) -> None:
         """Every file under ``local`` as artifacts, keeping the relative paths."""
         self._retry(self.artifacts.log_artifacts, str(local), None)
+
+    def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
+                    splits: dict[str, Any]) -> None:
+        """The run's data set as an MLflow dataset input (see
+        :func:`harness.tracking.conventions.dataset_input`); logging it again (a resumed job)
+        adds nothing."""
+        spec = {"name": name, "fingerprint": fingerprint, "options": dict(options),
+                "splits": dict(splits)}
+        if self.defer_inputs:
+            self.deferred_inputs.append(spec)
+        else:
+            log_datasets(self.client, self.run_id, [spec], self._retry)
 
     def fetch(self, artifact: str, dst: Path) -> Path | None:
         """Download one artifact of this run into ``dst``; None if it does not exist."""

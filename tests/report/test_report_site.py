@@ -16,7 +16,7 @@ from harness.report import write_report
 from harness.report.panels import slug
 from harness.tracking.read import UnknownSuiteError
 
-FIGURE = re.compile(r'<div class="nf-figure" id="(fig-[^"]+)"></div>'
+FIGURE = re.compile(r'<div class="nf-figure" id="(fig-[^"]+)"[^>]*></div>'
                     r'<script type="application/json" class="nf-figure-data" '
                     r'data-target="(fig-[^"]+)">(.*?)</script>', re.DOTALL)
 
