@@ -57,7 +57,9 @@ def _load_data(config: dict[str, Any]):
     dcfg.pop("flatten", None)
     dcfg.pop("condition", None)
     data_dir = dcfg.pop("data_dir", None)
-    data_seed = dcfg.pop("seed", 0)
+    # the data seed: the job seed unless the suite pins it (data option ``seed``), so that a
+    # generated data set's training draw changes with the seed like everything else
+    data_seed = dcfg.pop("seed", int(config["seed"]))
     return datasets.load(config["data"]["name"], seed=data_seed, data_dir=data_dir, **dcfg)
 
 
