@@ -310,6 +310,7 @@ def run_timing(config: dict[str, Any], tracker: Tracker, device: torch.device,
     timing = time_flow(flow, x, min_run_time=tcfg["min_run_time"],
                        sample_batch=tcfg["sample_batch_size"],
                        context=_rows(ctx["test"], tcfg["batch_size"], device))
+    tracker.log_json(timing.detail, keys.ART_TIMING)  # every measurement's blocks and load
     final = {"tags": {**timing.info, PHASE_TAG: "timed"}, "metrics": timing.metrics}
     if not defer_record:
         tracker.record(**final)
