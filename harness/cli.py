@@ -259,7 +259,7 @@ def cmd_compare(args) -> int:
     from .report import Tolerance, compare
 
     uri = refusals.tracking_uri(args, must_exist=True)
-    tol = Tolerance(quality=args.quality_tol, speed=args.speed_tol,
+    tol = Tolerance(quality=args.quality_tol, speed=args.speed_tol, alpha=args.alpha,
                     missing_is_worse=args.missing_is_worse)
     try:
         result = compare(args.a, args.b, uri, tolerance=tol)
@@ -354,10 +354,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("a")
     c.add_argument("b")
     tracking(c)
-    c.add_argument("--quality-tol", type=refusals.tolerance, default=0.02,
-                   help="bpd / nats a row may lose before it counts as worse (default 0.02)")
+    c.add_argument("--quality-tol", type=refusals.tolerance, default=0.01,
+                   help="the effect: bpd / nats a row must lose, significantly, to count as "
+                        "worse (default 0.01)")
     c.add_argument("--speed-tol", type=refusals.tolerance, default=0.10,
-                   help="relative slow-down allowed (default 0.10)")
+                   help="relative slow-down allowed, beyond the timings' IQR (default 0.10)")
+    c.add_argument("--alpha", type=refusals.significance, default=0.05,
+                   help="significance level of the tests over seeds, Holm-corrected "
+                        "(default 0.05)")
     c.add_argument("--missing-is-worse", action="store_true",
                    help="a configuration of A missing from B counts as worse")
     c.set_defaults(fn=cmd_compare)
