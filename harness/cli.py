@@ -200,7 +200,22 @@ def cmd_plan(args) -> int:
         out.append(f"{j.key:16}  {a['arch'][:28]:28} {a['dataset'][:14]:14} "
                    f"{a['dequant'][:12]:12} {a['seed']:>4}{tail}")
     sys.stdout.write("\n".join(out) + "\n")
+    if args.seeds_for is not None:
+        _seeds_for(args, suite)
     return 0
+
+
+def _seeds_for(args, suite) -> None:
+    """``plan --seeds-for D``: the seeds that detect D, from the suite's runs in the store."""
+    from .report.seeds_plan import NoRunsError, seeds_plan
+
+    uri = refusals.tracking_uri(args, must_exist=True)
+    try:
+        print("\n" + seeds_plan(uri, suite.name, args.seeds_for))
+    except NoRunsError as exc:
+        raise UsageError(f"--seeds-for: {exc}; run it first (nfbench run "
+                         f"{str(args.suite)[:200]}), or pass --tracking-uri pointing at its "
+                         "store") from None
 
 
 def cmd_run(args) -> int:
@@ -339,6 +354,11 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("suite")
     pl.add_argument("--no-preflight", action="store_true")
     pl.add_argument("--data-dir", default=None)
+    pl.add_argument("--seeds-for", type=refusals.positive_difference, default=None,
+                    metavar="D", help="also print the seeds per configuration needed to "
+                    "detect a difference of D (bpd or nats) at 80 %% power, from the suite's "
+                    "finished runs in the store")
+    tracking(pl)
     max_jobs(pl)
     pl.set_defaults(fn=cmd_plan)
 

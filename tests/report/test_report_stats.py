@@ -61,6 +61,14 @@ def test_holm_matches_the_step_down_by_hand():
     assert stats.holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
     out = stats.holm([0.02, math.nan])
     assert out[0] == pytest.approx(0.02) and math.isnan(out[1])
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(7)
+    for m in (1, 2, 5, 40):
+        p = rng.uniform(0, 0.2, m) ** 2
+        p[: m // 3] = p[0]  # ties
+        assert stats.holm(p).tolist() == pytest.approx(
+            multipletests(p, method="holm")[1].tolist())
 
 
 def test_pairwise_and_the_group_tied_with_the_best():
