@@ -156,7 +156,7 @@ def figure_timing_noise(noise: pd.DataFrame, threshold: float = 0.10,
                              aggfunc="max").reindex(index=configs, columns=metrics)
     cont = noise.pivot_table(index="config", columns="metric", values="contended_runs",
                              aggfunc="max").reindex(index=configs, columns=metrics)
-    text = [[("—" if not math.isfinite(v) else f"{v:.0%}" + (" !" if v > threshold else ""))
+    text = [[("—" if not math.isfinite(v) else f"{v:.1%}" + (" !" if v > threshold else ""))
              for v in row] for row in grid.to_numpy(float)]
     hovers = [[f"{esc(c)} · {esc(m)}: IQR {t}, contended runs {fmt(k)}"
                for m, t, k in zip(metrics, trow, krow)]

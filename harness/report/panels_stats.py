@@ -97,7 +97,10 @@ def across_section(runs: pd.DataFrame, caption_tail: str = "") -> Section:
         sec.panels.append(Panel("ranks", caption, frame,
                                 figure_cd(ranks, res, "Average ranks"), Raw(after)))
     agg = derive_stats.aggregate_frame(runs)
-    rows = [[a.config, fmt(a.score, 3), f"[{fmt(a.ci_lo, 3)}, {fmt(a.ci_hi, 3)}]",
+    def tidy(v: float) -> float:  # no −3.6e−17 for a reference row's 0
+        return round(v, 9) + 0.0 if math.isfinite(v) else v
+
+    rows = [[a.config, fmt(tidy(a.score), 3), f"[{fmt(tidy(a.ci_lo), 3)}, {fmt(tidy(a.ci_hi), 3)}]",
              a.n_datasets, a.n_runs] for a in agg.itertuples(index=False)]
     after = table(["architecture", "aggregate score", "95 % interval", "data sets", "runs"],
                   rows, numeric=[False, True, True, True, True]) if rows else ""
@@ -177,7 +180,7 @@ def timing_noise_section(runs: pd.DataFrame) -> Section:
     for dataset in pd.unique(noise["dataset"]) if len(noise) else []:
         part = noise[noise["dataset"] == dataset].reset_index(drop=True)
         flagged = part[part["noisy"] | (part["contended_runs"] > 0)]
-        rows = [[r.config, r.metric, fmt(r.value, 4), f"{r.rel_iqr:.0%}",
+        rows = [[r.config, r.metric, fmt(r.value, 4), f"{r.rel_iqr:.1%}",
                  "noisy" if r.noisy else "", f"{r.contended_runs} / {r.runs}",
                  fmt(r.others_cpus, 2)] for r in flagged.itertuples(index=False)]
         after = (table(["configuration", "timing", "ms", "IQR / median", "", "contended runs",
