@@ -1,8 +1,8 @@
 """Timing of a flow's operations with :mod:`torch.utils.benchmark`, with its noise.
 
 Each measurement runs after warm-up for at least ``min_run_time`` seconds and at least
-:data:`MIN_BLOCKS` blocks (``Timer.blocked_autorange``: blocks of repeated calls,
-device-synchronised around each block). Interference from other work only ever adds time, so the reported value is a low
+:data:`MIN_BLOCKS` blocks (``torch.utils.benchmark.Timer.timeit``: blocks of repeated calls,
+device-synchronised around each block, sized to last about ``min_run_time / MIN_BLOCKS``). Interference from other work only ever adds time, so the reported value is a low
 quantile of the block times, the first quartile (:data:`ESTIMATOR`); beside it each
 ``perf/*_ms`` metric records the median, the interquartile range (IQR) of the block times and
 the number of blocks (:func:`spread_keys`).
@@ -40,6 +40,7 @@ ESTIMATOR = "first quartile (25th percentile) of the block times"
 NOISY = 0.10  # blocks disagree: IQR above this share of the median
 RETRIES = 2
 MIN_BLOCKS = 8
+PAIRED_BLOCKS = 3  # per side and round of a paired measurement (5 rounds: 15 blocks a side)
 
 
 @dataclass
@@ -102,15 +103,23 @@ def _timer(fn, threads: int, label: str = "") -> benchmark.Timer:
     return benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label, num_threads=threads)
 
 
-def _block_times(fn, threads: int, min_run_time: float, label: str = "") -> list[float]:
-    """Block times in ms: ``blocked_autorange``, then more blocks of the same size until
-    there are :data:`MIN_BLOCKS` (its block size grows when the machine is noisy, which can
-    leave one or two blocks: no spread to read)."""
+def _block_times(fn, threads: int, min_run_time: float, label: str = "",
+                 min_blocks: int = MIN_BLOCKS) -> list[float]:
+    """Per-call times in ms of at least ``min_blocks`` blocks and ``min_run_time`` seconds.
+
+    A block is ``number`` calls timed together (``Timer.timeit``, device-synchronised), with
+    ``number`` chosen from one call so that a block lasts about ``min_run_time / min_blocks``
+    (``blocked_autorange`` sizes blocks to make the timer's overhead negligible, which for a
+    fast operation means one or two long blocks: no spread to read)."""
     timer = _timer(fn, threads, label)
-    res = timer.blocked_autorange(min_run_time=min_run_time)
-    times = [v * 1e3 for v in res.times]
-    while len(times) < MIN_BLOCKS:
-        times += [v * 1e3 for v in timer.timeit(res.number_per_run).times]
+    one = max(timer.timeit(1).times[0], 1e-9)
+    number = max(1, int(min_run_time / min_blocks / one))
+    times: list[float] = []
+    total = 0.0
+    while len(times) < min_blocks or total < min_run_time:
+        per_call = timer.timeit(number).times[0]
+        times.append(per_call * 1e3)
+        total += per_call * number
     return times
 
 
@@ -164,8 +173,8 @@ def paired_ms(fn_a, fn_b, min_run_time: float, rounds: int = 5, retries: int = R
         b_times: list[float] = []
         diffs = []
         for _ in range(rounds):
-            ta = np.asarray(_block_times(fn_a, threads, per))
-            tb = np.asarray(_block_times(fn_b, threads, per))
+            ta = np.asarray(_block_times(fn_a, threads, per, min_blocks=PAIRED_BLOCKS))
+            tb = np.asarray(_block_times(fn_b, threads, per, min_blocks=PAIRED_BLOCKS))
             a_times += ta.tolist()
             b_times += tb.tolist()
             diffs.append(float(np.quantile(ta, QUANTILE) - np.quantile(tb, QUANTILE)))
@@ -247,7 +256,7 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
         "nfbench.timing.batch": str(len(x)),
         "nfbench.timing.sample_batch": str(n),
         "nfbench.timing.min_run_time": str(min_run_time),
-        "nfbench.timing.method": f"torch.utils.benchmark blocked_autorange, {ESTIMATOR} (median "
+        "nfbench.timing.method": f"torch.utils.benchmark blocks, {ESTIMATOR} (median "
                                  "and IQR recorded beside it); log-det = forward − forward "
                                  "without log-det, alternating blocks",
         keys.TAG_TIMING_CONTENDED: "yes" if contended else "no",
