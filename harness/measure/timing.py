@@ -2,8 +2,9 @@
 
 Each measurement runs after warm-up for at least ``min_run_time`` seconds and at least
 :data:`MIN_BLOCKS` blocks (``torch.utils.benchmark.Timer.timeit``: blocks of repeated calls,
-device-synchronised around each block, sized to last about ``min_run_time / MIN_BLOCKS``). Interference from other work only ever adds time, so the reported value is a low
-quantile of the block times, the first quartile (:data:`ESTIMATOR`); beside it each
+device-synchronised around each block, sized to last about ``min_run_time / MIN_BLOCKS``).
+Interference from other work only ever adds time, so the reported value is a low quantile
+of the block times, the first quartile (:data:`ESTIMATOR`); beside it each
 ``perf/*_ms`` metric records the median, the interquartile range (IQR) of the block times and
 the number of blocks (:func:`spread_keys`).
 

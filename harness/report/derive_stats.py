@@ -48,11 +48,14 @@ def _ok(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _scores(part: pd.DataFrame) -> dict[str, dict[int, float]]:
-    """config → {seed: score} (a run without a seed gets a negative stand-in)."""
+    """config → {seed: score}. A run without a seed, or a second run of a seed (two
+    revisions in one suite), gets a negative stand-in key: every run counts, and such a
+    configuration is not paired by seed."""
     out: dict[str, dict[int, float]] = {}
     for i, (config, seed, score) in enumerate(zip(part["config"], part["seed"], part["score"])):
-        key = int(seed) if pd.notna(seed) else -1 - i
-        out.setdefault(str(config), {})[key] = float(score)
+        runs = out.setdefault(str(config), {})
+        key = int(seed) if pd.notna(seed) and int(seed) not in runs else -1 - i
+        runs[key] = float(score)
     return out
 
 

@@ -100,7 +100,8 @@ def across_section(runs: pd.DataFrame, caption_tail: str = "") -> Section:
     def tidy(v: float) -> float:  # no −3.6e−17 for a reference row's 0
         return round(v, 9) + 0.0 if math.isfinite(v) else v
 
-    rows = [[a.config, fmt(tidy(a.score), 3), f"[{fmt(tidy(a.ci_lo), 3)}, {fmt(tidy(a.ci_hi), 3)}]",
+    rows = [[a.config, fmt(tidy(a.score), 3),
+             f"[{fmt(tidy(a.ci_lo), 3)}, {fmt(tidy(a.ci_hi), 3)}]",
              a.n_datasets, a.n_runs] for a in agg.itertuples(index=False)]
     after = table(["architecture", "aggregate score", "95 % interval", "data sets", "runs"],
                   rows, numeric=[False, True, True, True, True]) if rows else ""

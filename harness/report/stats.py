@@ -16,8 +16,9 @@ small and degenerate samples a benchmark produces (one seed, identical seeds):
   p < 0.05, a t-test can); the 95 % interval of the difference from the same test; the effect
   size as Cohen's d (paired: d_z = mean / sd of the differences; Welch: the difference over
   √((s_X² + s_Y²) / 2)); p-values Holm-corrected across every pair of the data set
-  (checked against ``statsmodels``). Identical values on both sides give p = 1; a difference that is the same
-  for every seed (zero spread) gives p = 0; fewer than two seeds on a side give no test.
+  (checked against ``statsmodels``). Identical values on both sides give p = 1; a
+  difference that is the same for every seed (zero spread) gives p = 0; fewer than two seeds
+  on a side give no test.
 * **Tied with the best**: the configuration with the lowest mean score, and every
   configuration whose Holm-corrected p against it is ≥ α (α = 0.05).
 * **Ranks across data sets**: the Friedman test and the Nemenyi critical difference of the
