@@ -19,14 +19,13 @@ marked.
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Interference", "Probe", "contended", "probe"]
+__all__ = ["Interference", "Probe", "between", "contended", "probe"]
 
 HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 STEAL_LIMIT = 0.05
@@ -96,16 +95,3 @@ def contended(seen: Interference | None, threads: int) -> bool:
         return False
     free = max(0, seen.cpus - threads)
     return seen.others_cpus > max(OTHERS_FLOOR, 0.5 * free) or seen.steal_share > STEAL_LIMIT
-
-
-def worst(items: list[Interference | None]) -> Interference | None:
-    """The element-wise worst of several readings (None when there is none)."""
-    seen = [i for i in items if i is not None]
-    if not seen:
-        return None
-    return Interference(max(i.others_cpus for i in seen), max(i.steal_share for i in seen),
-                        max(i.load1 for i in seen), seen[0].cpus)
-
-
-def nan_interference() -> dict[str, float]:
-    return {"others_cpus": math.nan, "steal_share": math.nan, "load1": math.nan}
