@@ -4,10 +4,12 @@ then three times more beside a CPU-bound neighbour that this script starts.
     python benchmarks/timing_repeatability.py                 # train the smoke suite first
     python benchmarks/timing_repeatability.py --repeats 5 --neighbours 2
 
-Trains the smoke suite once (inline, into a temporary SQLite store), then runs each job's
-timing phase (``harness.job.run_timing``: reload the best checkpoint, time it) ``--repeats``
-times with nothing else started, and ``--repeats`` times with ``--neighbours`` busy-loop
-processes running. It prints, per job and ``perf/*`` timing:
+Trains the smoke suite once (in this process, into a temporary SQLite store), then runs
+each job's timing phase (``harness.job.run_timing``: reload the best checkpoint, time it)
+``--repeats`` times with nothing else started, and ``--repeats`` times with ``--neighbours``
+busy-loop processes running. ``--no-store`` trains the same flows in memory and times them
+with ``harness.measure.time_flow`` (the timing phase without MLflow), for a machine that has
+only torch, NumPy, scikit-learn and PyYAML. It prints, per job and ``perf/*`` timing:
 
 * quiet: the coefficient of variation (sd / mean) of the estimator over the quiet repeats
   (target ≤ 0.05), and the same for the blocks' median and minimum (from ``timing.json``),
@@ -40,11 +42,16 @@ TIMINGS = ("perf/density_ms", "perf/forward_nologdet_ms", "perf/logdet_ms", "per
            "perf/sample_ms", "perf/train_step_ms")
 
 
-def _train(suite_path: Path, uri: str, steps: int | None):
+def _store_jobs(suite_path: Path, steps: int | None) -> list[tuple[str, object]]:
+    """Train every job of the suite into a temporary SQLite store; each job's timer runs its
+    timing phase (``run_timing``: reload the best checkpoint from the store and time it)."""
     from harness.cli import load_jobs
-    from harness.job import run_training
+    from harness.job import run_timing, run_training
     from harness.tracking import MlflowTracker, Store
 
+    tmp = Path(tempfile.mkdtemp(prefix="nfbench-timing-"))
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    print(f"training {suite_path} into {uri}")
     _, jobs = load_jobs(str(suite_path), quiet=True)
     out = []
     for job in jobs:
@@ -56,9 +63,68 @@ def _train(suite_path: Path, uri: str, steps: int | None):
         tracker = MlflowTracker(store.uri, jr.run_id, artifact_uri=jr.artifact_uri)
         t0 = time.perf_counter()
         result = run_training(config, tracker, _cpu())
-        print(f"  trained {job.axes['arch']} · {job.axes['dataset']} · "
-              f"{job.axes['dequant']}: {result.status} in {time.perf_counter() - t0:.0f} s")
-        out.append((job, config, tracker))
+        name = f"{job.axes['arch']}·{job.axes['dataset']}"
+        print(f"  trained {name}: {result.status} in {time.perf_counter() - t0:.0f} s")
+
+        def timer(config=config, tracker=tracker):
+            res = run_timing(config, tracker, _cpu(), defer_record=True)
+            folder = Path(tempfile.mkdtemp())
+            return res.metrics, json.loads(tracker.fetch("timing.json", folder).read_text())
+
+        out.append((name, timer))
+    return out
+
+
+def _inline_jobs(suite_path: Path, steps: int | None) -> list[tuple[str, object]]:
+    """The same jobs without MLflow (for a machine with only torch, NumPy and scikit-learn):
+    each flow trained in memory as the suite says, its weights kept; each timer times them
+    with ``harness.measure.time_flow`` as the timing phase does."""
+    import copy
+
+    import torch
+    import yaml
+
+    from harness import data, flows
+    from harness.measure import time_flow
+
+    suite = yaml.safe_load(suite_path.read_text())
+    m, train, timing = suite["matrix"], suite["train"], suite.get("timing", {})
+    out = []
+    for arch in m["architectures"]:
+        for item in m["datasets"]:
+            spec = item if isinstance(item, dict) else {"name": item}
+            ds = data.load(spec["name"], seed=0)
+            scheme = "uniform" if ds.kind == "discrete" else "none"
+            torch.manual_seed(0)
+            deq = data.make_dequantizer(scheme, ds)
+            shape = tuple(deq.model_shape)
+            flat = spec.get("flatten") or len(shape) == 1
+            dims = int(np.prod(shape))
+            flow = flows.build(arch, event_shape=dims if flat else shape)
+            opt = torch.optim.Adam(flow.parameters(), lr=train["optimizer"]["lr"])
+            gen = torch.Generator().manual_seed(0)
+            t0 = time.perf_counter()
+            for _ in range(steps or train["steps"]):
+                idx = torch.randint(len(ds.train), (train["batch_size"],), generator=gen)
+                w, lw = deq(ds.train[idx])
+                loss = -(flow.log_prob(w.reshape(len(w), -1) if flat else w) + lw).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            name = f"{arch}·{spec['name']}"
+            print(f"  trained {name} in {time.perf_counter() - t0:.0f} s")
+            batch = timing.get("batch_size", 512)
+            with torch.no_grad():
+                w, _ = deq(ds.test[torch.arange(batch) % len(ds.test)])
+            x = w.reshape(len(w), -1) if flat else w
+            kept = copy.deepcopy(flow)
+
+            def timer(flow=kept, x=x):
+                t = time_flow(flow, x, min_run_time=timing.get("min_run_time", 0.2))
+                return t.metrics, {k: {kk: vv for kk, vv in v.items()}
+                                   for k, v in t.detail.items()}
+
+            out.append((name, timer))
     return out
 
 
@@ -81,15 +147,10 @@ def _machine() -> str:
 
 
 def _time_all(jobs, label: str) -> list[dict]:
-    from harness.job import run_timing
-
     rows = []
-    for job, config, tracker in jobs:
-        res = run_timing(config, tracker, _cpu(), defer_record=True)
-        detail = json.loads(Path(tracker.fetch("timing.json", Path(tempfile.mkdtemp()))
-                                 ).read_text())
-        rows.append({"job": f"{job.axes['arch']}·{job.axes['dataset']}", "phase": label,
-                     "metrics": res.metrics, "detail": detail})
+    for name, timer in jobs:
+        metrics, detail = timer()
+        rows.append({"job": name, "phase": label, "metrics": metrics, "detail": detail})
     return rows
 
 
@@ -105,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--neighbours", type=int, default=1, help="CPU-bound processes to start")
     p.add_argument("--steps", type=int, default=None, help="train this many steps (default: "
                    "the suite's)")
+    p.add_argument("--no-store", action="store_true", help="train in memory and time with "
+                   "harness.measure directly (no MLflow, Ray or pydantic needed)")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    tmp = Path(tempfile.mkdtemp(prefix="nfbench-timing-"))
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    print(f"training {args.suite} into {uri}")
-    jobs = _train(Path(args.suite), uri, args.steps)
+    make = _inline_jobs if args.no_store else _store_jobs
+    jobs = make(Path(args.suite), args.steps)
     quiet, busy = [], []
     for i in range(args.repeats):
         print(f"quiet repeat {i + 1}: {_machine()}")
