@@ -59,7 +59,7 @@ def _load_data(config: dict[str, Any]):
     data_dir = dcfg.pop("data_dir", None)
     # the data seed: the job seed unless the suite pins it (data option ``seed``), so that a
     # generated data set's training draw changes with the seed like everything else
-    data_seed = dcfg.pop("seed", int(config["seed"]))
+    data_seed = dcfg.pop("seed", int(config.get("seed", 0)))
     return datasets.load(config["data"]["name"], seed=data_seed, data_dir=data_dir, **dcfg)
 
 
