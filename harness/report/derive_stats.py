@@ -59,18 +59,21 @@ def _scores(part: pd.DataFrame) -> dict[str, dict[int, float]]:
     return out
 
 
-def seed_frame(runs: pd.DataFrame, alpha: float = stats.ALPHA) -> pd.DataFrame:
+def seed_frame(runs: pd.DataFrame, alpha: float = stats.ALPHA,
+               pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (dataset, config): ``n_seeds mean ci_lo ci_hi`` (the 95 % bootstrap interval of
     the mean; NaN with one seed), ``vs_best`` (best / tied / worse / untested) and, against
     the best configuration, ``p_best`` (Holm-corrected over the data set's pairs),
-    ``poi_best`` (probability that the best is better) and ``effect_best`` (Cohen's d)."""
+    ``poi_best`` (probability that the best is better) and ``effect_best`` (Cohen's d).
+    ``pairs``: :func:`pairs_frame` of ``runs`` when the caller has it."""
     cols = ["dataset", "config", "n_seeds", "mean", "ci_lo", "ci_hi", "vs_best", "p_best",
             "poi_best", "effect_best"]
     rows = []
     ok = _ok(runs)
+    every = pairs_frame(runs) if pairs is None else pairs
     for dataset, part in ok.groupby("dataset", sort=True):
         scores = _scores(part)
-        pairs = stats.pairwise(scores)
+        pairs = every[every["dataset"] == dataset]
         verdict = stats.tied_with_best(scores, pairs, alpha)
         best = next((c for c, v in verdict.items() if v == "best"), None)
         for config, by_seed in sorted(scores.items()):
@@ -221,22 +224,34 @@ def timing_noise_frame(runs: pd.DataFrame, threshold: float = NOISY) -> pd.DataF
     cols = ["dataset", "config", "metric", "value", "rel_iqr", "noisy", "blocks",
             "contended_runs", "runs", "others_cpus", "url"]
     ok = _ok(runs)
-    rows = []
+    parts = []
     forward_median = keys.spread_keys(keys.PERF_FORWARD_NOLOGDET_MS)[0]
+    contended = (ok[keys.PERF_CONTENDED] > 0 if keys.PERF_CONTENDED in ok
+                 else pd.Series(False, index=ok.index))
+    others = ok.get(keys.PERF_OTHERS_CPUS, np.nan)
     for key in keys.TIMED_MS:
         median, iqr, blocks = keys.spread_keys(key)
         # the log-det is a difference of two passes: its spread is read against the pass
         scale = forward_median if key == keys.PERF_LOGDET_MS else median
         if iqr not in ok or scale not in ok:
             continue
-        part = ok[ok[iqr].notna() & ok[scale].notna()]
-        for (dataset, config), g in part.groupby(["dataset", "config"], sort=True):
-            rel = (g[iqr].astype(float) / g[scale].astype(float).abs()).replace(np.inf, np.nan)
-            contended = (g[keys.PERF_CONTENDED] > 0).sum() if keys.PERF_CONTENDED in g else 0
-            others = (g[keys.PERF_OTHERS_CPUS].max() if keys.PERF_OTHERS_CPUS in g
-                      else math.nan)
-            rows.append([dataset, config, key, float(g[key].median()), float(rel.max()),
-                         bool(rel.max() > threshold), float(g[blocks].mean())
-                         if blocks in g else math.nan, int(contended), len(g), float(others),
-                         g["url"].iloc[0]])
-    return pd.DataFrame(rows, columns=cols)
+        frame = pd.DataFrame({
+            "dataset": ok["dataset"], "config": ok["config"], "value": ok[key],
+            "rel_iqr": (ok[iqr].astype(float) / ok[scale].astype(float).abs())
+            .replace([np.inf, -np.inf], np.nan),
+            "blocks": ok.get(blocks, np.nan), "contended": contended,
+            "others": others, "url": ok["url"]})
+        frame = frame[ok[iqr].notna() & ok[scale].notna()]
+        g = frame.groupby(["dataset", "config"], sort=True)
+        out = g.agg(value=("value", "median"), rel_iqr=("rel_iqr", "max"),
+                    blocks=("blocks", "mean"), contended_runs=("contended", "sum"),
+                    runs=("value", "size"), others_cpus=("others", "max"),
+                    url=("url", "first")).reset_index()
+        out.insert(2, "metric", key)
+        parts.append(out)
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(parts, ignore_index=True)
+    out["noisy"] = out["rel_iqr"] > threshold
+    out["contended_runs"] = out["contended_runs"].astype(int)
+    return out[cols]

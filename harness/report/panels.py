@@ -79,10 +79,10 @@ def _leaderboard_table(board: pd.DataFrame) -> str:
     return table(cols, rows, numeric=numeric, row_classes=classes)
 
 
-def _leaderboards(agg: pd.DataFrame, runs: pd.DataFrame) -> Section:
+def _leaderboards(agg: pd.DataFrame, runs: pd.DataFrame, pairs: pd.DataFrame) -> Section:
     from .panels_stats import leaderboard_with_seeds
 
-    board = leaderboard_with_seeds(derive.leaderboard_frame(agg), runs)
+    board = leaderboard_with_seeds(derive.leaderboard_frame(agg), runs, pairs)
     sec = Section("leaderboards", "Leaderboards")
     for dataset in pd.unique(board["dataset"]):
         part = board[board["dataset"] == dataset]
@@ -189,11 +189,13 @@ def suite_sections(runs: pd.DataFrame, curves: pd.DataFrame, samples: pd.DataFra
     ``samples``: ``run_id dataset config seed url src`` rows, ``src`` relative to the page)."""
     agg = aggregate(runs, derive.METRICS)
     per_arch = aggregate(runs, derive.METRICS, by=("dataset", "arch_label"))  # schemes pooled
-    from . import panels_stats
+    from . import derive_stats, panels_stats
 
     timed = runs[runs["ok"]]
-    sections = [_leaderboards(agg, runs), panels_stats.across_section(runs),
-                panels_stats.significance_section(runs), panels_stats.seeds_section(runs)]
+    pairs = derive_stats.pairs_frame(runs)  # every pair of configurations, tested once
+    sections = [_leaderboards(agg, runs, pairs), panels_stats.across_section(runs),
+                panels_stats.significance_section(runs, pairs),
+                panels_stats.seeds_section(runs)]
     sections.append(_per_dataset(
         agg, runs, derive.pareto_frame(agg), "pareto", "Pareto fronts", figure_pareto,
         "Quality against speed: each point is a configuration's mean over finished seeds; "

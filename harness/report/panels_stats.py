@@ -27,11 +27,12 @@ ESTIMATOR_TEXT = ("Each timing is the first quartile of its blocks (interference
                   "and the IQR are recorded beside it (perf/*_ms_median, perf/*_ms_iqr).")
 
 
-def leaderboard_with_seeds(board: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+def leaderboard_with_seeds(board: pd.DataFrame, runs: pd.DataFrame,
+                           pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """``board`` (:func:`harness.report.derive.leaderboard_frame`) with the seed interval
     ``ci_lo ci_hi`` and ``vs_best p_best poi_best effect_best`` of
-    :func:`derive_stats.seed_frame`."""
-    seeds = derive_stats.seed_frame(runs, ALPHA)
+    :func:`derive_stats.seed_frame` (``pairs``: its :func:`derive_stats.pairs_frame`)."""
+    seeds = derive_stats.seed_frame(runs, ALPHA, pairs)
     cols = ["ci_lo", "ci_hi", "vs_best", "p_best", "poi_best", "effect_best"]
     if seeds.empty:
         return board.assign(**{c: pd.Series(dtype=float) for c in cols})
@@ -117,11 +118,12 @@ def across_section(runs: pd.DataFrame, caption_tail: str = "") -> Section:
     return sec
 
 
-def significance_section(runs: pd.DataFrame) -> Section:
+def significance_section(runs: pd.DataFrame, pairs: pd.DataFrame | None = None) -> Section:
     """Per data set: the probability of improvement between every pair of configurations,
-    with the tests behind it in a table."""
+    with the tests behind it in a table (``pairs``: :func:`derive_stats.pairs_frame` of
+    ``runs`` when the caller has it)."""
     sec = Section("significance", "Pairwise significance")
-    pairs = derive_stats.pairs_frame(runs)
+    pairs = derive_stats.pairs_frame(runs) if pairs is None else pairs
     for dataset in pd.unique(pairs["dataset"]) if len(pairs) else []:
         part = pairs[pairs["dataset"] == dataset].reset_index(drop=True)
         rows = [[r.x, r.y, f"{fmt(r.delta, 3)} [{fmt(r.lo, 3)}, {fmt(r.hi, 3)}]",

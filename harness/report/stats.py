@@ -126,12 +126,14 @@ class PairTest:
 
 
 def _poi(x: np.ndarray, y: np.ndarray, lower_is_better: bool) -> float:
-    """rliable's probability of improvement of X over Y on one task (higher is better there,
-    so lower-is-better scores enter negated)."""
-    from rliable.metrics import probability_of_improvement
-
+    """rliable's probability of improvement of X over Y on one task: the Mann–Whitney U
+    statistic of X over n_X · n_Y, that is P(X better than Y) + ½ P(tie) over every pair of
+    seeds (``rliable.metrics.probability_of_improvement``, which the tests compare it with,
+    calls scipy's test once per pair of configurations: counted directly here, it costs
+    nothing for the thousands of pairs of a large report)."""
     sign = -1.0 if lower_is_better else 1.0
-    return float(probability_of_improvement(sign * x[:, None], sign * y[:, None]))
+    a, b = sign * x[:, None], sign * y[None, :]
+    return float(((a > b).sum() + 0.5 * (a == b).sum()) / (len(x) * len(y)))
 
 
 def pair_test(x: Sequence[float], y: Sequence[float], *, paired: bool = False,
