@@ -198,6 +198,8 @@ def cmd_plan(args) -> int:
                    f"{a['dequant'][:12]:12} {a['seed']:>4}{tail}")
     out += _plan_studies(suite, jobs)
     sys.stdout.write("\n".join(out) + "\n")
+    if args.seeds_for is not None:
+        _seeds_for(args, suite)
     return 0
 
 
@@ -228,6 +230,19 @@ def _plan_studies(suite, jobs) -> list[str]:
         out.append(f"{s.key:16}  {a['arch'][:28]:28} {a['dataset'][:14]:14} "
                    f"{a['dequant'][:12]:12}  {space[:200]}")
     return out
+
+
+def _seeds_for(args, suite) -> None:
+    """``plan --seeds-for D``: the seeds that detect D, from the suite's runs in the store."""
+    from .report.seeds_plan import NoRunsError, seeds_plan
+
+    uri = refusals.tracking_uri(args, must_exist=True)
+    try:
+        print("\n" + seeds_plan(uri, suite.name, args.seeds_for))
+    except NoRunsError as exc:
+        raise UsageError(f"--seeds-for: {exc}; run it first (nfbench run "
+                         f"{str(args.suite)[:200]}), or pass --tracking-uri pointing at its "
+                         "store") from None
 
 
 def cmd_run(args) -> int:
@@ -322,7 +337,7 @@ def cmd_compare(args) -> int:
     from .report import Tolerance, compare
 
     uri = refusals.tracking_uri(args, must_exist=True)
-    tol = Tolerance(quality=args.quality_tol, speed=args.speed_tol,
+    tol = Tolerance(quality=args.quality_tol, speed=args.speed_tol, alpha=args.alpha,
                     missing_is_worse=args.missing_is_worse)
     try:
         result = compare(args.a, args.b, uri, tolerance=tol)
@@ -406,6 +421,11 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("suite")
     pl.add_argument("--no-preflight", action="store_true")
     pl.add_argument("--data-dir", default=None)
+    pl.add_argument("--seeds-for", type=refusals.positive_difference, default=None,
+                    metavar="D", help="also print the seeds per configuration needed to "
+                    "detect a difference of D (bpd or nats) at 80 %% power, from the suite's "
+                    "finished runs in the store")
+    tracking(pl)
     max_jobs(pl)
     pl.set_defaults(fn=cmd_plan)
 
@@ -427,10 +447,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("a")
     c.add_argument("b")
     tracking(c)
-    c.add_argument("--quality-tol", type=refusals.tolerance, default=0.02,
-                   help="bpd / nats a row may lose before it counts as worse (default 0.02)")
+    c.add_argument("--quality-tol", type=refusals.tolerance, default=0.01,
+                   help="the effect: bpd / nats a row must lose, significantly, to count as "
+                        "worse (default 0.01)")
     c.add_argument("--speed-tol", type=refusals.tolerance, default=0.10,
-                   help="relative slow-down allowed (default 0.10)")
+                   help="relative slow-down allowed, beyond the timings' IQR (default 0.10)")
+    c.add_argument("--alpha", type=refusals.significance, default=0.05,
+                   help="significance level of the tests over seeds, Holm-corrected "
+                        "(default 0.05)")
     c.add_argument("--missing-is-worse", action="store_true",
                    help="a configuration of A missing from B counts as worse")
     c.set_defaults(fn=cmd_compare)

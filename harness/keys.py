@@ -55,6 +55,26 @@ PERF_TRAIN_STEP_MS = "perf/train_step_ms"
 PERF_PEAK_MEM_MB = "perf/peak_mem_mb"
 PERF_BATCH = "perf/batch_size"
 PERF_NFE = "perf/nfe"
+# the noise of the timings: each timed perf/*_ms metric K also records K_median, K_iqr and
+# K_blocks (spread_keys); per run, what the machine did while it was timed
+SUFFIX_MEDIAN = "_median"  # median of the block times (K itself is their first quartile)
+SUFFIX_IQR = "_iqr"  # interquartile range of the block times
+SUFFIX_BLOCKS = "_blocks"  # torch.utils.benchmark blocks measured
+PERF_CONTENDED = "perf/contended"  # 1: a kept timing ran while other processes were busy
+PERF_OTHERS_CPUS = "perf/others_cpus"  # CPUs other processes kept busy (worst measurement)
+PERF_STEAL_SHARE = "perf/steal_share"  # share of CPU time stolen by a hypervisor (worst)
+PERF_LOAD_AVG = "perf/load_avg"  # 1-minute load average around the timings (largest)
+PERF_RETIMED = "perf/retimed"  # measurements timed again (blocks disagreed or machine busy)
+PERF_NOISY = "perf/noisy"  # kept measurements whose IQR is above 10 % of their median
+TIMED_MS = (PERF_DENSITY_MS, PERF_FORWARD_NOLOGDET_MS, PERF_LOGDET_MS, PERF_INVERSE_MS,
+            PERF_SAMPLE_MS, PERF_TRAIN_STEP_MS)
+TAG_TIMING_CONTENDED = "nfbench.timing.contended"  # "yes" / "no"
+
+
+def spread_keys(key: str) -> tuple[str, str, str]:
+    """The median, IQR and block-count keys recorded beside timed metric ``key``."""
+    return key + SUFFIX_MEDIAN, key + SUFFIX_IQR, key + SUFFIX_BLOCKS
+
 
 # ── stability diagnostics ────────────────────────────────────────────────────────────
 STAB_INV_ERR_MAX = "stab/inv_err_max"  # max |inverse(transform(x)) − x| on test data
@@ -96,6 +116,7 @@ ART_CHECKPOINT_BEST = "checkpoints/best.pt"
 ART_CURVES = "curves.parquet"  # long table: step, wall_s, key, value
 ART_DIAGNOSTICS = "diagnostics.json"
 ART_SAMPLES = "samples.png"
+ART_TIMING = "timing.json"  # every measurement: block times, estimator, attempts, machine load
 
 # ── flow-layer diagnostics (harness.flows: Flow.stability() of the last transform) ────
 STAB_LAYER_LOGDET_ABSMAX = "stab/layer_logdet_absmax"  # max over layers of |per-layer log-det|

@@ -57,6 +57,31 @@ def tolerance(text: str) -> float:
     return value
 
 
+def significance(text: str) -> float:
+    """argparse type of ``--alpha``: a significance level in (0, 0.5]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 0.5], got {text[:40]!r}"
+                                         ) from None
+    if not (0 < value <= 0.5):
+        raise argparse.ArgumentTypeError(f"must be a significance level in (0, 0.5] (e.g. "
+                                         f"0.05), got {text[:40]!r}")
+    return value
+
+
+def positive_difference(text: str) -> float:
+    """argparse type of ``--seeds-for``: a finite difference > 0 (bpd or nats)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text[:40]!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite difference > 0 in bpd or nats "
+                                         f"(e.g. 0.01), got {text[:40]!r}")
+    return value
+
+
 def job_limit(text: str) -> int:
     """argparse type of ``--max-jobs``: a whole number in [1, ``MAX_JOBS_CEILING``]."""
     try:

@@ -44,7 +44,7 @@ JOB_DATA_OPTIONS: dict[str, Option] = {
                                help="class-conditional flows: the one-hot label is the context "
                                     "(data sets with labels only)"),
     "data_dir": Option.text(4096, help="the data directory of this data set"),
-    "seed": Option.integer(0, 2**32 - 1, help="the data seed"),
+    "seed": Option.integer(0, 2**32 - 1, help="the data seed (default: the job seed)"),
     "download": Option.flag(help="fetch missing files from their original source first"),
 }
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from .components import build, contexts
 from .environment import code_revision, environment_tags, pick_device
 from .run import PHASE_TAG, JobResult, error_text, run_timing, run_training
-from .tracker import Tracker
+from .tracker import NullTracker, Tracker
 
 __all__ = [
     "PHASE_TAG",
     "JobResult",
+    "NullTracker",
     "Tracker",
     "build",
     "code_revision",

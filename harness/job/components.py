@@ -23,7 +23,7 @@ __all__ = ["Splits", "build", "contexts", "fetch_state", "load_data", "on_device
 def load_data(cfg: JobConfig):
     """The job's data set: its loader options, data directory, data seed and download."""
     d = cfg.data
-    return datasets.load(d.name, seed=d.seed, data_dir=d.data_dir, download=d.download,
+    return datasets.load(d.name, seed=cfg.data_seed, data_dir=d.data_dir, download=d.download,
                          **d.loader_options)
 
 

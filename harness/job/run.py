@@ -144,6 +144,7 @@ def run_timing(config: JobConfig | dict[str, Any], tracker: Tracker, device: tor
     x = test_inputs(deq, ds.test, t.batch_size, device, cfg.seed + SEED_TIMING)
     timing = time_flow(flow, x, min_run_time=t.min_run_time, sample_batch=t.sample_batch_size,
                        context=rows(ctx["test"], t.batch_size, device))
+    tracker.log_json(timing.detail, keys.ART_TIMING)  # every measurement's blocks and load
     final = {"tags": {**timing.info, PHASE_TAG: "timed"}, "metrics": timing.metrics}
     return _finish(tracker, final, keys.STATUS_FINISHED, timing.metrics, t0, defer_record)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Point", "Tracker"]
+__all__ = ["NullTracker", "Point", "Tracker"]
 
 #: a curve point: ``(step, timestamp in ms, key, value)``
 Point = tuple[int, int, str, float]
@@ -37,6 +37,9 @@ class Tracker(Protocol):
     def log_dir(self, local: Path) -> None:
         """Upload every file under ``local``, keeping the relative paths."""
 
+    def log_json(self, obj: Any, name: str) -> None:
+        """``obj`` as the JSON artifact ``name`` (a path inside the run's artifacts)."""
+
     def fetch(self, artifact: str, dst: Path) -> Path | None:
         """Download one artifact into ``dst``; None when the run has no such artifact."""
 
@@ -44,3 +47,35 @@ class Tracker(Protocol):
                     splits: dict[str, Any]) -> None:
         """The data set the job trains on: registry name, fingerprint, options, split sizes
         (MLflow: a dataset input)."""
+
+
+class NullTracker:
+    """A tracker that keeps nothing: a job run in memory (a tuning trial, whose results go to
+    Ray Tune; a test). Nothing to fetch, so a job through it never resumes."""
+
+    seconds = 0.0
+
+    def record(self, params=None, tags=None, metrics=None, step=0, points=None) -> None:
+        return None
+
+    def log_points(self, points: list[Point]) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+    def log_file(self, local: Path, artifact_dir: str | None = None) -> None:
+        return None
+
+    def log_dir(self, local: Path) -> None:
+        return None
+
+    def log_json(self, obj: Any, name: str) -> None:
+        return None
+
+    def fetch(self, artifact: str, dst: Path) -> Path | None:
+        return None
+
+    def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
+                    splits: dict[str, Any]) -> None:
+        return None

@@ -25,13 +25,25 @@ def _std(df: pd.DataFrame, col: str) -> np.ndarray:
     return df[f"{col} std"].fillna(0).to_numpy(float) if f"{col} std" in df else np.zeros(len(df))
 
 
+def _error_x(part: pd.DataFrame) -> dict:
+    """The 95 % interval over seeds (``ci_lo ci_hi``) where the frame has it, else ± std."""
+    if "ci_lo" in part and "ci_hi" in part:
+        score = part["score"].astype(float)
+        return {"type": "data", "visible": True, "color": "#555",
+                "array": (part["ci_hi"].astype(float) - score).fillna(0).clip(lower=0),
+                "arrayminus": (score - part["ci_lo"].astype(float)).fillna(0).clip(lower=0)}
+    return {"type": "data", "array": _std(part, "score"), "visible": True, "color": "#555"}
+
+
 def figure_leaderboard(board: pd.DataFrame, title: str = "Leaderboard") -> go.Figure:
-    """Score (bpd or NLL) per configuration as mean ± std over seeds, best at the top.
+    """Score (bpd or NLL) per configuration with its interval over seeds, best at the top.
 
     ``board``: one data set's rows of :func:`harness.report.derive.leaderboard_frame`
     (``config arch reference score`` ``score std`` ``n_ok unit url``, optionally
-    ``published published_model``). Reference rows are grey squares; published figures are
-    open diamonds on the same axis.
+    ``published published_model``, and the seed columns ``ci_lo ci_hi vs_best`` of
+    :func:`harness.report.panels_stats.leaderboard_with_seeds`: then the bars are the 95 %
+    bootstrap interval, else ± std, and stars mark the group tied with the best).
+    Reference rows are grey squares; published figures are open diamonds on the same axis.
     """
     fig = go.Figure()
     base_layout(fig, title, height=max(260, 60 + 34 * len(board)))
@@ -48,13 +60,22 @@ def figure_leaderboard(board: pd.DataFrame, title: str = "Leaderboard") -> go.Fi
             name="reference" if is_ref else "flows",
             marker={"symbol": "square" if is_ref else "circle", "size": 11,
                     "color": [arch_colour(a) for a in part["arch"]]},
-            error_x={"type": "data", "array": _std(part, "score"), "visible": True,
-                     "color": "#555"},
+            error_x=_error_x(part),
             customdata=part["url"],
-            text=[hover(("", c), (f"{unit} mean", s), ("std", sd), ("seeds", n))
-                  for c, s, sd, n in zip(part["config"], part["score"],
-                                         part["score std"], part["n_ok"])],
+            text=[hover(("", c), (f"{unit} mean", s), ("std", sd), ("seeds", n),
+                        *((("against the best", v),) if isinstance(v, str) else ()))
+                  for c, s, sd, n, v in zip(part["config"], part["score"],
+                                            part["score std"], part["n_ok"],
+                                            part.get("vs_best", [None] * len(part)))],
             hovertemplate="%{text}<extra></extra>",
+        ))
+    if "vs_best" in rows and rows["vs_best"].isin(["tied", "worse"]).any():  # tests ran
+        tied = rows[rows["vs_best"].isin(["best", "tied"])]
+        fig.add_trace(go.Scatter(
+            x=tied["score"], y=[esc(c) for c in tied["config"]], mode="markers",
+            name="tied with the best", hoverinfo="skip",
+            marker={"symbol": "star-open", "size": 20, "color": "#000",
+                    "line": {"width": 1.5}},
         ))
     if "published" in rows and rows["published"].notna().any():
         pub = rows[rows["published"].notna()]

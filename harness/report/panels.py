@@ -55,28 +55,34 @@ def slug(name: str) -> str:
 
 
 def _leaderboard_table(board: pd.DataFrame) -> str:
+    from .panels_stats import interval_text, vs_best_text
+
     unit = str(board["unit"].iloc[0]) if len(board) else ""
     extra = [c for c in (keys.EVAL_BPD_IW, keys.EVAL_NLL_GAP) if board[c].notna().any()]
-    cols = ["#", "configuration", f"{unit} mean ± std", "seeds (finished / runs)", *extra,
+    cols = ["#", "configuration", f"{unit} mean [95 % CI]", "against the best",
+            "seeds (finished / runs)", *extra,
             "samples / s", "density ms", "parameters", "published", "run"]
     rows, classes = [], []
     for d in board.to_dict("records"):
-        std = d["score std"]
         rows.append([
             "" if pd.isna(d["rank"]) else int(d["rank"]), d["config"],
-            fmt(d["score"]) + ("" if pd.isna(std) else f" ± {fmt(std, 2)}"),
+            interval_text(d["score"], d["ci_lo"], d["ci_hi"], d["n_ok"]),
+            vs_best_text(d["vs_best"], d["p_best"], d["poi_best"]),
             f"{d['n_ok']} / {d['n_runs']} ({d['seeds'] or '—'})",
             *[fmt(d[c]) for c in extra],
             fmt(d[keys.PERF_SAMPLE_THROUGHPUT]), fmt(d[keys.PERF_DENSITY_MS]),
             fmt(d["flow.params"]), d["published_all"] or "—", Link(d["url"], "MLflow"),
         ])
         classes.append("ref" if d["reference"] else "")
-    numeric = [True, False, True, False, *[True] * len(extra), True, True, True, False, False]
+    numeric = [True, False, True, False, False, *[True] * len(extra), True, True, True, False,
+               False]
     return table(cols, rows, numeric=numeric, row_classes=classes)
 
 
-def _leaderboards(agg: pd.DataFrame, runs: pd.DataFrame) -> Section:
-    board = derive.leaderboard_frame(agg)
+def _leaderboards(agg: pd.DataFrame, runs: pd.DataFrame, pairs: pd.DataFrame) -> Section:
+    from .panels_stats import leaderboard_with_seeds
+
+    board = leaderboard_with_seeds(derive.leaderboard_frame(agg), runs, pairs)
     sec = Section("leaderboards", "Leaderboards")
     for dataset in pd.unique(board["dataset"]):
         part = board[board["dataset"] == dataset]
@@ -88,8 +94,12 @@ def _leaderboards(agg: pd.DataFrame, runs: pd.DataFrame) -> Section:
                      else " (none published for this data set)")
         caption = (
             f"Test {unit} on {dataset} ({what}) of each configuration's best-validation "
-            "checkpoint: mean ± sample standard deviation over finished seeds (no std with one "
-            "seed); lower is better. Grey rows are the reference baselines (Gaussian, "
+            "checkpoint: mean over finished seeds with its 95 % bootstrap interval (percentile, "
+            "10,000 resamples; none with one seed, and with few seeds no wider than their "
+            "range); lower is better. Stars mark the configurations statistically tied with "
+            "the best (Holm-corrected p ≥ 0.05 against it: paired t-test over shared seeds, "
+            "Welch's otherwise; see Pairwise significance). Grey rows are the reference "
+            "baselines (Gaussian, "
             f"histogram); diamonds are published figures{published}. Failed and diverged runs "
             f"are not averaged (see Runs). {provenance(runs[runs['dataset'] == dataset])}"
         )
@@ -179,8 +189,13 @@ def suite_sections(runs: pd.DataFrame, curves: pd.DataFrame, samples: pd.DataFra
     ``samples``: ``run_id dataset config seed url src`` rows, ``src`` relative to the page)."""
     agg = aggregate(runs, derive.METRICS)
     per_arch = aggregate(runs, derive.METRICS, by=("dataset", "arch_label"))  # schemes pooled
+    from . import derive_stats, panels_stats
+
     timed = runs[runs["ok"]]
-    sections = [_leaderboards(agg, runs)]
+    pairs = derive_stats.pairs_frame(runs)  # every pair of configurations, tested once
+    sections = [_leaderboards(agg, runs, pairs), panels_stats.across_section(runs),
+                panels_stats.significance_section(runs, pairs),
+                panels_stats.seeds_section(runs)]
     sections.append(_per_dataset(
         agg, runs, derive.pareto_frame(agg), "pareto", "Pareto fronts", figure_pareto,
         "Quality against speed: each point is a configuration's mean over finished seeds; "
@@ -216,6 +231,7 @@ def suite_sections(runs: pd.DataFrame, curves: pd.DataFrame, samples: pd.DataFra
         "Median ms per batch of log_prob (density) and of sample (sampling), per architecture "
         "and data set; MAF needs D passes to sample and IAF D passes to evaluate a density.",
         timed))
+    sections.append(panels_stats.timing_noise_section(runs))
     sections.append(_single(
         "dequant", "Dequantization gap", derive.dequant_frame(agg), figure_dequant,
         "Discrete data: test bpd under uniform and variational dequantization (the variational "

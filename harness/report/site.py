@@ -179,6 +179,7 @@ def _index(suites: list[str], runs: pd.DataFrame, folders: dict[str, str], out: 
     body = (f"<section><h2>Suites</h2>{table(cols, rows, numeric=[False] + [True] * 4 + [False] * 4)}"
             f'<p class="caption">One page per suite. Data: '
             f'{" ".join(map(str, data_links("data", "suites")))}</p></section>')
+    body += _across(runs, out, written)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = page("nfbench reports", Raw(body), assets=ASSETS, heading="nfbench reports",
                 meta=f"{len(suites)} suites · from {mask_uri(uri)} · generated {when}")
@@ -186,6 +187,17 @@ def _index(suites: list[str], runs: pd.DataFrame, folders: dict[str, str], out: 
     index.write_text(text, encoding="utf-8")
     written.append(index)
     return index
+
+
+def _across(runs: pd.DataFrame, out: Path, written: list[Path]) -> str:
+    """The front page's ranks and aggregate score over every suite of the report."""
+    from .panels_stats import across_section
+
+    sec = across_section(runs, " Over every suite of this report: an architecture is "
+                               "matched across suites by its label.")
+    for panel in sec.panels:
+        _write_data(panel.data, out / "data", panel.id, written)
+    return _render_sections([sec], "data")
 
 
 def _clean_stale(out: Path, written: list[Path]) -> None:

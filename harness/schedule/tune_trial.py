@@ -30,34 +30,9 @@ from .. import keys
 from ..suite.jobconfig import JobConfig
 from ..suite.studies import apply_values
 
-__all__ = ["CHECKPOINT_FILE", "NullTracker", "plain_values", "run_trial"]
+__all__ = ["CHECKPOINT_FILE", "plain_values", "run_trial"]
 
 CHECKPOINT_FILE = "trainer.pt"
-
-
-class NullTracker:
-    """A trial writes no run of its own: its results go to Ray Tune, which hands them to
-    the driver's recorder. The Trainer's own checkpoints are Ray Tune's here."""
-
-    seconds = 0.0
-
-    def record(self, *args, **kwargs) -> None:
-        return None
-
-    def log_points(self, points) -> None:
-        return None
-
-    def flush(self) -> None:
-        return None
-
-    def log_file(self, local, artifact_dir=None) -> None:
-        return None
-
-    def log_dir(self, local) -> None:
-        return None
-
-    def fetch(self, artifact, dst):
-        return None
 
 
 def plain_values(config: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +69,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], objective: str | 
 
     from ..job.components import build, contexts, on_device
     from ..job.environment import pick_device, seed_all
+    from ..job.tracker import NullTracker
     from ..job.train import Trainer
 
     torch.set_num_threads(max(1, math.floor(cpus)))

@@ -18,9 +18,11 @@ What the seeds change:
 * the **job seed** (``seed``) seeds the model's initialisation (every random draw of a
   flow's constructor: weights, permutations, orders), the order of the training batches, the
   dequantization noise, and the noise of the evaluation passes;
-* the **data seed** (the data option ``seed``, default 0) seeds the *draw* of a generated
-  data set (the 2-D toys), so that every job seed of a suite trains on the same sample unless
-  a suite varies it on purpose; published and fixed splits (digits, tabular, images) ignore it.
+* the **data seed** (:attr:`JobConfig.data_seed`: the data option ``seed``, by default the
+  job seed) seeds the *draw* of a generated data set's training split (the 2-D toys), so that
+  a generated data set's sample changes with the seed like everything else, unless a suite pins
+  it; the validation and test splits stay fixed, so that seeds are compared on the same data;
+  published and fixed splits (digits, tabular, images) ignore it.
 
 Example:
     >>> cfg = JobConfig.from_dict({"arch": {"name": "maf", "hidden": 64},
@@ -79,9 +81,10 @@ class DataConfig:
         return self.options.get("data_dir")
 
     @property
-    def seed(self) -> int:
-        """The data seed: the draw of a generated data set (see the module docstring)."""
-        return int(self.options.get("seed", 0))
+    def pinned_seed(self) -> int | None:
+        """The data option ``seed``, when the suite pins the data draw; else None."""
+        seed = self.options.get("seed")
+        return None if seed is None else int(seed)
 
     @property
     def download(self) -> bool:
@@ -113,6 +116,12 @@ class JobConfig:
     train: TrainBudget
     eval: EvalSettings
     timing: TimingSettings
+
+    @property
+    def data_seed(self) -> int:
+        """The draw of a generated data set: the data option ``seed``, else the job seed."""
+        pinned = self.data.pinned_seed
+        return self.seed if pinned is None else pinned
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> JobConfig:

@@ -9,7 +9,9 @@ locked" under contention now and then; a batch is retried with back-off, and sin
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,14 @@ class MlflowTracker:
             self._retry(self.client.log_batch, self.run_id, metrics=ms[:MAX_METRICS],
                         params=ps[:MAX_PARAMS], tags=ts[:MAX_TAGS])
             ps, ts, ms = ps[MAX_PARAMS:], ts[MAX_TAGS:], ms[MAX_METRICS:]
+
+    def log_json(self, obj: Any, name: str) -> None:
+        """``obj`` as the JSON artifact ``name`` (a path inside the run's artifacts)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+            parent = str(Path(name).parent)
+            self.log_file(path, None if parent == "." else parent)
 
     def log_file(self, local: Path, artifact_dir: str | None = None) -> None:
         self._retry(self.artifacts.log_artifact, str(local), artifact_dir)

@@ -171,6 +171,14 @@ def _finals(arch: str, ds: SynthDataset, dequant: str, seed_rng: np.random.Gener
     m[keys.PERF_TRAIN_STEP_MS] = 3 * forward * jitter()
     m[keys.PERF_PEAK_MEM_MB] = 20 + 0.05 * d * batch / 256 * jitter()
     m[keys.PERF_BATCH] = float(batch)
+    for key in keys.TIMED_MS:  # the blocks' spread: a few timings noisier than 10 %
+        median, iqr, blocks = keys.spread_keys(key)
+        base = m[keys.PERF_FORWARD_NOLOGDET_MS] if key == keys.PERF_LOGDET_MS else m[key]
+        m[median] = m[key] * 1.02 if key != keys.PERF_LOGDET_MS else m[key]
+        m[iqr] = base * float(seed_rng.uniform(0.01, 0.14))
+        m[blocks] = 10.0 if key != keys.PERF_LOGDET_MS else 5.0
+    m[keys.PERF_CONTENDED] = float(seed_rng.random() < 0.2)
+    m[keys.PERF_OTHERS_CPUS] = 1.2 if m[keys.PERF_CONTENDED] else 0.1
     inv = spec["inv"] * math.exp(0.5 * seed_rng.standard_normal())
     m[keys.STAB_INV_ERR_MAX] = inv
     m[keys.STAB_INV_ERR_MEAN] = inv / 10

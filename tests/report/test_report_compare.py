@@ -45,7 +45,7 @@ def test_regressions_in_quality_speed_and_stability_are_marked(store):
 
 
 def test_tolerance_decides(store):
-    loose = Tolerance(quality=1.0, sigmas=0, speed=1.0, nonfinite=1e9)
+    loose = Tolerance(quality=1.0, speed=1.0, nonfinite=1e9)
     result = compare("zoo", "zoo-b", store.uri, tolerance=loose)
     assert set(result.table.loc[result.table["worse"], "metric"]) == {"finished_share"}
     strict = compare("zoo", "zoo-b", store.uri, tolerance=Tolerance(missing_is_worse=True))

@@ -1,0 +1,121 @@
+"""Timing noise: spreads recorded beside every timing, re-timing of disagreeing blocks, the
+machine's load read around each measurement, and two timings of one flow that agree within
+their own noise (or say that the machine was busy)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from harness import flows, keys
+from harness.measure import interference, timing
+from harness.measure.interference import Interference
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_timed_metric_records_its_spread(one_thread):
+    flow = flows.build("realnvp", event_shape=4, layers=2, hidden=16)
+    t = timing.time_flow(flow, torch.randn(256, 4), min_run_time=0.02)
+    for key in keys.TIMED_MS:
+        median, iqr, blocks = keys.spread_keys(key)
+        assert blocks in t.metrics and iqr in t.metrics and median in t.metrics
+        assert t.metrics[iqr] >= 0
+        if key != keys.PERF_LOGDET_MS:  # a difference: its blocks are the rounds
+            assert t.metrics[blocks] >= timing.MIN_BLOCKS
+            assert t.metrics[key] <= t.metrics[median]  # the first quartile
+            assert len(t.detail[key]["times"]) == t.metrics[blocks]
+    assert t.metrics[keys.PERF_CONTENDED] in (0.0, 1.0)
+    assert t.info[keys.TAG_TIMING_CONTENDED] == ("yes" if t.metrics[keys.PERF_CONTENDED]
+                                                 else "no")
+    if interference.probe() is not None:  # Linux: the machine's state was read
+        assert t.metrics[keys.PERF_LOAD_AVG] >= 0 and t.metrics[keys.PERF_OTHERS_CPUS] >= 0
+
+
+def _measured(times: list[float], contended: bool = False) -> timing.Measured:
+    m = timing._summary(times, None, 1)
+    m.contended = contended
+    return m
+
+
+def test_blocks_that_disagree_are_timed_again():
+    noisy, quiet = [1.0, 1.0, 2.0, 2.0, 1.0, 2.0, 1.0, 2.0], [1.0, 1.01, 1.0, 1.02] * 2
+    script = iter([_measured(noisy), _measured(noisy), _measured(quiet)])
+    kept = timing.retime(lambda: next(script))
+    assert kept.attempts == 3 and not kept.noisy and kept.times == quiet
+    script = iter([_measured(quiet)])
+    assert timing.retime(lambda: next(script)).attempts == 1  # agreeing blocks: once
+    always = timing.retime(lambda: _measured(noisy))
+    assert always.attempts == timing.RETRIES + 1 and always.noisy  # gave up, still flagged
+    # an uncontended attempt is preferred to a contended one with tighter blocks
+    script = iter([_measured(quiet, contended=True), _measured(noisy)])
+    kept = timing.retime(lambda: next(script), retries=0)
+    assert kept.contended and kept.attempts == 1
+    script = iter([_measured(noisy, contended=True), _measured(noisy), _measured(noisy)])
+    assert not timing.retime(lambda: next(script)).contended
+
+
+def test_the_estimator_is_the_first_quartile_of_the_blocks():
+    m = _measured([4.0, 1.0, 2.0, 3.0, 5.0])
+    assert (m.value, m.median, m.iqr, m.blocks) == (2.0, 3.0, 2.0, 5)
+
+
+def test_contended_when_other_processes_fill_the_free_cpus():
+    quiet = Interference(others_cpus=0.1, steal_share=0.0, load1=0.3, cpus=2)
+    busy = Interference(others_cpus=0.9, steal_share=0.0, load1=1.2, cpus=2)
+    stolen = Interference(others_cpus=0.0, steal_share=0.2, load1=0.1, cpus=16)
+    assert not quiet.contended(threads=1) and busy.contended(threads=1)
+    assert stolen.contended(threads=1)
+    # 16 CPUs, one used: others must keep more than 7.5 busy
+    assert not Interference(6.0, 0.0, 6.0, 16).contended(1)
+    assert Interference(8.0, 0.0, 8.0, 16).contended(1)
+    assert not interference.contended(None, 1)  # nothing known, nothing marked
+
+
+def test_a_cpu_bound_neighbour_is_seen():
+    if interference.probe() is None:
+        pytest.skip("no /proc/stat on this system: interference is not measured")
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        before = interference.probe()
+        time.sleep(1.0)
+        seen = interference.between(before, interference.probe())
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert seen is not None and seen.others_cpus > 0.7  # at least the neighbour's one CPU
+    assert seen.contended(threads=seen.cpus - 1 if seen.cpus > 1 else 1)
+
+
+def test_a_retiming_of_the_same_flow_agrees_within_its_noise(one_thread):
+    """A quiet pair of timings of one flow agree within their interquartile ranges; a pair
+    that does not agree must have said the machine was busy or the blocks noisy."""
+    torch.manual_seed(0)
+    flow = flows.build("maf", event_shape=8, layers=3, hidden=32)
+    x = torch.randn(512, 8)
+    first = timing.time_flow(flow, x, min_run_time=0.1, train_step=False)
+    second = timing.time_flow(flow, x, min_run_time=0.1, train_step=False)
+    disturbed = first.metrics[keys.PERF_CONTENDED] or second.metrics[keys.PERF_CONTENDED]
+    checked = 0
+    for key in (keys.PERF_DENSITY_MS, keys.PERF_INVERSE_MS, keys.PERF_SAMPLE_MS):
+        a, b = first.detail[key], second.detail[key]
+        agree = abs(a["value"] - b["value"]) <= a["iqr"] + b["iqr"]
+        said = disturbed or a["iqr"] > timing.NOISY * a["median"] \
+            or b["iqr"] > timing.NOISY * b["median"]
+        assert agree or said, (key, a["value"], b["value"], a["iqr"], b["iqr"])
+        checked += agree
+    assert math.isfinite(first.metrics[keys.PERF_DENSITY_MS])
+    if not disturbed:
+        assert checked == 3
