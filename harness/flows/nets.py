@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.flows.made_plan import MadePlan, made_plan
+
 __all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "made_degrees"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -104,9 +106,11 @@ class MLP(nn.Module):
 
 
 def made_degrees(order: Tensor, hidden: int) -> Tensor:
-    """Hidden-unit degrees in ``1 … D−1`` (cycled) for inputs ranked by ``order`` (0-based)."""
+    """Hidden-unit degrees in ``1 … D−1`` for inputs ranked by ``order`` (0-based): each
+    degree equally often (cycled), sorted, so that the units a sequential solve computes at
+    one step are adjacent (:mod:`harness.flows.made_plan`)."""
     d = order.numel()
-    return torch.arange(hidden) % max(d - 1, 1) + 1
+    return torch.sort(torch.arange(hidden) % max(d - 1, 1) + 1).values
 
 
 class _MaskedLinear(nn.Linear):
@@ -120,6 +124,10 @@ class _MaskedLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         return F.linear(x, self.weight * self.mask, self.bias)
+
+
+def _replan(module: MADE, _incompatible_keys: object) -> None:
+    module._set_plan()  # a load_state_dict post-hook (a module-level function: picklable)
 
 
 class MADE(nn.Module):
@@ -165,6 +173,32 @@ class MADE(nn.Module):
         )
         if zero_last:
             _zero(self.out)
+        self.plan: MadePlan
+        self._set_plan()
+        self.register_load_state_dict_post_hook(_replan)
+
+    def _set_plan(self) -> None:
+        """Derive the sequential solve's plan from the masks (again after loading masks)."""
+        self.plan = made_plan([m.mask for m in self.hidden], self.out.mask, self.features)
+        device = self.out.mask.device
+        order = self.plan.dim_order
+        tensors = {
+            "_dim_order": order,
+            "_dim_inverse": None if order is None else torch.argsort(order),
+            "_out_rows": self.plan.out_rows,
+        }
+        for k, h in enumerate(self.plan.hidden_orders):
+            tensors[f"_hidden_order{k}"] = h
+        for name, t in tensors.items():
+            t = None if t is None else t.to(device)
+            if name in self._buffers:
+                setattr(self, name, t)
+            else:
+                self.register_buffer(name, t, persistent=False)
+
+    def hidden_order(self, k: int) -> Tensor | None:
+        """Hidden layer ``k``'s units sorted by solve step (``None``: already sorted)."""
+        return getattr(self, f"_hidden_order{k}")
 
     def masked_weights(self) -> list[Tensor]:
         """The masked weight matrices (hidden layers, then output): computed once and passed
