@@ -26,13 +26,18 @@ from harness.flows import nsf as _nsf  # noqa: F401  nsf-coupling, nsf-ar
 from harness.flows import realnvp as _realnvp  # noqa: F401  realnvp
 from harness.flows.base import Flow, Layer
 from harness.flows.check import PreflightResult, preflight
+from harness.flows.compiled import CompiledFlow, EagerCheck, compare_with_eager, compiled_view
 from harness.flows.zoo import build, entry, hparams, load_plugins, names, register
 
 __all__ = [
+    "CompiledFlow",
+    "EagerCheck",
     "Flow",
     "Layer",
     "PreflightResult",
     "build",
+    "compare_with_eager",
+    "compiled_view",
     "entry",
     "hparams",
     "load_plugins",
