@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -48,8 +49,9 @@ class MadePlan:
         dim_bounds: the sorted inputs of step ``s`` are ``dim_order[dim_bounds[s]:dim_bounds[s+1]]``.
         hidden_orders: per hidden layer, its units sorted by step (``None``: the identity).
         hidden_ends: per hidden layer, ``hidden_ends[l][s]`` = number of units with ``τ ≤ s``.
-        out_rows: output rows in (sorted input, parameter) order: the rows of step ``s`` are
-            ``out_rows[P·dim_bounds[s] : P·dim_bounds[s+1]]``, input-major.
+        out_rows: output rows by step: the rows of step ``s`` are
+            ``out_rows[P·dim_bounds[s] : P·dim_bounds[s+1]]``, parameter-major within the step
+            (row ``p · n + j`` of the block: parameter ``p`` of the step's ``j``-th input).
     """
 
     steps: int
@@ -115,7 +117,10 @@ def made_plan(hidden_masks: Sequence[Tensor], out_mask: Tensor, features: int) -
         order = _order(tau)
         hidden_orders.append(order)
         hidden_ends.append(_ends(tau if order is None else tau[order], steps))
-    out_rows = (torch.arange(p)[None, :] * d + sorted_dims[:, None]).reshape(-1)
+    params = torch.arange(p)[:, None] * d
+    out_rows = torch.cat(
+        [(params + sorted_dims[lo:hi][None, :]).reshape(-1) for lo, hi in pairwise(dim_bounds)]
+    )
     return MadePlan(
         steps, dim_order, dim_bounds, tuple(hidden_orders), tuple(hidden_ends), out_rows
     )

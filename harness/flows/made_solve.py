@@ -124,15 +124,15 @@ def solve(
             inputs = rows.prefix(plan.hidden_ends[k][s])
         r0, r1 = n_params * lo, n_params * hi
         w = weights[-1][r0:r1, : inputs.shape[0]]
-        theta = _affine_rows(bias_cols[-1][r0:r1], w, inputs, None)  # (n·P, B)
-        theta = theta.T.unflatten(-1, (hi - lo, n_params))  # (B, n, P)
-        u, ld, aux = ew.inverse(vs[:, lo:hi], theta, with_log_det)
-        _put(solved, lo, hi, u.T, False)
+        theta = _affine_rows(bias_cols[-1][r0:r1], w, inputs, None)  # (P·n, B)
+        theta = theta.unflatten(0, (n_params, hi - lo))  # (P, n, B)
+        u, ld, aux = ew.inverse(vs[:, lo:hi].T, theta, with_log_det)  # feature-major (n, B)
+        _put(solved, lo, hi, u, False)
         if with_log_det and ld is not None:
-            part = ld.sum(-1)
+            part = ld.sum(0)
             log_det = part if log_det is None else log_det + part
         if kept is not None and aux is not None:
-            _put(kept, lo, hi, aux.T, False)
+            _put(kept, lo, hi, aux, False)
     u_all = solved.prefix(d).T
     aux_all = kept.prefix(d).T if kept is not None and kept.filled == d else None
     if made._dim_inverse is not None:

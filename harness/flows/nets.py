@@ -64,7 +64,13 @@ class MLP(nn.Module):
         activation: a key of :data:`ACTIVATIONS`.
         context_dim, context_mode: the conditioning (``None`` for none), see the module doc.
         zero_last: zero-initialise the output layer.
+
+    ``forward(x, context, features_first=True)`` returns the output transposed,
+    ``(out_features, B)`` and contiguous, computed as ``W hᵀ`` (the same product): a layer
+    that reads blocks of output features (a coupling's parameters) then reads contiguous rows.
     """
+
+    features_first = True  # forward supports features_first=True
 
     def __init__(
         self,
@@ -92,7 +98,9 @@ class MLP(nn.Module):
         if zero_last:
             _zero(self.out)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, features_first: bool = False
+    ) -> Tensor:
         if self.concat:
             assert context is not None
             x = torch.cat([x, context], dim=-1)
@@ -102,6 +110,8 @@ class MLP(nn.Module):
             if film is not None:
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
+        if features_first:
+            return torch.addmm(self.out.bias[:, None], self.out.weight, x.T)
         return self.out(x)
 
 
@@ -131,7 +141,7 @@ def _replan(module: MADE, _incompatible_keys: object) -> None:
 
 
 class MADE(nn.Module):
-    """Masked autoencoder: output ``(B, D, P)`` whose ``[:, i]`` depends on ``x_j`` only for
+    """Masked autoencoder: output ``(P, B, D)`` whose ``[:, :, i]`` depends on ``x_j`` only for
     ``order[j] < order[i]`` (and on the whole context).
 
     Arguments:
@@ -220,7 +230,7 @@ class MADE(nn.Module):
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
         out = F.linear(x, weights[-1], self.out.bias)
-        return out.unflatten(-1, (self.params, self.features)).transpose(-1, -2)
+        return out.unflatten(-1, (self.params, self.features)).movedim(-2, 0)
 
 
 class ConvNet(nn.Module):
