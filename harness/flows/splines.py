@@ -46,7 +46,14 @@ def _knots(raw: Tensor, bound: float, minimum: float) -> Tensor:
     if minimum * k >= 1.0:
         raise ValueError(f"rq_spline: minimum bin size {minimum} is too large for {k} bins")
     size = torch.softmax(raw, dim=0) * (1.0 - minimum * k) + minimum
-    inner = torch.cumsum(size[:-1], dim=0) * (2.0 * bound) - bound
+    if torch.compiler.is_compiling():  # unrolled: fuses with its neighbours (cumsum does not)
+        sums = [size[0]]
+        for i in range(1, k - 1):
+            sums.append(sums[-1] + size[i])
+        partial = torch.stack(sums)
+    else:
+        partial = torch.cumsum(size[:-1], dim=0)
+    inner = partial * (2.0 * bound) - bound
     end = inner.new_full((1, *raw.shape[1:]), bound)
     return torch.cat((-end, inner, end))
 
