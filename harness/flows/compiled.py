@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,6 +194,35 @@ class CompiledFlow:
         return self.inverse(z, context)
 
     __call__ = log_prob
+
+    # ── the flow's module state, shared ──────────────────────────────────────────────────
+    @property
+    def training(self) -> bool:
+        return self.flow.training
+
+    def train(self, mode: bool = True) -> CompiledFlow:
+        """Set the flow's training mode (a method compiles once per mode); returns the view."""
+        self.flow.train(mode)
+        return self
+
+    def eval(self) -> CompiledFlow:
+        return self.train(False)
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
+        """The flow's parameters (the view has none of its own)."""
+        return self.flow.parameters(recurse)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.flow.event_shape
+
+    @property
+    def context_dim(self) -> int | None:
+        return self.flow.context_dim
+
+    def stability(self) -> dict[str, float]:
+        """The flow's diagnostics of its last transform (compiled calls included)."""
+        return self.flow.stability()
 
     def stats(self) -> CompileStats:
         """Compile time, graphs, graph breaks and recompilations so far (a copy)."""

@@ -173,6 +173,10 @@ def test_eager_runtime_is_the_flow_behind_the_same_interface() -> None:
         assert torch.equal(view.inverse(z), flow.inverse(z)) and ld is not None
     stats = view.stats()
     assert stats.compile_s == 0 and stats.graphs == 0 and stats.first_call_s == {}
+    # the module state is the flow's: modes, parameters, shape
+    assert view.train().training and flow.training and not view.eval().training
+    assert [id(p) for p in view.parameters()] == [id(p) for p in flow.parameters()]
+    assert view.event_shape == (3,) and view.context_dim is None
 
 
 def test_unavailable_runtimes_and_options_are_refused_before_any_work() -> None:
