@@ -10,25 +10,41 @@ and ``torch.utils.benchmark`` times, at D = 2, 8, 32 and batch 1024:
 - ``sample``: drawing a batch (no grad);
 - ``inverse``: latent → data of a batch (no grad).
 
-Measurements are interleaved: every round times every (row, library) once (the median of
-``blocked_autorange``), and a row's time is the median (``--stat min``: the minimum) over
-rounds, so that drift of a shared machine hits all libraries alike. Each row
-prints the times, ``ours ÷ fastest peer`` and the fastest peer. A last section shows the MAF /
-IAF asymmetry (density and sampling at D = 8 and 32: the sequential direction grows with D).
-A final section (``benchmarks/cnf_rows.py``; ``--no-cnf`` skips it) times ``ffjord`` at D = 2
-and 8 against the reference implementation's approach (a plain torchdiffeq dopri5 CNF with the
-same network) and against nfbench's discrete flows.
+Two runtimes (``--runtime eager|compile|both``, default both), like against like:
+
+- **eager**: every library as it is; the ratio is ours ÷ the fastest eager peer (target ≤ 1.0);
+- **compiled**: every library's density, sample and inverse callables through
+  ``torch.compile`` (inductor, ``dynamic=False``, ``--compile-mode``; ours through
+  :func:`harness.flows.compiled_view` with the same settings; graph breaks allowed, so a peer
+  that breaks graphs runs partly eager; a peer that fails to compile keeps its eager time);
+  the train step compiles the density (forward and backward) and keeps Adam eager for every
+  library. The ratio is compiled ours ÷ the fastest peer, eager or compiled (target ≤ 0.67,
+  geometric mean ≤ 0.6). Compile time (the first call: compile + one run) is printed per row.
+  Dynamo's recompile limit is raised so that no peer's shared library functions fall back to
+  eager after eight models.
+
+Measurements are interleaved: every callable is built and compiled first, then every round
+times every (row, library, runtime) once (the median of ``blocked_autorange``), and a row's
+time is the median (``--stat min``: the minimum) over rounds, so that drift of a shared machine
+hits all libraries alike; the load average before and after is printed. A last section shows
+the MAF / IAF asymmetry (density and sampling at D = 8 and 32). A final section
+(``benchmarks/cnf_rows.py``; ``--no-cnf`` skips it) times ``ffjord`` at D = 2 and 8 against
+the reference implementation's approach (a plain torchdiffeq dopri5 CNF with the same network)
+and against nfbench's discrete flows.
 
 Usage:
-    python benchmarks/flows_vs_peers.py --quick          # a few minutes on 2 CPU cores
+    python benchmarks/flows_vs_peers.py --quick          # eager: minutes; compiled: an hour+
+    python benchmarks/flows_vs_peers.py --runtime eager --quick
     python benchmarks/flows_vs_peers.py --device cuda --json results.json
 
 Matched, not identical: the parameter counts agree row by row, but nflows' and normflows'
 MADE with one block and no residual connections is Linear → ReLU → Linear → Linear (one
 activation), where zuko's and ours is Linear → ReLU → Linear → ReLU → Linear; their affine
 scales are ``sigmoid(r + 2)`` (nflows) or ``exp(r)`` (normflows, unbounded), ours a bounded
-``tanh`` clamp. On a CPU the 64 × 64 matrix products dominate every row, so the ratios sit
-near 1; on a GPU kernel launches weigh more and op counts matter more (not yet measured).
+``tanh`` clamp. Where the work is the same (one MADE or coupling pass), the 64 × 64 matrix
+products dominate on a CPU and the ratios sit near 1; where ours does less (the sequential
+direction of an autoregressive flow solves each MADE unit once, not D full passes) or reads
+memory better (splines with the bin axis leading), they fall far below.
 
 Needs the ``bench`` extra (``pip install zuko nflows normflows``); a missing peer is skipped.
 """
@@ -38,9 +54,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import statistics
 import sys
 import time
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -238,7 +256,12 @@ def available_peers() -> list[str]:
     return [p for p in PEERS if importlib.util.find_spec(p) is not None]
 
 
-def op_fn(impl: Impl, op: str, x: Tensor, batch: int) -> Callable[[], object]:
+def op_fn(impl: Impl, op: str, x: Tensor, batch: int, compiled: bool) -> Callable[[], object]:
+    """The timed call; ``compiled``: the library's own callables through ``torch.compile``
+    (ours through :func:`harness.flows.compiled_view`, the same ``torch.compile`` settings),
+    the optimizer eager for every library."""
+    if compiled:
+        impl = compiled_impl(impl)
     if op == "density":
         return lambda: impl.density(x)
     if op == "sample":
@@ -255,6 +278,33 @@ def op_fn(impl: Impl, op: str, x: Tensor, batch: int) -> Callable[[], object]:
     return step
 
 
+def compiled_impl(impl: Impl) -> Impl:
+    """``impl`` with density, sample and inverse compiled: ``torch.compile(dynamic=False)``
+    (inductor, default mode, graph breaks allowed: a peer that breaks graphs still runs)."""
+    if impl.lib == OURS:
+        from harness.flows import compiled_view
+
+        view = compiled_view(impl.module, shapes="static", mode=COMPILE_MODE)  # type: ignore[arg-type]
+        return Impl(OURS, impl.module, view.log_prob, view.sample, view.inverse)
+    opts = {"dynamic": False, "mode": None if COMPILE_MODE == "default" else COMPILE_MODE}
+
+    def compile_(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        def body(*args: object) -> Tensor:
+            return fn(*args)
+
+        # a code object per callable: dynamo caches graphs per code object, and a shared one
+        # would hit its recompile limit (8) and silently run the rest eagerly
+        own = types.FunctionType(body.__code__.replace(), body.__globals__, body.__name__,
+                                 body.__defaults__, body.__closure__)  # fmt: skip
+        return torch.compile(own, **opts)  # type: ignore[arg-type]
+
+    return Impl(impl.lib, impl.module, compile_(impl.density), compile_(impl.sample),
+                compile_(impl.inverse))  # fmt: skip
+
+
+COMPILE_MODE = "default"
+
+
 def measure(fn: Callable[[], object], min_run_time: float, grad: bool) -> float:
     """Median seconds per call (``blocked_autorange``; CUDA-synchronised by the Timer)."""
     ctx = torch.enable_grad() if grad else torch.no_grad()
@@ -265,11 +315,26 @@ def measure(fn: Callable[[], object], min_run_time: float, grad: bool) -> float:
         return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
+def first_call(fn: Callable[[], object], grad: bool, device: torch.device) -> float:
+    """Seconds of the first call (for a compiled callable: compile + one run)."""
+    with torch.enable_grad() if grad else torch.no_grad():
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+
+RUNTIMES = {"eager": (False,), "compile": (True,), "both": (False, True)}
+
+
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     libs = [OURS, *[p for p in available_peers() if p in args.peers]]
     print(f"# torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"batch {args.batch}, rounds {args.rounds}, min_run_time {args.min_run_time}s")  # fmt: skip
+          f"batch {args.batch}, rounds {args.rounds}, min_run_time {args.min_run_time}s, "
+          f"runtime {args.runtime}")  # fmt: skip
+    print(f"# machine: {machine_state()}")
     for p in libs[1:]:
         from importlib.metadata import version
 
@@ -288,61 +353,174 @@ def run(args: argparse.Namespace) -> dict:
             impls[(model, d)] = row
             counts = "  ".join(f"{lib} {impl.params():>7,}" for lib, impl in row.items())
             print(f"{model:13s} D={d:<3d} {counts}")
-    times: dict[tuple[str, int, str, str], list[float]] = {}
+    variants = RUNTIMES[args.runtime]
+    # every timed callable, built (and, compiled, warmed up: the compile) once, up front
+    fns: dict[tuple[str, int, str, str, bool], Callable[[], object]] = {}
+    compile_s: dict[tuple[str, int, str, str], float] = {}
+    failed: dict[tuple[str, int, str, str], str] = {}
+    xs = {}
+    t0 = time.perf_counter()
+    for (model, d), row in impls.items():
+        xs[(model, d)] = x = torch.randn(args.batch, d, device=device)
+        for op in args.ops:
+            for lib, impl in row.items():
+                for comp in variants:
+                    key = (model, d, op, lib)
+                    try:
+                        fn = op_fn(impl, op, x, args.batch, comp)
+                        took = first_call(fn, op == "train", device)
+                    except Exception as exc:  # a peer that does not compile: its eager time stands
+                        if not comp or lib == OURS:
+                            raise
+                        failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                        continue
+                    if comp:
+                        compile_s[key] = took
+                    fns[(*key, comp)] = fn
+            if True in variants:
+                print(f"# compiled {model} D={d} {op} after {time.perf_counter() - t0:.0f}s",
+                      file=sys.stderr)  # fmt: skip
+    times: dict[tuple[str, int, str, str, bool], list[float]] = {}
     t0 = time.perf_counter()
     for r in range(args.rounds):
-        for (model, d), row in impls.items():
-            x = torch.randn(args.batch, d, device=device)
-            for op in args.ops:
-                for lib, impl in row.items():
-                    fn = op_fn(impl, op, x, args.batch)
-                    fn()  # warm-up (and lazy initialisation)
-                    key = (model, d, op, lib)
-                    times.setdefault(key, []).append(measure(fn, args.min_run_time, op == "train"))
+        for key, fn in fns.items():  # interleaved: every callable once per round
+            fn()  # warm-up after the others ran (caches, allocator)
+            times.setdefault(key, []).append(measure(fn, args.min_run_time, key[2] == "train"))
         print(f"# round {r + 1}/{args.rounds} done after {time.perf_counter() - t0:.0f}s",
               file=sys.stderr)  # fmt: skip
     agg = statistics.median if args.stat == "median" else min
     med = {k: agg(v) for k, v in times.items()}
-    return report(med, impls, libs, args)
+    out = report(med, impls, libs, args)
+    out["compile_s"] = [{"model": k[0], "D": k[1], "op": k[2], "lib": k[3], "s": v}
+                        for k, v in compile_s.items()]  # fmt: skip
+    out["compile_failed"] = [{"model": k[0], "D": k[1], "op": k[2], "lib": k[3], "error": v}
+                             for k, v in failed.items()]  # fmt: skip
+    if compile_s:
+        print_compile(compile_s, failed, libs)
+    print(f"\n# machine after: {machine_state()}")
+    return out
+
+
+def machine_state() -> str:
+    """Load and CPU model, so that a table says what else ran (a shared machine)."""
+    import os
+    import platform
+
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return (f"{cpu}, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
+            f"{load[2]:.2f}")  # fmt: skip
+
+
+def _ratio_rows(med: dict, impls: dict, libs: list[str], args: argparse.Namespace,
+                comp: bool) -> list[dict]:  # fmt: skip
+    """Ours (eager or compiled) ÷ the fastest peer: eager ours against eager peers; compiled
+    ours against the best of every peer eager or compiled."""
+    rows = []
+    for model, d in impls:
+        for op in args.ops:
+            ours = med.get((model, d, op, OURS, comp))
+            peers: dict[str, float] = {}
+            for lib in libs[1:]:
+                for c in ((False, True) if comp else (False,)):
+                    v = med.get((model, d, op, lib, c))
+                    if v is not None:
+                        name = lib + (" (compiled)" if c else "")
+                        peers[name] = v
+            best = min(peers, key=peers.__getitem__) if peers else None
+            ratio = ours / peers[best] if best and ours is not None else float("nan")
+            rows.append({"model": model, "D": d, "op": op, "ours_ms": None if ours is None
+                         else ours * 1e3, "peer_ms": None if best is None else peers[best] * 1e3,
+                         "ratio": ratio, "fastest_peer": best})  # fmt: skip
+    return rows
+
+
+def _summary(rows: list[dict], target: float, label: str) -> list[str]:
+    ratios = [r["ratio"] for r in rows if r["fastest_peer"] and math.isfinite(r["ratio"])]
+    if not ratios:
+        return []
+    head = (f"# {label}: rows {len(ratios)}, ≤ {target}: {sum(r <= target for r in ratios)}, "
+            f"geometric mean {statistics.geometric_mean(ratios):.2f}, worst {max(ratios):.2f}")  # fmt: skip
+    out = [head]
+    by_op: dict[str, list[float]] = {}
+    for r in rows:
+        if r["fastest_peer"] and math.isfinite(r["ratio"]):
+            by_op.setdefault(r["op"], []).append(r["ratio"])
+    out.append("#   by operation: " + ", ".join(
+        f"{op} {statistics.geometric_mean(v):.2f} (worst {max(v):.2f})" for op, v in by_op.items()))  # fmt: skip
+    misses = [f"{r['model']} D={r['D']} {r['op']} {r['ratio']:.2f}" for r in rows
+              if r["fastest_peer"] and r["ratio"] > target]  # fmt: skip
+    if misses:
+        out.append(f"#   over {target}: " + "; ".join(misses))
+    return out
 
 
 def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) -> dict:
-    print(f"\n## times (ms, {args.stat} over rounds) and ours ÷ fastest peer")
-    head = f"{'model':13s} {'D':>3s} {'op':8s} " + " ".join(f"{lib:>10s}" for lib in libs)
-    print(head + f" {'ratio':>7s}  fastest peer")
-    rows, misses = [], []
+    variants = RUNTIMES[args.runtime]
+    print(f"\n## times (ms, {args.stat} over rounds); e: eager, c: compiled")
+    cols = [(lib, c) for lib in libs for c in variants]
+    head = f"{'model':13s} {'D':>3s} {'op':8s} " + " ".join(
+        f"{(lib[:8] + (' c' if c else ' e')):>11s}" for lib, c in cols)
+    print(head)
     for model, d in impls:
         for op in args.ops:
-            cells = {lib: med.get((model, d, op, lib)) for lib in libs}
-            peers = {k: v for k, v in cells.items() if k != OURS and v is not None}
-            best = min(peers, key=peers.__getitem__) if peers else None
-            ratio = cells[OURS] / peers[best] if best else float("nan")
-            text = " ".join(f"{v * 1e3:10.3f}" if v is not None else f"{'—':>10s}"
-                            for v in cells.values())  # fmt: skip
-            flag = "" if not best or ratio <= 1.0 else "  MISS"
-            print(f"{model:13s} {d:3d} {op:8s} {text} {ratio:7.2f}  {best or '—'}{flag}")
-            rows.append({"model": model, "D": d, "op": op, "ms": {k: None if v is None else
-                         v * 1e3 for k, v in cells.items()}, "ratio": ratio, "fastest_peer": best})  # fmt: skip
-            if flag:
-                misses.append(f"{model} D={d} {op}: {ratio:.2f}")
-    ratios = [r["ratio"] for r in rows if r["fastest_peer"]]
-    if ratios:
-        print(f"\n# rows {len(ratios)}, ratio ≤ 1.0: {sum(r <= 1.0 for r in ratios)}, "
-              f"≤ 0.67: {sum(r <= 0.67 for r in ratios)}, geometric mean "
-              f"{statistics.geometric_mean(ratios):.2f}, worst {max(ratios):.2f}")  # fmt: skip
-    if misses:
-        print("# rows slower than the fastest peer: " + "; ".join(misses))
-    print("\n## MAF / IAF asymmetry (ms; the sequential direction grows with D)")
-    for lib in libs:
-        for d in (8, 32):
-            cells = [
-                med.get((m, d, op, lib)) for m in ("maf", "iaf") for op in ("density", "sample")
-            ]
-            if None in cells:
-                continue
-            print(f"{lib:10s} D={d:<3d} MAF density {cells[0] * 1e3:8.2f} sample {cells[1] * 1e3:8.2f}"
-                  f" | IAF density {cells[2] * 1e3:8.2f} sample {cells[3] * 1e3:8.2f}")  # fmt: skip
-    return {"rows": rows, "libs": libs, "device": str(args.device), "batch": args.batch}
+            cells = [med.get((model, d, op, lib, c)) for lib, c in cols]
+            print(f"{model:13s} {d:3d} {op:8s} " + " ".join(
+                f"{v * 1e3:11.3f}" if v is not None else f"{'—':>11s}" for v in cells))  # fmt: skip
+    out: dict = {"libs": libs, "device": str(args.device), "batch": args.batch,
+                 "runtime": args.runtime, "times_ms": [
+                     {"model": k[0], "D": k[1], "op": k[2], "lib": k[3], "compiled": k[4],
+                      "ms": v * 1e3} for k, v in med.items()]}  # fmt: skip
+    for comp in variants:
+        rows = _ratio_rows(med, impls, libs, args, comp)
+        target = 0.67 if comp else 1.0
+        title = ("compiled ours ÷ fastest peer, eager or compiled" if comp
+                 else "eager ours ÷ fastest eager peer")  # fmt: skip
+        print(f"\n## {title} (target ≤ {target})")
+        print(f"{'model':13s} {'D':>3s} {'op':8s} {'ours ms':>10s} {'peer ms':>10s} "
+              f"{'ratio':>7s}  fastest peer")  # fmt: skip
+        for r in rows:
+            flag = "  MISS" if r["fastest_peer"] and r["ratio"] > target else ""
+            ours = f"{r['ours_ms']:10.3f}" if r["ours_ms"] is not None else f"{'—':>10s}"
+            peer = f"{r['peer_ms']:10.3f}" if r["peer_ms"] is not None else f"{'—':>10s}"
+            print(f"{r['model']:13s} {r['D']:3d} {r['op']:8s} {ours} {peer} {r['ratio']:7.2f}"
+                  f"  {r['fastest_peer'] or '—'}{flag}")  # fmt: skip
+        print("\n".join(_summary(rows, target, title)))
+        out["compiled_rows" if comp else "rows"] = rows
+    if False in variants:
+        print("\n## MAF / IAF asymmetry, eager (ms; the sequential direction grows with D)")
+        for lib in libs:
+            for d in (8, 32):
+                cells = [med.get((m, d, op, lib, False)) for m in ("maf", "iaf")
+                         for op in ("density", "sample")]  # fmt: skip
+                if None in cells:
+                    continue
+                print(f"{lib:10s} D={d:<3d} MAF density {cells[0] * 1e3:8.2f} sample "
+                      f"{cells[1] * 1e3:8.2f} | IAF density {cells[2] * 1e3:8.2f} sample "
+                      f"{cells[3] * 1e3:8.2f}")  # fmt: skip
+    return out
+
+
+def print_compile(compile_s: dict, failed: dict, libs: list[str]) -> None:
+    print("\n## compile time (s): first call of the compiled callable (compile + one run)")
+    keys = sorted({k[:3] for k in compile_s} | {k[:3] for k in failed},
+                  key=lambda k: (MODELS.index(k[0]), k[1], k[2]))  # fmt: skip
+    print(f"{'model':13s} {'D':>3s} {'op':8s} " + " ".join(f"{lib:>10s}" for lib in libs))
+    for k in keys:
+        cells = []
+        for lib in libs:
+            if (*k, lib) in compile_s:
+                cells.append(f"{compile_s[(*k, lib)]:10.1f}")
+            else:
+                cells.append(f"{'failed' if (*k, lib) in failed else '—':>10s}")
+        print(f"{k[0]:13s} {k[1]:3d} {k[2]:8s} " + " ".join(cells))
+    for k, err in failed.items():
+        print(f"# {k[3]} {k[0]} D={k[1]} {k[2]}: compile failed ({err}); its eager time stands")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -363,6 +541,10 @@ def main(argv: list[str] | None = None) -> None:
         help="aggregate over rounds (min resists other jobs on a shared machine)",
     )
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--runtime", choices=sorted(RUNTIMES), default="both",
+                    help="eager, compiled (torch.compile, inductor) or both (default)")
+    ap.add_argument("--compile-mode", choices=("default", "max-autotune"), default="default",
+                    help="torch.compile mode for every library")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--no-cnf", action="store_true",
                     help="skip the ffjord section (against a torchdiffeq reference CNF and "
@@ -374,6 +556,12 @@ def main(argv: list[str] | None = None) -> None:
         args.rounds, args.min_run_time = 3, 0.02
     if args.threads:
         torch.set_num_threads(args.threads)
+    global COMPILE_MODE
+    COMPILE_MODE = args.compile_mode
+    # a peer whose graph breaks resumes in its own library functions, shared by every model:
+    # room for all of them, so that no peer falls back to eager at dynamo's default limit (8)
+    torch._dynamo.config.recompile_limit = 256
+    torch._dynamo.config.accumulated_recompile_limit = 4096
     out = run(args)
     if not args.no_cnf:  # issue 5: ffjord in the same benchmark (benchmarks/cnf_rows.py)
         sys.path.insert(0, str(Path(__file__).resolve().parent))

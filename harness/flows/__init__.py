@@ -26,16 +26,21 @@ from harness.flows import nsf as _nsf  # noqa: F401  nsf-coupling, nsf-ar
 from harness.flows import realnvp as _realnvp  # noqa: F401  realnvp
 from harness.flows.base import Flow, Layer
 from harness.flows.check import PreflightResult, preflight
+from harness.flows.compiled import CompiledFlow, EagerCheck, compare_with_eager, compiled_view
 from harness.flows.flattened import Flattened, build_for_data, model_shape
 from harness.flows.zoo import build, entry, hparams, load_plugins, names, register
 
 __all__ = [
+    "CompiledFlow",
+    "EagerCheck",
     "Flattened",
     "Flow",
     "Layer",
     "PreflightResult",
     "build",
     "build_for_data",
+    "compare_with_eager",
+    "compiled_view",
     "entry",
     "hparams",
     "load_plugins",

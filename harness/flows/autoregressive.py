@@ -4,10 +4,10 @@ A MADE conditioner gives ``θ_i(u_{<i}, c)`` (``<`` in the layer's order), and
 
 .. math:: v_i = τ(u_i; θ_i(u_{<i}, c)), \\qquad \\log|\\det ∂v/∂u| = \\sum_i \\log|τ'(u_i)|,
 
-in ONE pass of the MADE. Its inverse ``u = τ^{-1}(v; θ(u))`` is found by ``D`` passes:
-after pass ``k`` every dimension of rank ``< k`` is exact, so after ``D`` passes all are, and
-the log-det of the inverse comes from the last pass (whose ``θ`` is then exact) at no extra
-cost.
+in ONE pass of the MADE. Its inverse ``u = τ^{-1}(v; θ(u))`` is solved in ``D`` steps, one
+input (rank) per step, each step computing only the MADE units that become known at that step
+(:mod:`harness.flows.made_solve`): one masked MADE pass in all, not ``D`` full ones. The
+log-det of the inverse is the sum of the steps' element-wise log-derivatives.
 
 - MAF (``dual=False``): data → latent is the one-pass map (density in one pass, sampling in
   ``D``); Papamakarios et al. 2017, https://arxiv.org/abs/1705.07057.
@@ -21,6 +21,7 @@ from torch import Tensor
 
 from harness.flows.base import Layer, StabilityAccumulator
 from harness.flows.elementwise import Elementwise
+from harness.flows.made_solve import solve
 from harness.flows.nets import MADE
 
 __all__ = ["Autoregressive"]
@@ -49,19 +50,13 @@ class Autoregressive(Layer):
     def _one_pass(
         self, u: Tensor, context: Tensor | None, with_log_det: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        return self.ew.forward(u, self.made(u, context), with_log_det)
+        v, ld, aux = self.ew.forward(u, self.made(u, context), with_log_det)
+        return v, (None if ld is None or not with_log_det else ld.sum(-1)), aux
 
     def _sequential(
         self, v: Tensor, context: Tensor | None, with_log_det: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        u = v.new_zeros(v.shape)
-        ld = aux = None
-        weights = self.made.masked_weights()  # once, not once per pass
-        for k in range(self.made.features):
-            last = k == self.made.features - 1
-            theta = self.made(u, context, weights)
-            u, ld, aux = self.ew.inverse(v, theta, with_log_det and last)
-        return u, ld, aux
+        return solve(self.made, self.ew, v, context, with_log_det)
 
     def forward(  # type: ignore[override]
         self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
@@ -71,7 +66,7 @@ class Autoregressive(Layer):
         self._aux = None if aux is None else aux.detach()
         log_det = None
         if with_log_det:
-            log_det = x.new_zeros(x.shape[0]) if ld is None else ld.sum(-1)
+            log_det = x.new_zeros(x.shape[0]) if ld is None else ld
         return z, self._keep(log_det)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:

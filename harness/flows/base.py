@@ -60,10 +60,12 @@ class Layer(nn.Module):
 
     Subclasses implement :meth:`forward` and :meth:`inverse`; containers of layers and layers
     with diagnostics override :meth:`diagnose`. ``_last_logdet`` holds the detached log-det of
-    the last forward call (``None`` when it was skipped).
+    the last forward call (``None`` when it was skipped). A layer that initialises itself from
+    the first training batch (ActNorm) sets ``pending_init`` until it has.
     """
 
     _last_logdet: Tensor | None = None
+    pending_init: bool = False
 
     def forward(  # type: ignore[override]
         self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
@@ -208,6 +210,11 @@ class Flow(nn.Module):
         """A training penalty added to the loss, with its graph (a continuous flow's RNODE
         terms), or None for a flow that has none."""
         return None
+
+    def needs_data_init(self) -> bool:
+        """Whether a layer still waits for its data-dependent initialisation (the first
+        training forward): a compiled view runs that forward eagerly."""
+        return any(isinstance(m, Layer) and m.pending_init for m in self.modules())
 
     def stability(self) -> dict[str, float]:
         """Diagnostics of the LAST :meth:`transform` call (``stab/*`` keys); ``{}`` before one."""

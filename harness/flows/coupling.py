@@ -13,7 +13,11 @@ so both directions cost one conditioner pass. Two partitions:
   where ``m = 0``.
 
 The conditioner maps ``(B, n_a, …)`` to ``(B, P · n_b, …)`` (parameter-major); the layer views
-it as ``(B, n_b, …, P)`` for the element-wise transform.
+it as ``(P, B, n_b, …)`` for the element-wise transform (parameters on the leading axis). On
+vectors, a conditioner that can (:class:`~harness.flows.nets.MLP`) returns its output
+transposed instead, ``(P · n_b, B)``, and the element-wise transform runs on the transposed
+elements ``(n_b, B)``: each parameter is then one contiguous block, which is what the spline's
+reductions over bins (and a compiled kernel) read fastest.
 
 References:
     Dinh, Krueger, Bengio, "NICE", https://arxiv.org/abs/1410.8516;
@@ -37,8 +41,20 @@ NetFactory = Callable[[int, int], nn.Module]  # (in size, out size) → net(x, c
 
 
 def _theta(out: Tensor, n_params: int) -> Tensor:
-    """``(B, P·n, …)`` → ``(B, n, …, P)`` (a view)."""
-    return out.unflatten(1, (n_params, -1)).movedim(1, -1)
+    """``(B, P·n, …)`` → ``(P, B, n, …)`` (a view)."""
+    return out.unflatten(1, (n_params, -1)).movedim(1, 0)
+
+
+def _features_first(net: nn.Module, x: Tensor) -> bool:
+    """Whether ``net`` conditions vectors ``x`` with a transposed output (see the module doc)."""
+    return x.dim() == 2 and bool(getattr(net, "features_first", False))
+
+
+def _condition(net: nn.Module, a: Tensor, context: Tensor | None, n_params: int, fm: bool):
+    """θ with the parameters leading: ``(P, n, B)`` features-first, else ``(P, B, n, …)``."""
+    if fm:
+        return net(a, context, features_first=True).unflatten(0, (n_params, -1))
+    return _theta(net(a, context), n_params)
 
 
 class _Coupling(Layer):
@@ -93,19 +109,24 @@ class SplitCoupling(_Coupling):
         self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
     ) -> tuple[Tensor, Tensor | None]:
         a, b = self._parts(x)
-        theta = _theta(self.net(a, context), self.ew.n_params)
-        yb, ld, aux = self.ew.forward(b, theta, with_log_det)
+        fm = _features_first(self.net, x)
+        theta = _condition(self.net, a, context, self.ew.n_params, fm)
+        yb, ld, aux = self.ew.forward(b.T if fm else b, theta, with_log_det)
         self._aux = None if aux is None else aux.detach()
         log_det = None
         if with_log_det:
-            log_det = x.new_zeros(x.shape[0]) if ld is None else ld.flatten(1).sum(1)
-        return self._join(x, yb), self._keep(log_det)
+            if ld is None:
+                log_det = x.new_zeros(x.shape[0])
+            else:
+                log_det = ld.sum(0) if fm else ld.flatten(1).sum(1)
+        return self._join(x, yb.T if fm else yb), self._keep(log_det)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         a, b = self._parts(y)
-        theta = _theta(self.net(a, context), self.ew.n_params)
-        xb, _, _ = self.ew.inverse(b, theta, False)
-        return self._join(y, xb)
+        fm = _features_first(self.net, y)
+        theta = _condition(self.net, a, context, self.ew.n_params, fm)
+        xb, _, _ = self.ew.inverse(b.T if fm else b, theta, False)
+        return self._join(y, xb.T if fm else xb)
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}, flip={self.flip}, ew={type(self.ew).__name__}"
@@ -127,26 +148,32 @@ class MaskCoupling(_Coupling):
         self.register_buffer("keep", mask.bool(), persistent=False)
         self.net = make_net(mask.shape[0], ew.n_params * mask.shape[0])
 
-    def _theta(self, v: Tensor, context: Tensor | None) -> Tensor:
-        return _theta(self.net(v * self.mask, context), self.ew.n_params)
+    def _elements(self, v: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor, bool]:
+        """``(θ, elements, keep)`` in the layout the conditioner gives (see the module doc)."""
+        fm = _features_first(self.net, v)
+        theta = _condition(self.net, v * self.mask, context, self.ew.n_params, fm)
+        return theta, (v.T if fm else v), (self.keep[:, None] if fm else self.keep), fm
 
     def forward(  # type: ignore[override]
         self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
     ) -> tuple[Tensor, Tensor | None]:
-        yt, ld, aux = self.ew.forward(x, self._theta(x, context), with_log_det)
+        theta, elems, keep, fm = self._elements(x, context)
+        yt, ld, aux = self.ew.forward(elems, theta, with_log_det)
         self._aux = None if aux is None else aux.detach()
-        self._aux_select = None if aux is None else ~self.keep
+        self._aux_select = None if aux is None else ~keep
         log_det = None
         if with_log_det:
             if ld is None:
                 log_det = x.new_zeros(x.shape[0])
             else:
-                log_det = torch.where(self.keep, torch.zeros_like(ld), ld).flatten(1).sum(1)
-        return torch.where(self.keep, x, yt), self._keep(log_det)
+                ld = torch.where(keep, torch.zeros_like(ld), ld)
+                log_det = ld.sum(0) if fm else ld.flatten(1).sum(1)
+        return torch.where(self.keep, x, yt.T if fm else yt), self._keep(log_det)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
-        xt, _, _ = self.ew.inverse(y, self._theta(y, context), False)
-        return torch.where(self.keep, y, xt)
+        theta, elems, _, fm = self._elements(y, context)
+        xt, _, _ = self.ew.inverse(elems, theta, False)
+        return torch.where(self.keep, y, xt.T if fm else xt)
 
     def extra_repr(self) -> str:
         return f"mask={tuple(self.mask.shape)}, ew={type(self.ew).__name__}"

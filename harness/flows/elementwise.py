@@ -1,8 +1,10 @@
 """Element-wise (univariate) bijections ``y = τ(x; θ)`` fed parameters by a conditioner.
 
 Couplings and autoregressive layers share these: a layer's conditioner produces ``θ`` with the
-parameters on the last axis (``(..., n_params)``), and the element-wise transform returns the
-per-element log-derivative ``log |∂y/∂x|`` (summed by the layer), or ``None`` where it is 0.
+parameters on the LEADING axis (``(n_params, *x.shape)``: each parameter a block of the
+elements' shape, which is what a parameter-major conditioner output is, and what the spline's
+reductions over bins want), and the element-wise transform returns the per-element
+log-derivative ``log |∂y/∂x|`` (summed by the layer), or ``None`` where it is 0.
 
 - :class:`Affine`: ``y = x · exp(s) + t`` with a bounded log-scale ``s = b · tanh(r / b)``
   (``"tanh"``), ``s = (2b/π) · atan(r / b)`` (``"atan"``, a softer clamp) or ``s = r``
@@ -71,7 +73,7 @@ class Affine(Elementwise):
         self.bound, self.clamp = float(bound), clamp
 
     def _scale(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        return theta[..., 0], bound_scale(theta[..., 1], self.bound, self.clamp)
+        return theta[0], bound_scale(theta[1], self.bound, self.clamp)
 
     def forward(
         self, x: Tensor, theta: Tensor, with_log_det: bool
@@ -100,12 +102,12 @@ class Additive(Elementwise):
     def forward(
         self, x: Tensor, theta: Tensor, with_log_det: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        return x + theta[..., 0], None, None
+        return x + theta[0], None, None
 
     def inverse(
         self, y: Tensor, theta: Tensor, with_log_det: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        return y - theta[..., 0], None, None
+        return y - theta[0], None, None
 
 
 class Spline(Elementwise):
@@ -129,11 +131,12 @@ class Spline(Elementwise):
         self, v: Tensor, theta: Tensor, inverse: bool, with_log_det: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         k = self.bins
+        theta = theta.contiguous()  # the bin reductions run over the leading axis
         y, ld = rq_spline(
             v,
-            theta[..., :k],
-            theta[..., k : 2 * k],
-            theta[..., 2 * k :],
+            theta[:k],
+            theta[k : 2 * k],
+            theta[2 * k :],
             inverse=inverse,
             tail_bound=self.tail_bound,
             min_bin_width=self.min_w,

@@ -37,8 +37,18 @@ def _pixels(x: Tensor) -> int:
     return math.prod(x.shape[2:])
 
 
+def _sync_initialized(module: ActNorm, _incompatible_keys: object) -> None:
+    module.pending_init = not bool(module.initialized)  # a load_state_dict post-hook
+
+
 class ActNorm(Layer):
-    """Per-channel affine with data-dependent initialisation (on the first training forward)."""
+    """Per-channel affine with data-dependent initialisation (on the first training forward).
+
+    Whether that initialisation is still due is the buffer ``initialized`` (saved with the
+    weights) mirrored in the plain attribute ``pending_init``, which the forward pass reads: a
+    Python bool, so a compiled forward has no data-dependent branch (``torch.compile`` guards
+    on it), and :meth:`Flow.needs_data_init` finds layers that still wait for data.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-6):
         super().__init__()
@@ -46,10 +56,13 @@ class ActNorm(Layer):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.register_buffer("initialized", torch.tensor(False))
+        self.pending_init = True
+        self.register_load_state_dict_post_hook(_sync_initialized)
 
     def mark_initialized(self) -> None:
         """Skip the data-dependent initialisation (keep the current parameters)."""
         self.initialized.fill_(True)
+        self.pending_init = False
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
@@ -57,12 +70,12 @@ class ActNorm(Layer):
         self.bias.copy_(-x.mean(dim=dims))
         std = x.std(dim=dims, unbiased=False) if x.shape[0] * _pixels(x) > 1 else x.abs()[0]
         self.log_scale.copy_(-torch.log(std.reshape(-1) + self.eps))
-        self.initialized.fill_(True)
+        self.mark_initialized()
 
     def forward(  # type: ignore[override]
         self, x: Tensor, context: Tensor | None = None, with_log_det: bool = True
     ) -> tuple[Tensor, Tensor | None]:
-        if self.training and not bool(self.initialized):
+        if self.training and self.pending_init:
             self._initialize(x)
         y = (x + _per_channel(self.bias, x)) * _per_channel(self.log_scale.exp(), x)
         log_det = None

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.flows.made_plan import MadePlan, made_plan
+
 __all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "made_degrees"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -62,7 +64,13 @@ class MLP(nn.Module):
         activation: a key of :data:`ACTIVATIONS`.
         context_dim, context_mode: the conditioning (``None`` for none), see the module doc.
         zero_last: zero-initialise the output layer.
+
+    ``forward(x, context, features_first=True)`` returns the output transposed,
+    ``(out_features, B)`` and contiguous, computed as ``W hᵀ`` (the same product): a layer
+    that reads blocks of output features (a coupling's parameters) then reads contiguous rows.
     """
+
+    features_first = True  # forward supports features_first=True
 
     def __init__(
         self,
@@ -90,7 +98,9 @@ class MLP(nn.Module):
         if zero_last:
             _zero(self.out)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, features_first: bool = False
+    ) -> Tensor:
         if self.concat:
             assert context is not None
             x = torch.cat([x, context], dim=-1)
@@ -100,13 +110,17 @@ class MLP(nn.Module):
             if film is not None:
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
+        if features_first:
+            return torch.addmm(self.out.bias[:, None], self.out.weight, x.T)
         return self.out(x)
 
 
 def made_degrees(order: Tensor, hidden: int) -> Tensor:
-    """Hidden-unit degrees in ``1 … D−1`` (cycled) for inputs ranked by ``order`` (0-based)."""
+    """Hidden-unit degrees in ``1 … D−1`` for inputs ranked by ``order`` (0-based): each
+    degree equally often (cycled), sorted, so that the units a sequential solve computes at
+    one step are adjacent (:mod:`harness.flows.made_plan`)."""
     d = order.numel()
-    return torch.arange(hidden) % max(d - 1, 1) + 1
+    return torch.sort(torch.arange(hidden) % max(d - 1, 1) + 1).values
 
 
 class _MaskedLinear(nn.Linear):
@@ -122,8 +136,12 @@ class _MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
+def _replan(module: MADE, _incompatible_keys: object) -> None:
+    module._set_plan()  # a load_state_dict post-hook (a module-level function: picklable)
+
+
 class MADE(nn.Module):
-    """Masked autoencoder: output ``(B, D, P)`` whose ``[:, i]`` depends on ``x_j`` only for
+    """Masked autoencoder: output ``(P, B, D)`` whose ``[:, :, i]`` depends on ``x_j`` only for
     ``order[j] < order[i]`` (and on the whole context).
 
     Arguments:
@@ -165,6 +183,32 @@ class MADE(nn.Module):
         )
         if zero_last:
             _zero(self.out)
+        self.plan: MadePlan
+        self._set_plan()
+        self.register_load_state_dict_post_hook(_replan)
+
+    def _set_plan(self) -> None:
+        """Derive the sequential solve's plan from the masks (again after loading masks)."""
+        self.plan = made_plan([m.mask for m in self.hidden], self.out.mask, self.features)
+        device = self.out.mask.device
+        order = self.plan.dim_order
+        tensors = {
+            "_dim_order": order,
+            "_dim_inverse": None if order is None else torch.argsort(order),
+            "_out_rows": self.plan.out_rows,
+        }
+        for k, h in enumerate(self.plan.hidden_orders):
+            tensors[f"_hidden_order{k}"] = h
+        for name, t in tensors.items():
+            t = None if t is None else t.to(device)
+            if name in self._buffers:
+                setattr(self, name, t)
+            else:
+                self.register_buffer(name, t, persistent=False)
+
+    def hidden_order(self, k: int) -> Tensor | None:
+        """Hidden layer ``k``'s units sorted by solve step (``None``: already sorted)."""
+        return getattr(self, f"_hidden_order{k}")
 
     def masked_weights(self) -> list[Tensor]:
         """The masked weight matrices (hidden layers, then output): computed once and passed
@@ -186,7 +230,7 @@ class MADE(nn.Module):
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
         out = F.linear(x, weights[-1], self.out.bias)
-        return out.unflatten(-1, (self.params, self.features)).transpose(-1, -2)
+        return out.unflatten(-1, (self.params, self.features)).movedim(-2, 0)
 
 
 class ConvNet(nn.Module):

@@ -19,6 +19,11 @@ Parameterization: widths ``w = m_w + (1 − K m_w) softmax(θ_w)`` (heights alik
 ``2B``; inner derivatives ``d = m_d + softplus(θ_d + c)`` with ``c = log(e^{1 − m_d} − 1)``, so
 that all-zero parameters give uniform bins with unit derivatives, i.e. the identity.
 
+Layout: the bin axis LEADS (``(K, *S)`` for inputs of shape ``S``), so the softmax, the
+cumulative sums and the bin look-up reduce over the outermost axis while the elements run
+contiguously inside; on a CPU that is several times faster than reducing over a short last axis.
+The bin's knots and derivatives are read with one ``gather`` from one table.
+
 References:
     Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", NeurIPS 2019,
     https://arxiv.org/abs/1906.04032.
@@ -35,17 +40,22 @@ from torch import Tensor
 __all__ = ["rq_spline"]
 
 
-def _knots(raw: Tensor, bound: float, minimum: float) -> tuple[Tensor, Tensor]:
-    """Bin sizes and cumulative knot positions on ``[−bound, bound]`` from raw parameters."""
-    k = raw.shape[-1]
+def _knots(raw: Tensor, bound: float, minimum: float) -> Tensor:
+    """Knot positions ``(K + 1, *S)`` on ``[−bound, bound]`` (exact ends) from raw sizes."""
+    k = raw.shape[0]
     if minimum * k >= 1.0:
         raise ValueError(f"rq_spline: minimum bin size {minimum} is too large for {k} bins")
-    size = minimum + (1.0 - minimum * k) * torch.softmax(raw, dim=-1)
-    cum = torch.cumsum(size, dim=-1)
-    lo = torch.zeros_like(cum[..., :1])
-    cum = torch.cat([lo, cum[..., :-1], lo + 1.0], dim=-1)  # exact 0 and 1 at the ends
-    cum = (2.0 * bound) * cum - bound
-    return cum[..., 1:] - cum[..., :-1], cum
+    size = torch.softmax(raw, dim=0) * (1.0 - minimum * k) + minimum
+    if torch.compiler.is_compiling():  # unrolled: fuses with its neighbours (cumsum does not)
+        sums = [size[0]]
+        for i in range(1, k - 1):
+            sums.append(sums[-1] + size[i])
+        partial = torch.stack(sums)
+    else:
+        partial = torch.cumsum(size[:-1], dim=0)
+    inner = partial * (2.0 * bound) - bound
+    end = inner.new_full((1, *raw.shape[1:]), bound)
+    return torch.cat((-end, inner, end))
 
 
 def rq_spline(
@@ -65,8 +75,8 @@ def rq_spline(
 
     Arguments:
         x: inputs, any shape ``S``.
-        widths, heights: unnormalised bin sizes, ``S + (K,)``.
-        derivatives: unconstrained inner derivatives, ``S + (K − 1,)``.
+        widths, heights: unnormalised bin sizes, ``(K, *S)``.
+        derivatives: unconstrained inner derivatives, ``(K − 1, *S)``.
         inverse: apply the inverse map.
         tail_bound: ``B``; outside ``[−B, B]`` the map is the identity.
 
@@ -75,23 +85,20 @@ def rq_spline(
         ``None`` when ``with_log_det`` is false.
     """
     bound = float(tail_bound)
-    w, cw = _knots(widths, bound, min_bin_width)
-    h, ch = _knots(heights, bound, min_bin_height)
+    k = widths.shape[0]
+    cw = _knots(widths, bound, min_bin_width)
+    ch = _knots(heights, bound, min_bin_height)
     shift = math.log(math.expm1(1.0 - min_derivative))
-    inner = min_derivative + F.softplus(derivatives + shift)
-    one = torch.ones_like(inner[..., :1])
-    d = torch.cat([one, inner, one], dim=-1)
+    inner = F.softplus(derivatives + shift) + min_derivative
+    one = torch.ones_like(inner[:1])
+    table = torch.cat((cw, ch, one, inner, one)).view(3, k + 1, *x.shape)
 
-    inside = (x >= -bound) & (x <= bound)
+    inside = x.abs() <= bound
     xc = x.clamp(-bound, bound)
-    knots = ch if inverse else cw
-    idx = (xc[..., None] >= knots[..., 1:-1]).sum(dim=-1, keepdim=True)
-
-    def at(t: Tensor) -> Tensor:
-        return t.gather(-1, idx).squeeze(-1)
-
-    xk, wk, yk, hk = at(cw), at(w), at(ch), at(h)
-    dk, dk1 = at(d[..., :-1]), at(d[..., 1:])
+    idx = (xc >= (ch if inverse else cw)[1:-1]).sum(dim=0, keepdim=True)  # the bin, (1, *S)
+    both = torch.cat((idx, idx + 1)).expand(3, 2, *x.shape)  # knots k and k + 1
+    (xk, xk1), (yk, yk1), (dk, dk1) = table.gather(1, both).unbind(0)
+    wk, hk = xk1 - xk, yk1 - yk
     s = hk / wk
     curv = dk + dk1 - 2.0 * s
     if inverse:

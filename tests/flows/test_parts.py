@@ -18,12 +18,12 @@ D64 = torch.float64
 
 def _spline_params(shape: tuple[int, ...], k: int = 6, scale: float = 1.5, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return [scale * torch.randn(*shape, n, generator=g, dtype=D64) for n in (k, k, k - 1)]
+    return [scale * torch.randn(n, *shape, generator=g, dtype=D64) for n in (k, k, k - 1)]
 
 
 def test_spline_with_zero_parameters_is_the_identity() -> None:
     x = torch.linspace(-5, 5, 101, dtype=D64)
-    w, h, d = (torch.zeros(101, n, dtype=D64) for n in (8, 8, 7))
+    w, h, d = (torch.zeros(n, 101, dtype=D64) for n in (8, 8, 7))
     y, ld = rq_spline(x, w, h, d, tail_bound=3.0)
     assert torch.allclose(y, x, atol=1e-12) and ld is not None and ld.abs().max() < 1e-12
 
@@ -32,7 +32,7 @@ def test_spline_is_monotone_invertible_with_identity_tails_and_true_derivative()
     x = torch.linspace(-4.5, 4.5, 2001, dtype=D64).requires_grad_(True)
     w, h, d = _spline_params((2001,))
     # one set of parameters for every x, so y(x) is a single function of x
-    w, h, d = (t[:1].expand_as(t) for t in (w, h, d))
+    w, h, d = (t[:, :1].expand_as(t) for t in (w, h, d))
     y, ld = rq_spline(x, w, h, d, tail_bound=3.0)
     assert (y.diff() > 0).all()
     outside = x.detach().abs() > 3.0
@@ -68,7 +68,7 @@ def test_made_is_autoregressive_in_its_order(context_mode: str) -> None:
     made = MADE(6, 3, 32, 2, order, context_dim=2, context_mode=context_mode).double()
     randomize(made, seed=0)  # type: ignore[arg-type]
     x, c = torch.randn(6, dtype=D64), torch.randn(1, 2, dtype=D64)
-    jac = torch.autograd.functional.jacobian(lambda v: made(v[None], c)[0], x)  # (6, 3, 6)
+    jac = torch.autograd.functional.jacobian(lambda v: made(v[None], c)[:, 0].T, x)  # (6, 3, 6)
     dep = jac.abs().sum(1) > 0  # dep[i, j]: output i depends on input j
     allowed = order[None, :] < order[:, None]
     assert not (dep & ~allowed).any()
