@@ -87,11 +87,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
     if not todo:
         be.close()
         return summary
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    except ValueError:  # not the main thread
-        previous = None
+    previous = None
     ledger = store.ledger()
     progress = Progress(out, tty)
     from ..job.environment import code_revision
@@ -100,6 +96,9 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
                 revision=code_revision(), system_metrics=monitor_s)
     try:
         be.connect()
+        # SIGTERM stops the suite as Ctrl-C does; installed after connecting, because
+        # ray.init installs a handler of its own that aborts the process
+        previous = _stop_on_sigterm()
         summary.slots = train_slots(be.shape(), res.cpus, res.gpus, len(todo))
         ledger.start()
         _rounds(be, book, suite, store.uri, [book.task_for(j) for j in todo], progress,
@@ -120,6 +119,17 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         ledger.stop()
         be.close()
     return summary
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt (the runs are marked killed, the ledger released);
+    the previous handler, or None off the main thread (where no handler can be set)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    except ValueError:
+        return None
+    return previous
 
 
 def _rounds(be: Backend, book: Book, suite: Suite, uri: str, tasks: list[Task],
