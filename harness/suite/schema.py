@@ -152,9 +152,9 @@ def _one_of(what: str, value: Any, valid: tuple[str, ...]) -> str:
         raise ValueError(f"{what} must be one of {', '.join(valid)} (got {shown(value)})")  # noqa: TRY004
     if value not in valid:
         near = nearest(value, list(valid))
-        raise ValueError(f"unknown {what} {shown(value)}"
+        raise ValueError(f"unknown {what} (got {shown(value)})"
                          + (f"; did you mean '{near}'?" if near else "")
-                         + f" (valid: {', '.join(valid)})")
+                         + f" Valid: {', '.join(valid)}")
     return value
 
 
@@ -178,7 +178,12 @@ class RuntimeItem(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"a runtime is a name ({', '.join(RUNTIMES)}) or a mapping "  # noqa: TRY004
+                             f"{{name: compile, mode: …, shapes: …}} (got {shown(value)})")
+        return value
 
     @field_validator("name", mode="before")
     @classmethod
