@@ -93,7 +93,8 @@ def _print_dropped(dropped) -> None:
     """One line per dropped cell, the first ``DROPPED_SHOWN``; then counts by reason."""
     for d in dropped[:DROPPED_SHOWN]:
         a = d.axes
-        print(f"dropped {a['arch']} · {a['dataset']} · {a['dequant']} · seed {a['seed']}: "
+        rt = "" if a.get("runtime", "eager") == "eager" else f" · {a['runtime']}"
+        print(f"dropped {a['arch']} · {a['dataset']} · {a['dequant']}{rt} · seed {a['seed']}: "
               f"{d.reason}")
     if len(dropped) > DROPPED_SHOWN:
         rest = Counter(d.reason for d in dropped[DROPPED_SHOWN:])
@@ -189,13 +190,14 @@ def cmd_plan(args) -> int:
     res = suite.resources
     out = [f"suite {suite.name}: {len(jobs)} jobs, each {res.cpus:g} CPU"
            + (f" + {res.gpus:g} GPU" if res.gpus else "")]
-    header = f"{'key':16}  {'architecture':28} {'data set':14} {'dequant':12} {'seed':>4}  resources"
+    header = (f"{'key':16}  {'architecture':28} {'data set':14} {'dequant':12} "
+              f"{'runtime':14} {'seed':>4}  resources")
     out += [header, "-" * len(header)]
     tail = f"  cpu={res.cpus:g} gpu={res.gpus:g}"
     for j in jobs:
         a = j.axes
         out.append(f"{j.key:16}  {a['arch'][:28]:28} {a['dataset'][:14]:14} "
-                   f"{a['dequant'][:12]:12} {a['seed']:>4}{tail}")
+                   f"{a['dequant'][:12]:12} {a['runtime'][:14]:14} {a['seed']:>4}{tail}")
     out += _plan_studies(suite, jobs)
     sys.stdout.write("\n".join(out) + "\n")
     if args.seeds_for is not None:

@@ -14,6 +14,7 @@ TAG_ARCH_LABEL = "nfbench.arch_label"  # name plus non-default hyper-parameters,
 TAG_DATASET = "nfbench.dataset"
 TAG_DEQUANT = "nfbench.dequant"
 TAG_SEED = "nfbench.seed"
+TAG_RUNTIME = "nfbench.runtime"  # eager, compile, cuda-graphs (with options off the defaults)
 TAG_STATUS = "nfbench.status"  # one of STATUSES
 TAG_ERROR = "nfbench.error"  # last error (traceback tail) of a failed attempt
 TAG_ATTEMPTS = "nfbench.attempts"
@@ -55,6 +56,12 @@ PERF_TRAIN_STEP_MS = "perf/train_step_ms"
 PERF_PEAK_MEM_MB = "perf/peak_mem_mb"
 PERF_BATCH = "perf/batch_size"
 PERF_NFE = "perf/nfe"
+# compiled runtimes (not eager): what compiling cost, apart from the steady-state timings
+PERF_COMPILE_S = "perf/compile_s"  # seconds to the first compiled call of every timed operation
+PERF_RECOMPILES = "perf/recompiles"  # recompilations after each operation's first call
+PERF_GRAPH_BREAKS = "perf/graph_breaks"  # graph breaks in the first calls (0: whole graphs)
+PERF_EAGER_LOGPROB_ERR = "perf/eager_logprob_err"  # max |Δ log p| compiled − eager, timing batch
+PERF_EAGER_INVERSE_ERR = "perf/eager_inverse_err"  # max |Δ inverse| compiled − eager
 # the noise of the timings: each timed perf/*_ms metric K also records K_median, K_iqr and
 # K_blocks (spread_keys); per run, what the machine did while it was timed
 SUFFIX_MEDIAN = "_median"  # median of the block times (K itself is their first quartile)

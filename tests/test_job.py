@@ -96,3 +96,30 @@ def test_divergence_is_recorded_with_diagnostics(tmp_path):
     assert result.status == keys.STATUS_DIVERGED
     m = store.client.get_run(run_id).data.metrics
     assert m[keys.STAB_NONFINITE_STEPS] >= 1 or not math.isfinite(m.get(keys.EVAL_NLL, math.nan))
+
+
+def test_compiled_job_trains_and_times_through_its_view(tmp_path):
+    """runtime compile: the same job as eager, trained and timed through a compiled view;
+    compile time, graph breaks and the check against eager recorded; the checkpoint holds the
+    flow's own state (loadable into an eager flow)."""
+    jobs = _jobs("name: c\nmatrix: {architectures: [{name: realnvp, layers: 2, hidden: 16}], "
+                 "datasets: [moons], dequantization: [none], runtime: [eager, compile]}\n"
+                 "train: {steps: 20, eval_every: 10, batch_size: 64}\n"
+                 "eval: {max_examples: 300}\n"
+                 "timing: {batch_size: 64, min_run_time: 0.01}\n")
+    eager, comp = jobs
+    assert "runtime" not in eager.config.as_dict() and comp.key != eager.key
+    store, run_id, result = _run(tmp_path, comp)
+    assert result.status == keys.STATUS_FINISHED
+    run = store.client.get_run(run_id)
+    m = run.data.metrics
+    assert run.data.tags[keys.TAG_RUNTIME] == "compile"
+    assert m[keys.PERF_COMPILE_S] > 0 and m[keys.PERF_GRAPH_BREAKS] == 0
+    assert m[keys.PERF_RECOMPILES] >= 0
+    assert m[keys.PERF_EAGER_LOGPROB_ERR] <= 3.5e-4 * 10  # within the check's tolerance
+    assert math.isfinite(m[keys.PERF_DENSITY_MS]) and math.isfinite(m[keys.PERF_TRAIN_STEP_MS])
+    assert math.isfinite(m[keys.EVAL_NLL])
+    path = MlflowTracker(store.uri, run_id).fetch(keys.ART_CHECKPOINT_BEST, tmp_path / "dl")
+    state = torch.load(path, weights_only=True)
+    _, _, flow = build(comp.config, CPU)
+    flow.load_state_dict(state["flow"])  # the flow's own keys: no view prefix

@@ -66,6 +66,9 @@ def ui(store_uri, tmp_path_factory) -> Iterator[str]:
         _stop(server)
 
 
+SMOKE_RUNS = 6  # 4 eager jobs and 2 compiled ones (suites/smoke.yaml)
+
+
 @pytest.fixture(scope="module")
 def smoke_store(ui, tmp_path_factory) -> tuple[str, str, list, Path]:
     """The smoke suite (its matrix as shipped, 60 steps) run with Ray into the server."""
@@ -171,16 +174,18 @@ def test_report_and_status_read_the_suite_back(smoke_store, store_uri, capsys):
         out = root / f"site-{i}"
         assert main(["report", "smoke", "--tracking-uri", source, "--out", str(out)]) == 0
         table = pd.read_csv(out / "data" / "runs.csv")
-        assert len(table) == 4 and set(table["status"]) == {keys.STATUS_FINISHED}
+        assert len(table) == SMOKE_RUNS and set(table["status"]) == {keys.STATUS_FINISHED}
+        assert set(table["runtime"]) == {"eager", "compile"}  # the compile panel's pairs
+        assert 'id="compile"' in (out / "index.html").read_text()
         assert (out / "index.html").is_file()
         curves = list((out / "data").glob("curves-*.csv"))
         assert curves and all(len(pd.read_csv(c)) > 0 for c in curves)  # histories at least
         if source == ui:  # artifacts the server proxies are reached through the server only
-            assert len(list((out / "samples").glob("*.png"))) == 4
+            assert len(list((out / "samples").glob("*.png"))) == SMOKE_RUNS
     capsys.readouterr()
     assert main(["status", "smoke", "--tracking-uri", ui]) == 0
     status = capsys.readouterr().out
-    assert "finished 4 · diverged 0 · failed 0 · killed 0 · running 0 · queued 0 · " \
+    assert f"finished {SMOKE_RUNS} · diverged 0 · failed 0 · killed 0 · running 0 · queued 0 · " \
            "not started 0" in status and "time left: none" in status
     if store_uri.startswith("postgresql"):  # the server's store is PostgreSQL: rows there
         engine = sa.create_engine(store_uri, poolclass=sa.pool.NullPool)
@@ -190,4 +195,4 @@ def test_report_and_status_read_the_suite_back(smoke_store, store_uri, capsys):
                 "WHERE e.name = 'smoke' AND r.lifecycle_stage = 'active'")).scalar()
             inputs = con.execute(sa.text("SELECT count(*) FROM inputs")).scalar()
         engine.dispose()
-        assert n == len(runs) == 4 and inputs == 4
+        assert n == len(runs) == SMOKE_RUNS and inputs == SMOKE_RUNS

@@ -119,3 +119,47 @@ def test_a_retiming_of_the_same_flow_agrees_within_its_noise(one_thread):
     assert math.isfinite(first.metrics[keys.PERF_DENSITY_MS])
     if not disturbed:
         assert checked == 3
+
+
+def test_a_view_is_timed_after_its_first_calls_and_checked_against_eager(one_thread):
+    """The compiled path with the eager view (same interface, nothing to compile, so fast):
+    every operation runs through the view, compile time and graph counts are recorded, and
+    the check against eager passed with errors of zero."""
+    flow = flows.build("realnvp", event_shape=4, layers=2, hidden=16)
+    calls: list[str] = []
+
+    def viewed(f):
+        view = flows.compiled_view(f, runtime="eager")
+        for name in ("log_prob", "transform", "inverse"):
+            inner = getattr(view, name)
+
+            def spy(*a, _inner=inner, _name=name, **k):
+                calls.append(_name)
+                return _inner(*a, **k)
+            setattr(view, name, spy)
+        return view
+
+    t = timing.time_flow(flow, torch.randn(128, 4), min_run_time=0.02, compiled=viewed)
+    m = t.metrics
+    assert m[keys.PERF_COMPILE_S] > 0
+    assert m[keys.PERF_GRAPH_BREAKS] == 0 and m[keys.PERF_RECOMPILES] == 0
+    assert m[keys.PERF_EAGER_LOGPROB_ERR] == 0 and m[keys.PERF_EAGER_INVERSE_ERR] == 0
+    assert {"log_prob", "transform", "inverse"} <= set(calls)  # timed through the views
+    assert "compiled view" in t.info["nfbench.timing.method"]
+    eager = timing.time_flow(flow, torch.randn(128, 4), min_run_time=0.02)
+    assert keys.PERF_COMPILE_S not in eager.metrics  # an eager job records none
+
+
+def test_a_view_that_disagrees_with_eager_fails_before_timing(one_thread):
+    flow = flows.build("realnvp", event_shape=4, layers=2, hidden=16)
+
+    def wrong(f):
+        view = flows.compiled_view(f, runtime="eager")
+        right = view.log_prob
+        view.log_prob = lambda x, context=None: right(x, context) + 1e-2  # a wrong kernel
+        return view
+
+    with pytest.raises(timing.CompiledMismatch) as err:
+        timing.time_flow(flow, torch.randn(128, 4), min_run_time=0.02, compiled=wrong)
+    text = str(err.value)
+    assert "MISMATCH" in text and "max |Δ log p| 0.01" in text and "tolerance" in text

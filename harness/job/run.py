@@ -3,7 +3,13 @@
 *Train phase*: build the data, the dequantizer and the flow → train within budget with
 checkpoints, keeping the best weights on the validation split → evaluate them on the test
 split → diagnose → write the artifacts. *Timing phase*: reload the best weights and time the
-flow's operations; the scheduler runs it with no other job on the device. Everything is
+flow's operations; the scheduler runs it with no other job on the device.
+
+A job whose runtime is not eager trains and is timed through a compiled view of its flow
+(:func:`harness.flows.compiled_view`, sharing the flow's parameters: the optimizer and the
+checkpoints hold the flow's own state); the test-split evaluation and the diagnostics run the
+same weights eagerly. The timing phase compiles before it times (``perf/compile_s``) and checks
+the view against eager on the timing batch first; a mismatch fails the job. Everything is
 written through a :class:`~harness.job.tracker.Tracker`.
 """
 
@@ -18,6 +24,7 @@ from typing import Any
 import torch
 
 from .. import keys
+from ..flows import compiled_view
 from ..measure import time_flow
 from ..suite.jobconfig import JobConfig
 from .artifacts import picture_of, write_reference_artifacts, write_training_artifacts
@@ -28,7 +35,7 @@ from .reference import REFERENCE_MODELS, fit_reference, time_reference
 from .tracker import Tracker
 from .train import train
 
-__all__ = ["JobResult", "error_text", "run_timing", "run_training"]
+__all__ = ["JobResult", "compiler_for", "error_text", "run_timing", "run_training"]
 
 PHASE_TAG = keys.TAG_PHASE
 SEED_TIMING = 4  # offset of the job seed for the timing inputs' dequantization noise
@@ -61,7 +68,16 @@ def _finish(tracker: Tracker, final: dict[str, Any], status: str, metrics: dict[
 def _job_tags(cfg: JobConfig, device: torch.device) -> dict[str, Any]:
     return {**environment_tags(device), keys.TAG_ARCH: cfg.arch.name,
             keys.TAG_DATASET: cfg.data.name, keys.TAG_DEQUANT: cfg.dequant.scheme,
-            keys.TAG_SEED: cfg.seed}
+            keys.TAG_SEED: cfg.seed, keys.TAG_RUNTIME: cfg.runtime.label}
+
+
+def compiler_for(cfg: JobConfig):
+    """None for an eager job; else a function flow → its compiled view in the job's runtime
+    (``compile`` / ``cuda-graphs``, mode, batch-size policy)."""
+    rt = cfg.runtime
+    if rt.eager:
+        return None
+    return lambda flow: compiled_view(flow, rt.name, mode=rt.mode, shapes=rt.shapes)
 
 
 def _reference_training(cfg: JobConfig, tracker: Tracker, device: torch.device,
@@ -102,8 +118,10 @@ def run_training(config: JobConfig | dict[str, Any], tracker: Tracker, device: t
         "flow.params": sum(p.numel() for p in flow.parameters()),
         **{f"data.split.{k}": v for k, v in ds.splits_info.items()},
     }
+    compiler = compiler_for(cfg)
     outcome = train(flow, deq, on_device(ds, ctx, device), cfg.train, tracker, device, cfg.seed,
-                    resume=resume, progress=progress)
+                    resume=resume, progress=progress,
+                    view=None if compiler is None else compiler(flow))
     discrete = ds.kind == "discrete"
     metrics = training_metrics(outcome, discrete)
     if outcome.best_state is not None:
@@ -143,7 +161,8 @@ def run_timing(config: JobConfig | dict[str, Any], tracker: Tracker, device: tor
     deq.load_state_dict(state["deq"])
     x = test_inputs(deq, ds.test, t.batch_size, device, cfg.seed + SEED_TIMING)
     timing = time_flow(flow, x, min_run_time=t.min_run_time, sample_batch=t.sample_batch_size,
-                       context=rows(ctx["test"], t.batch_size, device))
+                       context=rows(ctx["test"], t.batch_size, device),
+                       compiled=compiler_for(cfg))
     tracker.log_json(timing.detail, keys.ART_TIMING)  # every measurement's blocks and load
     final = {"tags": {**timing.info, PHASE_TAG: "timed"}, "metrics": timing.metrics}
     return _finish(tracker, final, keys.STATUS_FINISHED, timing.metrics, t0, defer_record)

@@ -108,6 +108,10 @@ def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
 class Trainer:
     """Trains ``flow`` (and a variational dequantizer's parameters) on ``data.train``.
 
+    ``view`` (a compiled view of ``flow``, :func:`harness.flows.compiled_view`) computes the
+    log-densities of training and validation when given; it shares the flow's parameters, so
+    the optimizer, the checkpoints and the best weights are the flow's own.
+
     ``data`` holds the splits already on ``device`` (:class:`~harness.job.components.Splits`);
     ``resume`` is a checkpoint dict from an earlier attempt. :meth:`run` trains to the end of
     the budget; :meth:`step`, :meth:`validate` and :meth:`checkpoint` are its parts.
@@ -115,8 +119,9 @@ class Trainer:
 
     def __init__(self, flow, deq, data: Splits, cfg: TrainBudget, tracker: Tracker,
                  device: torch.device, seed: int, resume: dict[str, Any] | None = None,
-                 progress=None, flush_seconds: float = 30.0):
+                 progress=None, flush_seconds: float = 30.0, view=None):
         self.flow, self.deq, self.data, self.cfg = flow, deq, data, cfg
+        self.model = flow if view is None else view  # what computes log p
         self.tracker, self.device, self.seed = tracker, device, seed
         self.progress, self.flush_seconds = progress, flush_seconds
         self.params = [p for p in list(flow.parameters()) + list(deq.parameters())
@@ -177,7 +182,7 @@ class Trainer:
                 x = data.val[i : i + 1024]
                 c = None if data.val_c is None else data.val_c[i : i + 1024]
                 w, lw = deq(x)
-                total_ll += float((flow.log_prob(w, context=c) + lw).double().sum())
+                total_ll += float((self.model.log_prob(w, context=c) + lw).double().sum())
                 n += len(x)
         flow.train()
         nll = -total_ll / n
@@ -219,7 +224,7 @@ class Trainer:
         c = None if data.train_c is None else data.train_c[idx]
         flow.reset_counters()
         w, lw = self.deq(x)
-        loss = -(flow.log_prob(w, context=c) + lw).mean()
+        loss = -(self.model.log_prob(w, context=c) + lw).mean()
         penalty = flow.regularizer()
         if penalty is not None:
             loss = loss + penalty
@@ -290,7 +295,7 @@ class Trainer:
 
 def train(flow, deq, data: Splits, cfg: TrainBudget, tracker: Tracker, device: torch.device,
           seed: int, resume: dict[str, Any] | None = None, progress=None,
-          flush_seconds: float = 30.0) -> TrainOutcome:
+          flush_seconds: float = 30.0, view=None) -> TrainOutcome:
     """Train to the end of the budget (see :class:`Trainer`)."""
     return Trainer(flow, deq, data, cfg, tracker, device, seed, resume, progress,
-                   flush_seconds).run()
+                   flush_seconds, view).run()

@@ -15,6 +15,14 @@ quietest attempt is kept (not contended first, then the smallest relative IQR). 
 kept measurements include one taken while other processes kept the free CPUs busy is marked
 contended (``perf/contended`` = 1, tag ``nfbench.timing.contended``).
 
+A compiled runtime (``compiled``, a function that gives a flow's compiled view,
+:func:`harness.flows.compiled_view`) times every operation through the view. Its first call of
+each operation compiles it; those first calls run before anything is timed, and their wall
+time is recorded apart as ``perf/compile_s``, beside the view's graph breaks and
+recompilations. Then, before any timing, the view is checked against the eager flow on the
+timing batch (:func:`harness.flows.compare_with_eager`: log-densities and inverses within
+√ε of the dtype); a mismatch raises :class:`CompiledMismatch` with the numbers.
+
 The log-det cost is not guessed: it is the difference of two timed passes, ``transform(x)``
 with and without its log-det, measured in alternating blocks so that a drift of the machine
 is shared by both; its spread is the IQR over the rounds of the per-round differences.
@@ -24,17 +32,21 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils import benchmark
 
 from .. import keys
+from ..flows import compare_with_eager
 from . import interference
 
-__all__ = ["ESTIMATOR", "Measured", "Timing", "measure_ms", "median_ms", "paired_ms",
-           "retime", "time_flow"]
+__all__ = ["ESTIMATOR", "CompiledMismatch", "Measured", "Timing", "measure_ms", "median_ms",
+           "paired_ms", "retime", "time_flow"]
 
 QUANTILE = 0.25  # the estimator: this quantile of the block times
 ESTIMATOR = "first quartile (25th percentile) of the block times"
@@ -42,6 +54,10 @@ NOISY = 0.10  # blocks disagree: IQR above this share of the median
 RETRIES = 2
 MIN_BLOCKS = 8
 PAIRED_BLOCKS = 3  # per side and round of a paired measurement (5 rounds: 15 blocks a side)
+
+
+class CompiledMismatch(RuntimeError):
+    """A compiled view disagrees with its eager flow on the timing batch (the job fails)."""
 
 
 @dataclass
@@ -196,10 +212,14 @@ def paired_ms(fn_a, fn_b, min_run_time: float, rounds: int = 5, retries: int = R
 
 def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
               sample_batch: int | None = None, train_step: bool = True,
-              context: torch.Tensor | None = None) -> Timing:
+              context: torch.Tensor | None = None,
+              compiled: Callable[[Any], Any] | None = None) -> Timing:
     """Time density, forward with / without log-det, inverse, sampling and a training step.
 
     ``x`` is a batch of flow inputs (already dequantized / preprocessed) on the flow's device.
+    ``compiled`` (a flow → compiled view function) times the operations through compiled views
+    of the flow and of the training step's copy, compiled before anything is timed and checked
+    against eager first (module docstring); None times the eager flow.
     """
     device = x.device
     flow.eval()
@@ -207,42 +227,71 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
     c = context
     cn = None if c is None else c[torch.arange(n, device=c.device) % len(c)]
     measured: dict[str, Measured] = {}
-    with torch.no_grad():
-        z, _ = flow.transform(x, context=c)
-        fwd, fwd_nold, logdet = paired_ms(
-            lambda: flow.transform(x, context=c),
-            lambda: flow.transform(x, context=c, with_log_det=False), 2 * min_run_time)
-        measured[keys.PERF_DENSITY_MS] = measure_ms(lambda: flow.log_prob(x, context=c),
-                                                    min_run_time, "density")
-        measured[keys.PERF_FORWARD_NOLOGDET_MS] = fwd_nold
-        measured[keys.PERF_LOGDET_MS] = logdet
-        measured[keys.PERF_INVERSE_MS] = measure_ms(lambda: flow.inverse(z, context=c),
-                                                    min_run_time, "inverse")
-        measured[keys.PERF_SAMPLE_MS] = measure_ms(lambda: flow.sample(n, context=cn),
-                                                   min_run_time, "sample")
+    run = flow if compiled is None else compiled(flow)
     if train_step:
         clone = copy.deepcopy(flow).train()
+        clone_run = clone if compiled is None else compiled(clone)
         opt = torch.optim.Adam(clone.parameters(), lr=1e-6)
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            loss = -clone.log_prob(x, context=c).mean()
+            loss = -clone_run.log_prob(x, context=c).mean()
             loss.backward()
             opt.step()
 
+    extra: dict[str, float] = {}
+    if compiled is not None:  # compile every timed operation first: no compilation is timed
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            run.log_prob(x, context=c)
+            run.transform(x, context=c)
+            run.transform(x, context=c, with_log_det=False)
+            zc, _ = run.transform(x, context=c)
+            run.inverse(zc, context=c)
+            run.sample(n, context=cn)
+        if train_step:
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        extra[keys.PERF_COMPILE_S] = time.perf_counter() - t0
+        check = compare_with_eager(flow, run, x, c)
+        if not check.ok:
+            raise CompiledMismatch(check.message)
+        extra[keys.PERF_EAGER_LOGPROB_ERR] = check.logprob_err
+        extra[keys.PERF_EAGER_INVERSE_ERR] = check.inverse_err
+    with torch.no_grad():
+        z, _ = run.transform(x, context=c)
+        fwd, fwd_nold, logdet = paired_ms(
+            lambda: run.transform(x, context=c),
+            lambda: run.transform(x, context=c, with_log_det=False), 2 * min_run_time)
+        measured[keys.PERF_DENSITY_MS] = measure_ms(lambda: run.log_prob(x, context=c),
+                                                    min_run_time, "density")
+        measured[keys.PERF_FORWARD_NOLOGDET_MS] = fwd_nold
+        measured[keys.PERF_LOGDET_MS] = logdet
+        measured[keys.PERF_INVERSE_MS] = measure_ms(lambda: run.inverse(z, context=c),
+                                                    min_run_time, "inverse")
+        measured[keys.PERF_SAMPLE_MS] = measure_ms(lambda: run.sample(n, context=cn),
+                                                   min_run_time, "sample")
+    if train_step:
         measured[keys.PERF_TRAIN_STEP_MS] = measure_ms(step, min_run_time, "train-step")
-        del clone, opt
+    if compiled is not None:
+        stats = [run.stats()] + ([clone_run.stats()] if train_step else [])
+        extra[keys.PERF_GRAPH_BREAKS] = float(sum(st.graph_breaks for st in stats))
+        extra[keys.PERF_RECOMPILES] = float(sum(st.recompiles for st in stats))
+    if train_step:
+        del clone, clone_run, opt
     m: dict[str, float] = {}
     for key, meas in measured.items():
         m.update(meas.metrics(key))
+    m.update(extra)
     m[keys.PERF_LOGDET_SHARE] = logdet.value / fwd.value if fwd.value > 0 else float("nan")
     sample_ms = measured[keys.PERF_SAMPLE_MS].value
     m[keys.PERF_SAMPLE_THROUGHPUT] = n / (sample_ms / 1e3)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad():
-            flow.log_prob(x, context=c)
-            flow.sample(n, context=cn)
+            run.log_prob(x, context=c)
+            run.sample(n, context=cn)
         torch.cuda.synchronize(device)
         m[keys.PERF_PEAK_MEM_MB] = torch.cuda.max_memory_allocated(device) / 2**20
     m[keys.PERF_BATCH] = float(len(x))
@@ -259,7 +308,9 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
         "nfbench.timing.min_run_time": str(min_run_time),
         "nfbench.timing.method": f"torch.utils.benchmark blocks, {ESTIMATOR} (median "
                                  "and IQR recorded beside it); log-det = forward − forward "
-                                 "without log-det, alternating blocks",
+                                 "without log-det, alternating blocks"
+                                 + ("" if compiled is None else "; compiled view, compiled "
+                                    "before timing (perf/compile_s)"),
         keys.TAG_TIMING_CONTENDED: "yes" if contended else "no",
     }
     detail = {key: asdict(meas) for key, meas in measured.items()}

@@ -231,6 +231,11 @@ def suite_sections(runs: pd.DataFrame, curves: pd.DataFrame, samples: pd.DataFra
         "Median ms per batch of log_prob (density) and of sample (sampling), per architecture "
         "and data set; MAF needs D passes to sample and IAF D passes to evaluate a density.",
         timed))
+    from .compile_panel import compile_section
+
+    compiled = compile_section(runs)  # only when the suite has eager and compiled runs
+    if compiled is not None:
+        sections.append(compiled)
     sections.append(panels_stats.timing_noise_section(runs))
     sections.append(_single(
         "dequant", "Dequantization gap", derive.dequant_frame(agg), figure_dequant,

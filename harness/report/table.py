@@ -29,6 +29,7 @@ __all__ = [
     "prepare",
     "provenance",
     "run_url",
+    "runtime_label",
     "score_key",
 ]
 
@@ -42,6 +43,7 @@ _SHORT = {
     "dataset": (keys.TAG_DATASET, "data.name"),
     "dequant": (keys.TAG_DEQUANT, "dequant.scheme"),
     "seed": (keys.TAG_SEED, "seed"),
+    "runtime": (keys.TAG_RUNTIME, "runtime.name"),
     "status": (keys.TAG_STATUS, None),
     "device": (keys.TAG_DEVICE, None),
     "revision": (keys.TAG_REVISION, None),
@@ -66,6 +68,11 @@ def config_label(arch_label: str, dequant: str | float | None) -> str:
     if not isinstance(dequant, str) or dequant in ("", "none"):
         return str(arch_label)
     return f"{arch_label} [{dequant}]"
+
+
+def runtime_label(arch_label: str, runtime: str) -> str:
+    """``realnvp · compile``: an architecture's label under a runtime other than eager."""
+    return f"{arch_label} · {runtime}"
 
 
 def score_key(kind: str) -> str:
@@ -99,7 +106,9 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
 def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     """The runs table with the columns the figures use.
 
-    Adds ``suite arch arch_label dataset dequant seed status device revision error`` (from the
+    Adds ``suite arch arch_label dataset dequant seed runtime status device revision error``
+    (``runtime``: eager where a run has none; ``arch_label`` carries a runtime other than eager,
+    ``realnvp · compile``, and ``base_label`` is the label without it) (from the
     ``nfbench.*`` tags, falling back on the params or the MLflow status for runs written by
     something else; ``dataset`` is the data set's name with its options, ``digits(flatten=True)``,
     ``dataset_name`` the bare name, ``standard_data`` whether its options change only the
@@ -121,6 +130,12 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     df["status"] = df["status"].where(df["status"].notna(), status).fillna(keys.STATUS_RUNNING)
     df["arch"] = df["arch"].fillna("?").astype(str)
     df["arch_label"] = df["arch_label"].where(df["arch_label"].notna(), df["arch"]).astype(str)
+    # the runtime: runs without one (eager jobs of any age) are eager; a compiled run's label
+    # says so, so that no leaderboard, front or table mixes runtimes under one name
+    df["runtime"] = df["runtime"].where(df["runtime"].notna(), "eager").astype(str)
+    df["base_label"] = df["arch_label"]
+    df["arch_label"] = [label if rt == "eager" else runtime_label(label, rt)
+                        for label, rt in zip(df["base_label"], df["runtime"])]
     df["dataset_name"] = df["dataset"].fillna("?").astype(str)
     option_cols = [c for c in df.columns if c.startswith("data.") and c not in _DATA_FACTS
                    and not c.startswith("data.split.")]
@@ -162,7 +177,8 @@ def aggregate(df: pd.DataFrame, metrics: Iterable[str], by: Sequence[str] = GROU
     (for timings, which do not depend on them); ``config`` is then the architecture label.
     """
     metrics = [m for m in dict.fromkeys(metrics) if m in df]
-    first = [c for c in ("arch", "arch_label", "dequant", "kind", "unit", "reference",
+    first = [c for c in ("arch", "arch_label", "base_label", "runtime", "dequant", "kind",
+                         "unit", "reference",
                          "dataset_name", "standard_data") if c not in by and c in df]
     if df.empty:
         cols = [*by, *first, "n_runs", "n_ok", "seeds", "url"]

@@ -76,7 +76,8 @@ class RunSummary:
 
 def describe(job: Job) -> str:
     a = job.axes
-    return f"{a['arch']} · {a['dataset']} · {a['dequant']} · seed {a['seed']}"
+    rt = "" if a["runtime"] == "eager" else f" · {a['runtime']}"
+    return f"{a['arch']} · {a['dataset']} · {a['dequant']}{rt} · seed {a['seed']}"
 
 
 def _headline(metrics: dict[str, float]) -> str:
@@ -182,7 +183,8 @@ class Book:
         jr = self.store.open_run(job, {
             keys.TAG_ARCH: job.arch.name, keys.TAG_ARCH_LABEL: job.arch.display,
             keys.TAG_DATASET: job.dataset.name, keys.TAG_DEQUANT: job.dequant.name,
-            keys.TAG_SEED: str(job.seed), keys.TAG_LIVE_PHASE: keys.LIVE_QUEUED,
+            keys.TAG_SEED: str(job.seed), keys.TAG_RUNTIME: job.runtime.display,
+            keys.TAG_LIVE_PHASE: keys.LIVE_QUEUED,
             **source_tags(self.revision, self.suite.name),
             NOTE: job_note(job.axes, job.config.train.model_dump(), self.suite.name,
                            job.key), **job.tags},

@@ -18,6 +18,8 @@ What is checked, before anything is built or scheduled:
 - MLflow: every option becomes a run parameter ``arch.KEY`` / ``data.KEY`` / ``dequant.KEY``,
   so its name must be one MLflow stores (letters, digits, ``_ - . / :`` and spaces, at most
   250 characters, no ``..`` or ``//``) and its value at most 6,000 characters;
+- runtimes: ``cuda-graphs`` only for jobs that get a GPU (``resources.gpus`` > 0; whether
+  the machine has one is checked by ``nfbench run`` before anything starts);
 - the ``tune:`` section, if any (:mod:`harness.suite.tune_checks`).
 """
 
@@ -171,9 +173,10 @@ def check_suite(
     cells = count_cells(suite)
     if cells > max_jobs:
         m = suite.matrix
+        runtimes = f" × {len(m.runtime)} runtimes" if len(m.runtime) > 1 else ""
         report(("matrix",), f"{cells:,} jobs ({len(m.architectures)} architectures × "
-                            f"{len(m.datasets)} data sets × {len(m.dequantization)} schemes × "
-                            f"{len(m.seeds)} seeds) is over the limit of {max_jobs:,} jobs; "
+                            f"{len(m.datasets)} data sets × {len(m.dequantization)} schemes"
+                            f"{runtimes} × {len(m.seeds)} seeds) is over the limit of {max_jobs:,} jobs; "
                             f"shrink an axis, or raise the limit with --max-jobs {cells}")
         raise SuiteError(source, problems)
 
@@ -200,6 +203,8 @@ def check_suite(
                  + [d.display for d in suite.matrix.datasets]),
                 ("dequant", [q.name for q in suite.matrix.dequantization]
                  + [q.display for q in suite.matrix.dequantization]),
+                ("runtime", [r.name for r in suite.matrix.runtime]
+                 + [r.display for r in suite.matrix.runtime]),
             ):
                 value = getattr(rule, attr)
                 if value is not None and value not in valid:
@@ -208,6 +213,12 @@ def check_suite(
                            + (f"; did you mean '{near}'?" if near else ""))
             if rule.seed is not None and rule.seed not in suite.matrix.seeds:
                 report((rule_field, i, "seed"), f"seed {rule.seed} is not in matrix.seeds")
+    for i, item in enumerate(suite.matrix.runtime):
+        if item.name == "cuda-graphs" and not suite.resources.gpus:
+            report(("matrix", "runtime", i),
+                   "runtime cuda-graphs runs on a GPU only, and this suite's jobs get none "
+                   "(resources.gpus is 0); give each job a GPU (resources: {gpus: 1}) or use "
+                   "runtime compile")
     for loc, message in tune_problems(suite, catalog):  # the tune: section, if any
         report(loc, message)
     if problems:

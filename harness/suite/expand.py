@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .jobconfig import ArchConfig, DataConfig, DequantConfig, JobConfig
-from .schema import AxisItem, Rule, Suite
+from .jobconfig import ArchConfig, DataConfig, DequantConfig, JobConfig, RuntimeConfig
+from .schema import AxisItem, Rule, RuntimeItem, Suite
 
 __all__ = [
     "KEY_FREE_DATA_OPTIONS",
@@ -39,10 +39,13 @@ __all__ = [
 KEY_FREE_DATA_OPTIONS = ("download",)
 
 
+EAGER_ITEM = RuntimeItem(name="eager")
+
+
 @dataclass(frozen=True)
 class Job:
-    """One (architecture, data set, dequantization, seed) cell, fully specified: the axis
-    items as the suite wrote them (for names in tables), and the typed config it runs."""
+    """One (architecture, data set, dequantization, runtime, seed) cell, fully specified: the
+    axis items as the suite wrote them (for names in tables), and the typed config it runs."""
 
     suite: str
     key: str
@@ -52,6 +55,7 @@ class Job:
     seed: int
     config: JobConfig = field(repr=False, compare=False)
     tags: dict[str, str] = field(default_factory=dict, repr=False, compare=False)  # on its run
+    runtime: RuntimeItem = EAGER_ITEM
 
     @property
     def axes(self) -> dict[str, Any]:
@@ -59,6 +63,7 @@ class Job:
             "arch": self.arch.display,
             "dataset": self.dataset.display,
             "dequant": self.dequant.display,
+            "runtime": self.runtime.display,
             "seed": self.seed,
         }
 
@@ -105,18 +110,25 @@ def job_key(config: dict[str, Any]) -> str:
 
 
 def count_cells(suite: Suite) -> int:
-    """Matrix cells: architectures × data sets × dequantization schemes × seeds (an upper
-    bound on the jobs, counted without expanding anything)."""
+    """Matrix cells: architectures × data sets × dequantization schemes × runtimes × seeds
+    (an upper bound on the jobs, counted without expanding anything)."""
     m = suite.matrix
-    return len(m.architectures) * len(m.datasets) * len(m.dequantization) * len(m.seeds)
+    return (len(m.architectures) * len(m.datasets) * len(m.dequantization) * len(m.runtime)
+            * len(m.seeds))
+
+
+def _runtime_config(item: RuntimeItem) -> RuntimeConfig:
+    return RuntimeConfig(item.name, item.mode, item.shapes)
 
 
 def job_config(
-    suite: Suite, arch: AxisItem, dataset: AxisItem, dequant: AxisItem, seed: int
+    suite: Suite, arch: AxisItem, dataset: AxisItem, dequant: AxisItem, seed: int,
+    runtime: RuntimeItem = EAGER_ITEM,
 ) -> dict[str, Any]:
     """The normalised config of one job (:meth:`JobConfig.as_dict`), written out whole: what
-    it computes, nothing about where (the reference for :func:`expand`'s keys)."""
-    return {
+    it computes, nothing about where (the reference for :func:`expand`'s keys). An eager job
+    has no ``runtime`` entry."""
+    out = {
         "arch": {"name": arch.name, **arch.options},
         "data": {"name": dataset.name, **dataset.options},
         "dequant": {"scheme": dequant.name, **dequant.options},
@@ -125,6 +137,9 @@ def job_config(
         "eval": suite.eval.model_dump(mode="json"),
         "timing": suite.timing.model_dump(mode="json"),
     }
+    if not runtime.eager:
+        out["runtime"] = _runtime_config(runtime).as_dict()
+    return out
 
 
 def expand(
@@ -148,8 +163,14 @@ def expand(
         "timing": suite.timing.model_dump(mode="json"),
     }
     settings = {"train": suite.train, "eval": suite.eval, "timing": suite.timing}
-    # the key's JSON, top-level keys sorted: arch, data, dequant, eval, seed, timing, train
-    middle = ',"eval":' + _canonical(fixed["eval"]) + ',"seed":'
+    # the key's JSON, top-level keys sorted: arch, data, dequant, eval, [runtime,] seed,
+    # timing, train (an eager job has no runtime entry)
+    runtimes = []
+    for item in m.runtime:
+        rc = _runtime_config(item)
+        text = "" if rc.eager else ',"runtime":' + _canonical(rc.as_dict())
+        runtimes.append((item, rc, ',"eval":' + _canonical(fixed["eval"]) + text + ',"seed":',
+                         {item.name, item.display}))
     tail = ',"timing":' + _canonical(fixed["timing"]) + ',"train":' + _canonical(fixed["train"])
     tail += "}"
 
@@ -170,10 +191,12 @@ def expand(
     qnames = [(q.display, {q.name, q.display}) for q in m.dequantization]
     rules_in, rules_out = suite.include, suite.exclude
 
-    def matches(rule: Rule, a: set[str], d: set[str], q: set[str], seed: int) -> bool:
+    def matches(rule: Rule, a: set[str], d: set[str], q: set[str], r: set[str],
+                seed: int) -> bool:
         return ((rule.arch is None or rule.arch in a)
                 and (rule.dataset is None or rule.dataset in d)
                 and (rule.dequant is None or rule.dequant in q)
+                and (rule.runtime is None or rule.runtime in r)
                 and (rule.seed is None or rule.seed == seed))
 
     for ai, arch in enumerate(m.architectures):
@@ -184,29 +207,33 @@ def expand(
                 q_disp, q_set = qnames[qi]
                 reason = compatible(arch, dataset, dequant)
                 head = ('{"arch":' + archs[ai][1] + ',"data":' + datas[di][1]
-                        + ',"dequant":' + dequants[qi][1] + middle)
-                for seed in m.seeds:
-                    if reason:
-                        why = reason
-                    elif rules_in and not any(
-                        matches(r, a_set, d_set, q_set, seed) for r in rules_in
-                    ):
-                        why = "matches no include rule"
-                    elif any(matches(r, a_set, d_set, q_set, seed) for r in rules_out):
-                        why = "matches an exclude rule"
-                    else:
-                        why = ""
-                    axes = {"arch": a_disp, "dataset": d_disp, "dequant": q_disp, "seed": seed}
-                    if why:
-                        dropped.append(Dropped(axes, why))
-                        continue
-                    key = hashlib.sha256(
-                        (head + str(seed) + tail).encode()).hexdigest()[:16]
-                    if key in seen:
-                        dropped.append(Dropped(axes, f"duplicate of job {key}"))
-                        continue
-                    config = JobConfig(archs[ai][0], datas[di][0], dequants[qi][0], seed,
-                                       **settings)
-                    seen.add(key)
-                    jobs.append(Job(suite.name, key, arch, dataset, dequant, seed, config))
+                        + ',"dequant":' + dequants[qi][1])
+                for runtime, rc, middle, r_set in runtimes:
+                    for seed in m.seeds:
+                        if reason:
+                            why = reason
+                        elif rules_in and not any(
+                            matches(r, a_set, d_set, q_set, r_set, seed) for r in rules_in
+                        ):
+                            why = "matches no include rule"
+                        elif any(matches(r, a_set, d_set, q_set, r_set, seed)
+                                 for r in rules_out):
+                            why = "matches an exclude rule"
+                        else:
+                            why = ""
+                        axes = {"arch": a_disp, "dataset": d_disp, "dequant": q_disp,
+                                "runtime": runtime.display, "seed": seed}
+                        if why:
+                            dropped.append(Dropped(axes, why))
+                            continue
+                        key = hashlib.sha256(
+                            (head + middle + str(seed) + tail).encode()).hexdigest()[:16]
+                        if key in seen:
+                            dropped.append(Dropped(axes, f"duplicate of job {key}"))
+                            continue
+                        config = JobConfig(archs[ai][0], datas[di][0], dequants[qi][0], seed,
+                                           **settings, runtime=rc)
+                        seen.add(key)
+                        jobs.append(Job(suite.name, key, arch, dataset, dequant, seed, config,
+                                        runtime=runtime))
     return jobs, dropped

@@ -13,6 +13,10 @@ A data set's options are of two kinds, kept apart here (and only here):
   ``condition`` (``label``: class-conditional flows), ``data_dir``, ``seed`` (the data seed),
   ``download`` (fetch missing files first).
 
+The ``runtime`` (:class:`RuntimeConfig`) says how the flow runs in training and timing; an
+eager job's normalised config has no ``runtime`` entry, so that the keys of eager jobs are
+those they had before the runtime axis existed.
+
 What the seeds change:
 
 * the **job seed** (``seed``) seeds the model's initialisation (every random draw of a
@@ -40,7 +44,7 @@ from typing import Any
 from ..keys import DATA_JOB_OPTIONS
 from .schema import EvalSettings, TimingSettings, TrainBudget
 
-__all__ = ["ArchConfig", "DataConfig", "DequantConfig", "JobConfig"]
+__all__ = ["EAGER", "ArchConfig", "DataConfig", "DequantConfig", "JobConfig", "RuntimeConfig"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,34 @@ class DequantConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """How the flow's operations run (the suite's ``runtime`` axis): ``eager``, ``compile``
+    or ``cuda-graphs``, with ``torch.compile``'s ``mode`` and the batch-size policy
+    ``shapes`` (see :class:`~harness.suite.schema.RuntimeItem`)."""
+
+    name: str = "eager"
+    mode: str = "default"
+    shapes: str = "dynamic"
+
+    @property
+    def eager(self) -> bool:
+        return self.name == "eager"
+
+    @property
+    def label(self) -> str:
+        """``compile``, or ``compile(mode=max-autotune, shapes=static)`` off the defaults."""
+        opts = [f"{k}={v}" for k, v, d in (("mode", self.mode, "default"),
+                                           ("shapes", self.shapes, "dynamic")) if v != d]
+        return f"{self.name}({', '.join(opts)})" if opts else self.name
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": self.mode, "shapes": self.shapes}
+
+
+EAGER = RuntimeConfig()
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """Everything one job computes (see the module docstring); nothing about where it runs."""
 
@@ -116,6 +148,7 @@ class JobConfig:
     train: TrainBudget
     eval: EvalSettings
     timing: TimingSettings
+    runtime: RuntimeConfig = EAGER
 
     @property
     def data_seed(self) -> int:
@@ -137,11 +170,13 @@ class JobConfig:
             train=TrainBudget.model_validate(config["train"]),
             eval=EvalSettings.model_validate(config["eval"]),
             timing=TimingSettings.model_validate(config["timing"]),
+            runtime=RuntimeConfig(**config["runtime"]) if "runtime" in config else EAGER,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The normalised config: plain JSON-able data, the source of the job key."""
-        return {
+        """The normalised config: plain JSON-able data, the source of the job key. An eager
+        job's has no ``runtime`` (as before the runtime axis: its key did not change)."""
+        out = {
             "arch": self.arch.as_dict(),
             "data": self.data.as_dict(),
             "dequant": self.dequant.as_dict(),
@@ -150,3 +185,6 @@ class JobConfig:
             "eval": self.eval.model_dump(mode="json"),
             "timing": self.timing.model_dump(mode="json"),
         }
+        if not self.runtime.eager:
+            out["runtime"] = self.runtime.as_dict()
+        return out

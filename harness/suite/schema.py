@@ -1,7 +1,7 @@
 """The suite schema: a YAML file parsed once, at the edge, into validated objects.
 
-A suite is a matrix of architectures × dequantization schemes × data sets × seeds, with one
-training budget, evaluation and timing settings and resources per job. Every field is
+A suite is a matrix of architectures × dequantization schemes × data sets × runtimes × seeds,
+with one training budget, evaluation and timing settings and resources per job. Every field is
 checked here (types, ranges, unknown keys); names are checked against the registries by
 :mod:`harness.suite.checks`, which gets the catalogue injected (this layer imports no torch).
 
@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from ..options import shown
+from ..registry import nearest
 
 if TYPE_CHECKING:  # defined on top of these classes; the field is resolved there
     from .tune_schema import TuneSection
@@ -44,6 +45,7 @@ __all__ = [
     "Optimizer",
     "Resources",
     "Rule",
+    "RuntimeItem",
     "Schedule",
     "Suite",
     "SystemMetricsSettings",
@@ -138,6 +140,86 @@ class AxisItem(_Strict):
         return f"{self.name}({inner})"
 
 
+# The runtimes a job's flow runs under, as plain names (this layer imports no torch; a test
+# checks they equal harness.flows.compiled.RUNTIMES, COMPILE_MODES and SHAPE_POLICIES).
+RUNTIMES = ("eager", "compile", "cuda-graphs")
+RUNTIME_MODES = ("default", "max-autotune")
+RUNTIME_SHAPES = ("dynamic", "static", "pad")
+
+
+def _one_of(what: str, value: Any, valid: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be one of {', '.join(valid)} (got {shown(value)})")  # noqa: TRY004
+    if value not in valid:
+        near = nearest(value, list(valid))
+        raise ValueError(f"unknown {what} (got {shown(value)})"
+                         + (f"; did you mean '{near}'?" if near else "")
+                         + f" Valid: {', '.join(valid)}")
+    return value
+
+
+class RuntimeItem(_Strict):
+    """One value of the ``runtime`` axis: how the flow's operations run, in training and
+    timing.
+
+    In YAML a bare name (``eager``, ``compile``, ``cuda-graphs``) or a mapping
+    ``{name: compile, mode: default | max-autotune, shapes: dynamic | static | pad}``.
+    ``mode`` is ``torch.compile``'s search depth (``max-autotune`` autotunes matmul kernels:
+    more compile time); ``shapes`` the batch-size policy (``dynamic``: one graph for every
+    batch size, so evaluation batches of another size do not recompile; ``static``: a graph
+    per batch size; ``pad``: batches padded to the next power of two). ``cuda-graphs`` runs
+    on a GPU only. ``eager`` takes neither option.
+    """
+
+    name: str
+    mode: str = "default"
+    shapes: str = "dynamic"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"a runtime is a name ({', '.join(RUNTIMES)}) or a mapping "  # noqa: TRY004
+                             f"{{name: compile, mode: …, shapes: …}} (got {shown(value)})")
+        return value
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _known_name(cls, value: Any) -> Any:
+        return _one_of("runtime", value, RUNTIMES)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        return _one_of("compile mode", value, RUNTIME_MODES)
+
+    @field_validator("shapes", mode="before")
+    @classmethod
+    def _known_shapes(cls, value: Any) -> Any:
+        return _one_of("shape policy", value, RUNTIME_SHAPES)
+
+    @model_validator(mode="after")
+    def _eager_plain(self) -> RuntimeItem:
+        given = sorted(self.model_fields_set & {"mode", "shapes"})
+        if self.name == "eager" and given:
+            raise ValueError(f"runtime eager takes no {' or '.join(given)}; remove it, or use "
+                             "runtime compile")
+        return self
+
+    @property
+    def eager(self) -> bool:
+        return self.name == "eager"
+
+    @property
+    def display(self) -> str:
+        """``compile``, or ``compile(mode=max-autotune, shapes=static)`` off the defaults."""
+        opts = [f"{k}={v}" for k, v, d in (("mode", self.mode, "default"),
+                                           ("shapes", self.shapes, "dynamic")) if v != d]
+        return f"{self.name}({', '.join(opts)})" if opts else self.name
+
+
 class Matrix(_Strict):
     """The axes whose product is the set of jobs."""
 
@@ -147,6 +229,9 @@ class Matrix(_Strict):
         default_factory=lambda: [AxisItem(name="none"), AxisItem(name="uniform")]
     )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    runtime: list[RuntimeItem] = Field(
+        default_factory=lambda: [RuntimeItem(name="eager")], min_length=1,
+        description="eager, compile, cuda-graphs (or {name: compile, mode:, shapes:})")
 
     @field_validator("seeds")
     @classmethod
@@ -162,18 +247,22 @@ class Matrix(_Strict):
 class Rule(_Strict):
     """A partial job description for include / exclude (any subset of the axes).
 
-    Values are names (an architecture's ``label`` also matches); a seed is an integer.
+    Values are names (an architecture's ``label`` also matches; a runtime matches by name,
+    ``compile``, or as displayed, ``compile(mode=max-autotune)``); a seed is an integer.
     """
 
     arch: str | None = Field(None, max_length=MAX_NAME)
     dataset: str | None = Field(None, max_length=MAX_NAME)
     dequant: str | None = Field(None, max_length=MAX_NAME)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    runtime: str | None = Field(None, max_length=MAX_NAME)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Rule:
-        if all(v is None for v in (self.arch, self.dataset, self.dequant, self.seed)):
-            raise ValueError("a rule needs at least one of arch, dataset, dequant, seed")
+        if all(v is None for v in (self.arch, self.dataset, self.dequant, self.seed,
+                                   self.runtime)):
+            raise ValueError("a rule needs at least one of arch, dataset, dequant, seed, "
+                             "runtime")
         return self
 
 

@@ -87,7 +87,8 @@ def job_note(axes: Mapping[str, Any], train: Mapping[str, Any], suite: str, key:
         budget.append(f"{train['minutes']:g} min")
     opt = train.get("optimizer") or {}
     text = (f"{axes['arch']} on {axes['dataset']}, dequantization {axes['dequant']}, "
-            f"seed {axes['seed']}: {' or '.join(budget) or 'no budget'} of batch "
+            + ("" if axes.get("runtime", "eager") == "eager" else f"runtime {axes['runtime']}, ")
+            + f"seed {axes['seed']}: {' or '.join(budget) or 'no budget'} of batch "
             f"{train.get('batch_size', '?')}"
             + (f", {opt['name']} lr {opt['lr']:g}" if opt.get("name") and opt.get("lr") else "")
             + f" (nfbench suite {suite}, job {key})")

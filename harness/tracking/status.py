@@ -100,6 +100,9 @@ def _float(value: object) -> float | None:
 def _job_name(row: pd.Series) -> str:
     parts = [row.get(keys.TAG_ARCH_LABEL) or row.get(keys.TAG_ARCH), row.get(keys.TAG_DATASET),
              row.get(keys.TAG_DEQUANT)]
+    runtime = row.get(keys.TAG_RUNTIME)
+    if isinstance(runtime, str) and runtime != "eager":
+        parts.append(runtime)
     seed = _int(row.get(keys.TAG_SEED))
     shown = " · ".join(str(p) for p in parts if isinstance(p, str) and p)
     return f"{shown} · seed {seed}" if seed is not None else shown or str(row["run_id"])

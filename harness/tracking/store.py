@@ -230,7 +230,9 @@ class Store:
                           int(run.data.tags.get(keys.TAG_ATTEMPTS, 0) or 0))
         run = self._call(
             self.client.create_run, self.experiment_id,
-            run_name=f"{job.arch.display}·{job.dataset.display}·{job.dequant.display}·s{job.seed}",
+            run_name=f"{job.arch.display}·{job.dataset.display}·{job.dequant.display}"
+                     + ("" if job.runtime.eager else f"·{job.runtime.display}")
+                     + f"·s{job.seed}",
             tags={**tags, keys.TAG_STATUS: keys.STATUS_RUNNING, keys.TAG_SUITE: self.suite,
                   keys.TAG_KEY: job.key},
         )

@@ -11,6 +11,8 @@ Suites (written once per test session, ~10 s):
 * ``bare``: runs with nothing but tags and ``eval/nll`` (no timings, diagnostics, curves),
   one of them an infinite NLL;
 * ``variants``: two variants of one data set (its options differ);
+* ``compiled``: realnvp and maf on moons, two seeds, eager and ``runtime: compile``
+  (compiled realnvp 2× faster than eager, compiled maf 1.25× slower, 20 s to compile);
 * :data:`HOSTILE`: a suite whose name, labels, device and error carry HTML and scripts.
 """
 
@@ -90,7 +92,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         *fill_suite(uri, "variants", variants, artifact_root=art, points=5,
                     data_options={"flatten": "False", "n_bits": "5"}),
     ]
+    pair = [("realnvp", "moons", "none", [0, 1]), ("maf", "moons", "none", [0, 1])]
+    truths["compiled"] = [
+        *fill_suite(uri, "compiled", pair, artifact_root=art, points=5),
+        *fill_suite(uri, "compiled", pair, artifact_root=art, points=5, runtime="compile",
+                    compile_s=COMPILE_S, speed_factor=COMPILED_SPEED),
+    ]
     return Store(uri, root, truths)
+
+
+COMPILE_S = 20.0  # the compiled suite's perf/compile_s
+COMPILED_SPEED = {"realnvp": 0.5, "maf": 1.25}  # its compiled ms ÷ eager ms
 
 
 def _bare(uri: str) -> list[RunTruth]:
@@ -130,6 +142,15 @@ def multi_site(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site-multi")
     return write_report(["solo", HOSTILE, "bare"], store.uri, out,
                         ui_base="http://mlflow.example:5000/")
+
+
+@pytest.fixture(scope="session")
+def compiled_site(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the compiled suite (eager and compiled runs of the same jobs)."""
+    from harness.report import write_report
+
+    out = tmp_path_factory.mktemp("site-compiled")
+    return write_report(["compiled"], store.uri, out)
 
 
 @pytest.fixture(scope="session")

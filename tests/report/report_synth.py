@@ -254,6 +254,8 @@ def fill_suite(
     histories: bool = True,
     arch_labels: dict[str, str] | None = None,
     data_options: dict[str, str] | None = None,
+    runtime: str = "eager",
+    compile_s: float = 20.0,
 ) -> list[RunTruth]:
     """Write one suite: ``jobs`` are (arch, dataset, dequant, seeds) rows.
 
@@ -262,7 +264,10 @@ def fill_suite(
     times (to make a regressed revision for the compare tests). ``histories`` also logs the
     curves as metric histories (as the writer does); off, only the Parquet artifact carries
     them (faster, for the scale benchmark). ``arch_labels`` overrides an arch's label;
-    ``data_options`` are the data sets' options (params ``data.<option>``).
+    ``data_options`` are the data sets' options (params ``data.<option>``). A ``runtime``
+    other than eager tags the runs with it (and its params), records ``compile_s`` and no
+    graph break; with the same suite, arch, data set and seed its metrics are the eager run's
+    (times × ``speed_factor``).
     """
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(suite)
@@ -295,8 +300,13 @@ def fill_suite(
             if arch == "maf":
                 params["arch.hidden"] = "128"
             params.update({f"data.{k}": v for k, v in (data_options or {}).items()})
-            key = hashlib.sha256(json.dumps([suite, arch, dname, dequant, seed, data_options],
-                                            sort_keys=True).encode()).hexdigest()[:16]
+            identity = [suite, arch, dname, dequant, seed, data_options]
+            if runtime != "eager":
+                params.update({"runtime.name": runtime, "runtime.mode": "default",
+                               "runtime.shapes": "dynamic"})
+                identity.append(runtime)
+            key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()
+                                 ).hexdigest()[:16]
             tags = {
                 keys.TAG_SUITE: suite, keys.TAG_KEY: key, keys.TAG_ARCH: arch,
                 keys.TAG_ARCH_LABEL: label, keys.TAG_DATASET: dname, keys.TAG_DEQUANT: dequant,
@@ -304,10 +314,13 @@ def fill_suite(
                 keys.TAG_TORCH: "2.13.0+cpu", keys.TAG_REVISION: revision,
                 "nfbench.timing.threads": "1",
             }
+            if runtime != "eager":
+                tags[keys.TAG_RUNTIME] = runtime
             if status == keys.STATUS_FAILED:
                 tags[keys.TAG_ERROR] = ("Traceback (most recent call last):\n  File \"job.py\"\n"
                                         f"RuntimeError: out of memory <in> 'coupling' of {suite}")
-            run = client.create_run(exp_id, run_name=f"{label}·{dname}·{dequant}·s{seed}",
+            rt = "" if runtime == "eager" else f"·{runtime}"
+            run = client.create_run(exp_id, run_name=f"{label}·{dname}·{dequant}{rt}·s{seed}",
                                     tags=tags)
             run_id = run.info.run_id
             client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
@@ -321,6 +334,9 @@ def fill_suite(
                     metrics[k] *= factor
                 elif k == keys.PERF_SAMPLE_THROUGHPUT:
                     metrics[k] /= factor
+            if runtime != "eager" and status == keys.STATUS_FINISHED:
+                metrics.update({keys.PERF_COMPILE_S: compile_s, keys.PERF_GRAPH_BREAKS: 0.0,
+                                keys.PERF_RECOMPILES: 0.0})
             discrete = ds.kind == "discrete"
             initial = QUALITY["gaussian"][dname] * 1.5 if dname in QUALITY["gaussian"] else 5.0
             final = metrics.get(keys.EVAL_BPD if discrete else keys.EVAL_NLL, 0.0)

@@ -128,3 +128,13 @@ def test_hostile_names_render_as_text(context, multi_site: Path):
             assert HOSTILE_LABEL in legend  # Plotly drew the characters, not the markup
             assert "alert(4)" in page.inner_text("main")  # the device tag, shown as text
         visit.page.close()
+
+
+def test_compile_panel_renders_without_console_errors(context, compiled_site: Path):
+    visit = Visit(context, compiled_site)
+    assert "compile-ratio" in " ".join(visit.page.evaluate(
+        "() => [...document.querySelectorAll('div.nf-figure')].map(d => d.id)"))
+    assert len(visit.rendered()) == visit.n_figures
+    assert visit.page.locator("#compile table").count() == 1
+    assert visit.errors == [] and visit.network == []
+    visit.page.close()
