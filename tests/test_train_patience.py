@@ -40,7 +40,9 @@ def _one_thread():
 class ScriptedTrainer(Trainer):
     """A real trainer whose validation score is ``script[step]`` (else 10.0)."""
 
-    script: dict[int, float] = {}
+    def __init__(self, *args, script: dict[int, float], **kw):
+        super().__init__(*args, **kw)
+        self.script = script
 
     def validate(self) -> float:
         return self.script.get(self.state.step, 10.0)
@@ -52,10 +54,8 @@ def _trainer(resume=None, script=None, **train) -> ScriptedTrainer:
     cfg = job.config
     ds, deq, flow = build(cfg, CPU)
     budget = cfg.train.model_copy(update=train)
-    t = ScriptedTrainer(flow, deq, on_device(ds, contexts(cfg, ds), CPU), budget, NullTracker(),
-                        CPU, cfg.seed, resume=resume)
-    t.script = script or {}
-    return t
+    return ScriptedTrainer(flow, deq, on_device(ds, contexts(cfg, ds), CPU), budget,
+                           NullTracker(), CPU, cfg.seed, resume=resume, script=script or {})
 
 
 # validations every 5 steps: the best at step 10, then worse at 15, 20, 25, 30, ...
