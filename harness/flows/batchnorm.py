@@ -30,9 +30,9 @@ run); the running averages are.
 
 References:
     Papamakarios, Pavlakou, Murray, "Masked Autoregressive Flow for Density Estimation",
-    NeurIPS 2017, Section 3.4 and Appendix, https://arxiv.org/abs/1705.07057;
+    NeurIPS 2017, https://arxiv.org/abs/1705.07057 (its batch normalisation layer);
     Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", ICLR 2017,
-    Section 3.7, https://arxiv.org/abs/1605.08803.
+    https://arxiv.org/abs/1605.08803.
 """
 
 from __future__ import annotations
