@@ -138,7 +138,7 @@ KIND_TRIAL = "trial"
 TAG_STUDY = "nfbench.study"  # the study key: on the study, its trials and its tuned jobs
 TAG_TRIAL = "nfbench.trial"  # Ray Tune's trial id
 TAG_TRIAL_NUMBER = "nfbench.trial_number"  # 0, 1, … in the order Ray Tune created them
-TAG_STOPPED_BY = "nfbench.stopped_by"  # why a trial ended: one of STOP_REASONS
+TAG_STOPPED_BY = "nfbench.stopped_by"  # why a trial or a job's training ended: STOP_REASONS
 TAG_TUNED_TRIALS = "nfbench.tuned_trials"  # on a tuned job: the trials of its study
 TAG_TUNE_VALUES = "nfbench.tune.values"  # on a trial: its sampled values (JSON)
 TAG_TUNE_BEST = "nfbench.tune.best"  # on a study: the best trial's values (JSON)
@@ -150,7 +150,9 @@ STOP_BUDGET = "budget"  # stopped when the study's compute budget ran out
 STOP_MINUTES = "minutes"  # its wall-clock budget (train.minutes) ran out
 STOP_DIVERGED = "diverged"  # too many non-finite steps
 STOP_ERROR = "error"  # raised, or its worker died more often than retries allow
-STOP_REASONS = (STOP_STEPS, STOP_ASHA, STOP_BUDGET, STOP_MINUTES, STOP_DIVERGED, STOP_ERROR)
+STOP_PATIENCE = "patience"  # early stopping: no new best validation within train.patience*
+STOP_REASONS = (STOP_STEPS, STOP_ASHA, STOP_BUDGET, STOP_MINUTES, STOP_DIVERGED, STOP_ERROR,
+                STOP_PATIENCE)
 
 TUNE_OBJECTIVE = "tune/objective"  # validation score in the study's objective (curve)
 TUNE_BEST = "tune/best"  # best objective: of a trial over its reports; of a study over trials

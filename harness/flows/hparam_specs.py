@@ -69,6 +69,7 @@ HPARAM_SPECS: dict[str, Option] = {
     "kinetic": Option.number(0, 1e6),
     "jacobian": Option.number(0, 1e6),
     "laplace": Option.number(0, 1e6, help="histogram smoothing"),
+    "batch_norm": Option.flag(help="invertible batch normalisation after each step (vectors)"),
 }
 
 #: (architecture, name) → spec where one architecture narrows the shared one

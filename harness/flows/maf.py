@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from harness.flows.autoregressive import Autoregressive
 from harness.flows.base import Flow
+from harness.flows.batchnorm import with_batch_norm
 from harness.flows.common import affine, check_net, orders, vector_dim
 from harness.flows.elementwise import Elementwise
 from harness.flows.nets import MADE
@@ -65,6 +66,7 @@ def maf(
     scale_clamp: str = "tanh",
     activation: str = "relu",
     context_mode: str = "concat",
+    batch_norm: bool = False,
 ) -> Flow:
     """Build a MAF (see the module doc)."""
     check_net(layers, hidden, depth, activation, context_mode)
@@ -73,7 +75,7 @@ def maf(
     ar = autoregressive_layers(
         d, layers, hidden, depth, order, activation, context_dim, context_mode, ew, dual=False
     )
-    return Flow(ar, event_shape, context_dim)
+    return Flow(with_batch_norm("maf", event_shape, ar, batch_norm), event_shape, context_dim)
 
 
 @register(
@@ -94,6 +96,7 @@ def iaf(
     scale_clamp: str = "tanh",
     activation: str = "relu",
     context_mode: str = "concat",
+    batch_norm: bool = False,
 ) -> Flow:
     """Build an IAF (see the module doc)."""
     check_net(layers, hidden, depth, activation, context_mode)
@@ -102,4 +105,4 @@ def iaf(
     ar = autoregressive_layers(
         d, layers, hidden, depth, order, activation, context_dim, context_mode, ew, dual=True
     )
-    return Flow(ar, event_shape, context_dim)
+    return Flow(with_batch_norm("iaf", event_shape, ar, batch_norm), event_shape, context_dim)

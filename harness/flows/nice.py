@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
+from harness.flows.batchnorm import with_batch_norm
 from harness.flows.common import check_net, conv_factory, mlp_factory
 from harness.flows.elementwise import Additive
 from harness.flows.linear import DiagonalScale
@@ -39,6 +40,7 @@ def nice(
     permute: str = "none",
     levels: int = 2,
     context_mode: str = "concat",
+    batch_norm: bool = False,
 ) -> Flow:
     """Build a NICE flow (see the module doc)."""
     check_net(layers, hidden, depth, activation, context_mode)
@@ -53,4 +55,5 @@ def nice(
         image_net=conv_factory(*net),
         ew=Additive(),
     )
+    stack = with_batch_norm("nice", event_shape, stack, batch_norm)
     return Flow([*stack, DiagonalScale(event_shape)], event_shape, context_dim)

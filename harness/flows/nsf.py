@@ -15,6 +15,7 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
+from harness.flows.batchnorm import with_batch_norm
 from harness.flows.common import check_net, conv_factory, mlp_factory, vector_dim
 from harness.flows.elementwise import Spline
 from harness.flows.maf import autoregressive_layers
@@ -67,6 +68,7 @@ def nsf_coupling(
     permute: str = "none",
     levels: int = 2,
     context_mode: str = "concat",
+    batch_norm: bool = False,
 ) -> Flow:
     """Build a coupling NSF (see the module doc)."""
     check_net(layers, hidden, depth, activation, context_mode)
@@ -82,6 +84,7 @@ def nsf_coupling(
         image_net=conv_factory(*net),
         ew=ew,
     )
+    stack = with_batch_norm("nsf-coupling", event_shape, stack, batch_norm)
     return Flow(stack, event_shape, context_dim)
 
 
@@ -106,6 +109,7 @@ def nsf_ar(
     min_derivative: float = 1e-3,
     activation: str = "relu",
     context_mode: str = "concat",
+    batch_norm: bool = False,
 ) -> Flow:
     """Build an autoregressive NSF (see the module doc)."""
     check_net(layers, hidden, depth, activation, context_mode)
@@ -114,4 +118,4 @@ def nsf_ar(
     ar = autoregressive_layers(
         d, layers, hidden, depth, order, activation, context_dim, context_mode, ew, dual=False
     )
-    return Flow(ar, event_shape, context_dim)
+    return Flow(with_batch_norm("nsf-ar", event_shape, ar, batch_norm), event_shape, context_dim)

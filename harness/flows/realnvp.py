@@ -15,6 +15,7 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
+from harness.flows.batchnorm import with_batch_norm
 from harness.flows.common import affine, check_net, conv_factory, mlp_factory
 from harness.flows.stacks import coupling_layers
 from harness.flows.zoo import register
@@ -42,6 +43,7 @@ def realnvp(
     permute: str = "none",
     levels: int = 2,
     context_mode: str = "concat",
+    batch_norm: bool = False,
 ) -> Flow:
     """Build a RealNVP flow (see the module doc)."""
     check_net(layers, hidden, depth, activation, context_mode)
@@ -56,4 +58,5 @@ def realnvp(
         image_net=conv_factory(*net),
         ew=affine(scale_bound, scale_clamp),
     )
+    stack = with_batch_norm("realnvp", event_shape, stack, batch_norm)
     return Flow(stack, event_shape, context_dim)

@@ -134,6 +134,7 @@ def run_training(config: JobConfig | dict[str, Any], tracker: Tracker, device: t
     write_training_artifacts(tracker, cfg.as_dict(), outcome, diagnostics,
                              picture_of(flow, deq, ds, ctx, device))
     finite = {k: v for k, v in metrics.items() if v is not None and not math.isnan(v)}
+    tags[keys.TAG_STOPPED_BY] = outcome.stopped_by
     final = {"params": params, "metrics": finite, "tags": {**tags, PHASE_TAG: "trained"},
              "step": outcome.steps, "points": outcome.pending}
     return _finish(tracker, final, status, metrics, t0, defer_record)

@@ -6,7 +6,10 @@ The objective is the negative log-likelihood (a bound, for dequantized discrete 
 
 plus the flow's own :meth:`~harness.flows.Flow.regularizer` where it has one (a continuous
 flow's RNODE terms). Non-finite losses or gradients are skipped and counted; past
-``max_nonfinite`` of them the run is *diverged*. Every ``checkpoint_every`` steps the whole
+``max_nonfinite`` of them the run is *diverged*. Training ends at ``steps`` or ``minutes``,
+whichever comes first, or earlier by early stopping (``patience`` validations without a new
+best, or ``patience_epochs`` epochs' worth of steps since it; the counter is in the
+checkpointed state, so a resumed job continues it); ``stopped_by`` says which. Every ``checkpoint_every`` steps the whole
 :class:`TrainState` (model, optimizer, schedule, random generators, best-so-far weights and
 the curve points not yet sent) is written as the run's ``checkpoints/last.pt`` artifact, and
 only then are the curve points sent: a worker that dies resumes from that checkpoint and
@@ -77,6 +80,7 @@ class TrainState:
     best_val: float = math.inf
     best_step: int = 0
     best_state: dict[str, Any] | None = None  # weights of the best validation so far (CPU)
+    stale: int = 0  # validations in a row without a new best (early stopping's counter)
     gmax: float = 0.0
     gsum: float = 0.0
     gcount: int = 0
@@ -147,7 +151,9 @@ class Trainer:
         self.sched.load_state_dict(ckpt["sched"])
         self.gen.set_state(ckpt["gen"])
         torch.set_rng_state(ckpt["torch_rng"])
-        self.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
+        # a field the checkpoint lacks (written before the field existed) keeps its default
+        self.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)
+                                   if f.name in ckpt})
 
     def seconds(self) -> float:
         """Training time so far, earlier attempts included."""
@@ -164,9 +170,30 @@ class Trainer:
     def _keep_best(self, val: float) -> None:
         s = self.state
         if math.isfinite(val) and val < s.best_val:
-            s.best_val, s.best_step = val, s.step
+            s.best_val, s.best_step, s.stale = val, s.step, 0
             s.best_state = {"flow": _cpu_copy(self.flow.state_dict()),
                             "deq": _cpu_copy(self.deq.state_dict())}
+        else:
+            s.stale += 1
+
+    def patience_steps(self) -> int | None:
+        """``train.patience_epochs`` in steps on this data set,
+        ``⌈patience_epochs · n_train / batch⌉``; None when that option is off."""
+        epochs = self.cfg.patience_epochs
+        if epochs is None:
+            return None
+        batch = min(self.cfg.batch_size, len(self.data.train))
+        return max(1, math.ceil(epochs * len(self.data.train) / batch))
+
+    def out_of_patience(self) -> bool:
+        """Whether early stopping ends training now (called after a validation): ``patience``
+        validations in a row without a new best, or ``patience_epochs`` worth of steps since
+        the best."""
+        s, cfg = self.state, self.cfg
+        if cfg.patience is not None and s.stale >= cfg.patience:
+            return True
+        steps = self.patience_steps()
+        return steps is not None and s.best_state is not None and s.step - s.best_step >= steps
 
     # ── the parts ─────────────────────────────────────────────────────────────────────
     def validate(self) -> float:
@@ -280,6 +307,9 @@ class Trainer:
                 self._keep_best(val)
                 if self.progress:
                     self.progress(s.step, val)
+                if not last and self.out_of_patience():
+                    stopped_by = keys.STOP_PATIENCE
+                    break
             if s.step % cfg.checkpoint_every == 0 and not last:
                 self.checkpoint()
         seconds = self.seconds()

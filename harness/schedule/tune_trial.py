@@ -109,6 +109,6 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], objective: str | 
     trainer = Trainer(flow, deq, on_device(ds, ctx, device), train, NullTracker(), device,
                       cfg.seed, resume=resume, progress=report)
     outcome = trainer.run()
-    if outcome.stopped_by in (keys.STOP_DIVERGED, keys.STOP_MINUTES):
+    if outcome.stopped_by in (keys.STOP_DIVERGED, keys.STOP_MINUTES, keys.STOP_PATIENCE):
         last = trainer.state.best_val if math.isfinite(trainer.state.best_val) else math.inf
         report(outcome.steps, last, stopped_by=outcome.stopped_by)

@@ -20,8 +20,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 MAX_STEPS = 10**8  # steps, warm-up, and every "every N steps"
+MAX_PATIENCE_EPOCHS = 1e6  # train.patience_epochs
 MAX_MINUTES = 10_080.0  # one week of wall clock per job
 MAX_BATCH = 2**20  # any batch size
 MAX_EXAMPLES = 10**9  # eval.max_examples
@@ -298,8 +301,16 @@ class Schedule(_Strict):
         return {"name": value} if isinstance(value, str) else value
 
 
+#: TrainBudget fields left out of its dump when null (added after job keys were in use)
+_OPTIONAL_TRAIN_FIELDS = ("patience", "patience_epochs")
+
+
 class TrainBudget(_Strict):
-    """How long a job trains: ``steps`` and/or wall-clock ``minutes`` (whichever ends first)."""
+    """How long a job trains: ``steps`` and/or wall-clock ``minutes`` (whichever ends first),
+    and optionally until the validation score stops improving: ``patience`` validations in
+    a row (every ``eval_every`` steps) without a new best, or ``patience_epochs`` epochs of
+    the training split without one (``⌈patience_epochs · n_train / batch_size⌉`` steps since
+    the best, checked at each validation)."""
 
     steps: int | None = Field(1000, gt=0, le=MAX_STEPS)
     minutes: float | None = Field(None, gt=0, le=MAX_MINUTES)
@@ -316,12 +327,34 @@ class TrainBudget(_Strict):
         50, ge=0, le=MAX_STEPS,
         description="non-finite losses skipped before the run counts as diverged",
     )
+    patience: int | None = Field(
+        None, gt=0, le=MAX_STEPS,
+        description="early stopping: validations in a row without a new best; null: off")
+    patience_epochs: float | None = Field(
+        None, gt=0, le=MAX_PATIENCE_EPOCHS,
+        description="early stopping: epochs of the training split without a new best (the "
+        "MAF paper's unit, turned into steps per data set); null: off")
 
     @model_validator(mode="after")
     def _some_budget(self) -> TrainBudget:
         if self.steps is None and self.minutes is None:
             raise ValueError("give train.steps or train.minutes (or both)")
+        if self.patience is not None and self.patience_epochs is not None:
+            raise ValueError("give train.patience (validations) or train.patience_epochs "
+                             "(epochs), not both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset_early_stopping(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        """Early stopping that is off is not written: the normalised config (and so every
+        job key) of a suite without it is what it was before these fields existed."""
+        out = handler(self)
+        for name in _OPTIONAL_TRAIN_FIELDS:
+            if out.get(name, 0) is None:
+                del out[name]
+        return out
 
 
 class EvalSettings(_Strict):
