@@ -6,6 +6,12 @@ whose keyword-only parameters are its hyper-parameters (their defaults are what
 calls the factory, so a bad suite is refused with a message that names the architecture, the
 bad key and the valid keys with their defaults.
 
+The built-in architectures are the modules of :mod:`harness.flows.families` (one file per
+family; modules whose name starts with ``_`` hold shared parts and are skipped). The registry
+imports them itself, lazily, on the first :func:`names`, :func:`entry`, :func:`build` or
+:func:`hparams`, so that a new architecture is one new file there and nothing imports the
+families for their side effects.
+
 Third-party architectures arrive through the entry-point group ``nfbench.flows``: an entry
 point may name a module that registers on import, or a factory, which is registered under the
 entry point's name (its ``summary``/``images``/``vectors`` attributes, if any, become the
@@ -21,8 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
+import pkgutil
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,6 +49,7 @@ __all__ = [
     "check_positive",
     "entry",
     "hparams",
+    "load_builtins",
     "load_plugins",
     "names",
     "plugin_errors",
@@ -48,9 +57,11 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "nfbench.flows"
+BUILTIN_PACKAGE = "harness.flows.families"
 Factory = Callable[..., Flow]
 REGISTRY: Registry[Factory] = Registry("architecture")
 
+_builtins_loaded = False
 _plugins_loaded = False
 _plugin_errors: dict[str, str] = {}
 
@@ -113,9 +124,22 @@ def _signature_defaults(name: str, factory: Factory) -> dict[str, object]:
     return out
 
 
+def load_builtins() -> None:
+    """Import every module of :data:`BUILTIN_PACKAGE` once; each registers its architectures."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+
+
 def load_plugins(force: bool = False) -> list[str]:
     """Load the ``nfbench.flows`` entry points once (again with ``force``); names added."""
     global _plugins_loaded
+    load_builtins()
     if _plugins_loaded and not force:
         return []
     _plugins_loaded = True

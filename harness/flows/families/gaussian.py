@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from harness.flows.base import Flow, Layer
-from harness.flows.common import vector_dim
-from harness.flows.linear import LULinear
+from harness.flows.families._shared import vector_dim
+from harness.flows.layers.linear import LULinear
 from harness.flows.zoo import check_choice, register
 
 __all__ = ["ContextShift", "TriangularLinear", "gaussian"]

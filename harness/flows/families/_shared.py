@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from harness.flows.coupling import NetFactory
-from harness.flows.elementwise import SCALE_CLAMPS, Affine
+from harness.flows.layers.coupling import NetFactory
+from harness.flows.layers.elementwise import SCALE_CLAMPS, Affine
 from harness.flows.nets import ACTIVATIONS, CONTEXT_MODES, MLP, ConvNet
 from harness.flows.zoo import HyperParameterError, check_choice, check_positive
 

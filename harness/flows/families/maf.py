@@ -14,10 +14,10 @@ References:
 
 from __future__ import annotations
 
-from harness.flows.autoregressive import Autoregressive
+from harness.flows.layers.autoregressive import Autoregressive
 from harness.flows.base import Flow
-from harness.flows.common import affine, check_net, orders, vector_dim
-from harness.flows.elementwise import Elementwise
+from harness.flows.families._shared import affine, check_net, orders, vector_dim
+from harness.flows.layers.elementwise import Elementwise
 from harness.flows.nets import MADE
 from harness.flows.zoo import register
 
