@@ -29,6 +29,7 @@ expectation at ``k = 1``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -273,5 +274,11 @@ def make_dequantizer(scheme: str, ds: DataSet, **options: Any) -> Dequantizer:
     return factory(ds, **options)
 
 
+#: Modules holding further schemes; each registers its scheme when imported. They are imported
+#: here on first use, by name, so that they may import this module without a cycle.
+SCHEME_MODULES = ("harness.data.variational",)
+
+
 def _ensure_loaded() -> None:
-    from . import variational  # noqa: F401  (registers "variational")
+    for module in SCHEME_MODULES:
+        importlib.import_module(module)

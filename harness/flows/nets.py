@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from harness.flows.layers.made_plan import MadePlan, made_plan
 
-__all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "made_degrees"]
+__all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "FiLM", "made_degrees"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),  # in place: one allocation less per layer
@@ -37,8 +37,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 CONTEXT_MODES = ("concat", "film")
 
 
-class _FiLM(nn.Module):
-    """γ(c), β(c) for ``depth`` hidden layers of width ``hidden`` from one linear map."""
+class FiLM(nn.Module):
+    """``(1 + γ_k(c), β_k(c))`` for ``depth`` hidden layers of width ``hidden`` from one linear
+    map of the context ``c`` (feature-wise linear modulation, Perez et al. 2018)."""
 
     def __init__(self, context_dim: int, hidden: int, depth: int):
         super().__init__()
@@ -91,7 +92,7 @@ class MLP(nn.Module):
         self.act = ACTIVATIONS[activation]()
         self.out = nn.Linear(hidden, out_features)
         self.film = (
-            _FiLM(context_dim, hidden, depth)
+            FiLM(context_dim, hidden, depth)
             if context_dim is not None and context_mode == "film"
             else None
         )
@@ -177,7 +178,7 @@ class MADE(nn.Module):
         self.out = _MaskedLinear(out_mask)
         self.act = ACTIVATIONS[activation]()
         self.film = (
-            _FiLM(context_dim, hidden, depth)
+            FiLM(context_dim, hidden, depth)
             if context_dim is not None and context_mode == "film"
             else None
         )
@@ -260,7 +261,7 @@ class ConvNet(nn.Module):
         self.act = ACTIVATIONS[activation]()
         self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
         self.film = (
-            _FiLM(context_dim, hidden, depth)
+            FiLM(context_dim, hidden, depth)
             if context_dim is not None and context_mode == "film"
             else None
         )

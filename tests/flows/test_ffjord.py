@@ -17,8 +17,8 @@ from torchdiffeq import odeint
 
 from harness import flows, keys
 from harness.flows.check import autograd_log_det, randomize
-from harness.flows.continuous.ode_layer import CNFLayer
 from harness.flows.continuous.nets import ODENet
+from harness.flows.continuous.ode_layer import CNFLayer
 from harness.flows.continuous.trace import draw_noise, exact_divergence, hutchinson_divergence
 from harness.flows.families.ffjord import CHECK_HPARAMS, CNFFlow
 

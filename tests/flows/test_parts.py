@@ -10,8 +10,8 @@ from harness.flows.check import randomize
 from harness.flows.layers.elementwise import bound_scale
 from harness.flows.layers.linear import ActNorm, LULinear
 from harness.flows.layers.multiscale import Squeeze
-from harness.flows.nets import MADE
 from harness.flows.layers.splines import rq_spline
+from harness.flows.nets import MADE
 
 D64 = torch.float64
 

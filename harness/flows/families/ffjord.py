@@ -50,8 +50,8 @@ from torch import Tensor
 
 from harness import keys
 from harness.flows.base import Flow, Layer
-from harness.flows.continuous.ode_layer import SOLVERS, TRACES, CNFLayer, SolverConfig, TraceConfig
 from harness.flows.continuous.nets import CNF_ACTIVATIONS, ConvODENet, ODENet
+from harness.flows.continuous.ode_layer import SOLVERS, TRACES, CNFLayer, SolverConfig, TraceConfig
 from harness.flows.continuous.trace import NOISES
 from harness.flows.nets import CONTEXT_MODES
 from harness.flows.zoo import HyperParameterError, check_choice, check_positive, register

@@ -15,9 +15,14 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.families._shared import check_net, conv_factory, mlp_factory, vector_dim
+from harness.flows.families._shared import (
+    autoregressive_layers,
+    check_net,
+    conv_factory,
+    mlp_factory,
+    vector_dim,
+)
 from harness.flows.layers.elementwise import Spline
-from harness.flows.families.maf import autoregressive_layers
 from harness.flows.layers.stacks import coupling_layers
 from harness.flows.zoo import HyperParameterError, check_positive, register
 
