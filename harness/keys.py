@@ -24,6 +24,8 @@ TAG_HOST = "nfbench.host"
 TAG_PHASE = "nfbench.phase"  # "trained" (timing left) or "timed"
 TAG_RESUMED_STEP = "nfbench.resumed_step"  # the checkpoint step a retried job resumed from
 TAG_LEDGER = "nfbench.ledger"  # on a suite's experiment: its claims ledger run
+TAG_REFERENCE = "nfbench.reference"  # REFERENCE_YES on a reference row (registry metadata)
+REFERENCE_YES = "true"
 
 STATUS_FINISHED = "finished"  # trained, evaluated, timed, diagnosed
 STATUS_DIVERGED = "diverged"  # training produced no finite model; diagnostics recorded

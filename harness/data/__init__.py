@@ -15,13 +15,11 @@ from .bpd import bits_per_dim, flow_bits_per_dim, nll_to_bpd
 from .dataset import DataSet, entry, load, names, resolve_data_dir
 from .dequantize import Dequantizer, compatible, make_dequantizer, schemes
 from .errors import DataError
-from .histogram import Histogram
 
 __all__ = [
     "DataError",
     "DataSet",
     "Dequantizer",
-    "Histogram",
     "bits_per_dim",
     "compatible",
     "entry",

@@ -25,7 +25,7 @@ from harness.flows.base import Flow, Layer
 from harness.flows.check import PreflightResult, preflight
 from harness.flows.compiled import CompiledFlow, EagerCheck, compare_with_eager, compiled_view
 from harness.flows.flattened import Flattened, build_for_data, model_shape
-from harness.flows.zoo import build, entry, hparams, load_plugins, names, register
+from harness.flows.zoo import build, entry, fit, hparams, load_plugins, names, register
 
 __all__ = [
     "CompiledFlow",
@@ -39,6 +39,7 @@ __all__ = [
     "compare_with_eager",
     "compiled_view",
     "entry",
+    "fit",
     "hparams",
     "load_plugins",
     "model_shape",

@@ -12,6 +12,15 @@ imports them itself, lazily, on the first :func:`names`, :func:`entry`, :func:`b
 :func:`hparams`, so that a new architecture is one new file there and nothing imports the
 families for their side effects.
 
+Metadata an entry may carry (keyword arguments of :func:`register`): ``images``/``vectors``
+(the event shapes it takes); ``reference=True`` for a baseline row that every leaderboard shows
+beside the flows (the job tags its run ``nfbench.reference``); ``data_kinds`` (the kinds of data
+it accepts, ``("discrete",)``; absent: any); ``dequant_columns`` (the dequantization columns it
+runs in, for a model whose likelihood needs none; absent: any); ``closed_form=True`` for a
+model fitted in closed form rather than trained, whose factory is the fit
+``fit(train, levels, *, hp=default…)`` (see :func:`fit`) instead of a flow factory. The suite
+checks and the job read this metadata; nothing elsewhere names a model.
+
 Third-party architectures arrive through the entry-point group ``nfbench.flows``: an entry
 point may name a module that registers on import, or a factory, which is registered under the
 entry point's name (its ``summary``/``images``/``vectors`` attributes, if any, become the
@@ -48,6 +57,7 @@ __all__ = [
     "check_choice",
     "check_positive",
     "entry",
+    "fit",
     "hparams",
     "load_builtins",
     "load_plugins",
@@ -179,10 +189,11 @@ def plugin_errors() -> dict[str, str]:
     return dict(_plugin_errors)
 
 
-def names() -> list[str]:
-    """Every registered architecture, sorted (built-ins and plugins)."""
+def names(*, closed_form: bool = False) -> list[str]:
+    """The registered flows, sorted (built-ins and plugins): what :func:`build` takes. With
+    ``closed_form``, also the models fitted in closed form (:func:`fit`)."""
     load_plugins()
-    return REGISTRY.names()
+    return [e.name for e in REGISTRY if closed_form or not e.meta.get("closed_form")]
 
 
 def entry(name: str) -> Entry[Factory]:
@@ -218,6 +229,20 @@ def _check_type(name: str, key: str, value: object, default: object, valid: str)
         )
 
 
+def _checked(name: str, factory: Callable[..., Any], hp: dict[str, Any]) -> str:
+    """Refuse unknown or mistyped hyper-parameters; the description of the valid ones."""
+    defaults = _signature_defaults(name, factory)
+    valid = _describe(defaults)
+    for key, value in hp.items():
+        if key not in defaults:
+            raise ValueError(
+                f"architecture '{name}': unknown hyper-parameter '{key}' "
+                f"(valid hyper-parameters with defaults: {valid})"
+            )
+        _check_type(name, key, value, defaults[key], valid)
+    return valid
+
+
 def build(
     name: str, event_shape: int | Sequence[int], context_dim: int | None = None, **hp: Any
 ) -> Flow:
@@ -225,9 +250,15 @@ def build(
 
     Raises:
         UnknownNameError: unknown architecture (the nearest name is suggested).
-        ValueError: unknown or invalid hyper-parameter, or a shape the architecture can't take.
+        ValueError: unknown or invalid hyper-parameter, or a shape the architecture can't take,
+            or a model fitted in closed form (use :func:`fit`).
     """
     ent = entry(name)
+    if ent.meta.get("closed_form"):
+        raise ValueError(
+            f"architecture '{name}' is fitted in closed form, not built and trained: call "
+            f"fit('{name}', train, levels, **hyper_parameters)"
+        )
     shape = _as_shape(event_shape)
     if len(shape) not in (1, 3):
         raise ValueError(
@@ -248,15 +279,7 @@ def build(
             f"architecture '{name}': context_dim must be a positive int or None, "
             f"got {context_dim!r}"
         )
-    defaults = _signature_defaults(name, ent.factory)
-    valid = _describe(defaults)
-    for key, value in hp.items():
-        if key not in defaults:
-            raise ValueError(
-                f"architecture '{name}': unknown hyper-parameter '{key}' "
-                f"(valid hyper-parameters with defaults: {valid})"
-            )
-        _check_type(name, key, value, defaults[key], valid)
+    valid = _checked(name, ent.factory, hp)
     try:
         flow = ent.factory(shape, context_dim, **hp)
     except HyperParameterError as exc:
@@ -269,3 +292,27 @@ def build(
             f"architecture '{name}': the factory returned {type(flow).__name__}, not a Flow"
         )
     return flow
+
+
+def fit(name: str, train: Any, levels: int | None, kind: str, **hp: Any) -> Any:
+    """Fit the closed-form model ``name`` on the training split ``train`` of data of ``kind``
+    (``"continuous"``/``"discrete"``) with ``levels`` values (None for continuous data).
+
+    The fitted model has ``dims``, ``log_prob_discrete(x)`` (exact ``log P(x)`` in nats, one
+    per row) and ``sample(n)``.
+
+    Raises:
+        UnknownNameError: unknown architecture.
+        ValueError: not a closed-form model, a kind of data it does not accept, or a bad
+            hyper-parameter.
+    """
+    ent = entry(name)
+    if not ent.meta.get("closed_form"):
+        raise ValueError(f"architecture '{name}' is a flow, trained, not fitted: use build()")
+    kinds = ent.meta.get("data_kinds")
+    if kinds is not None and kind not in kinds:
+        raise ValueError(
+            f"architecture '{name}': takes {' or '.join(kinds)} data, got {kind} data"
+        )
+    _checked(name, ent.factory, hp)
+    return ent.factory(train, levels, **hp)

@@ -45,6 +45,7 @@ class SynthDataset:
     image: tuple[int, int, int] | None = None
 
 
+REFERENCE_ROWS = ("gaussian", "histogram")  # registry entries with reference=True
 DATASETS = {
     "moons": SynthDataset("moons", "continuous", 2),
     "8gaussians": SynthDataset("8gaussians", "continuous", 2, entropy=2.837),
@@ -304,6 +305,8 @@ def fill_suite(
                 keys.TAG_TORCH: "2.13.0+cpu", keys.TAG_REVISION: revision,
                 "nfbench.timing.threads": "1",
             }
+            if arch in REFERENCE_ROWS:  # as the job tags them, from the registry's metadata
+                tags[keys.TAG_REFERENCE] = keys.REFERENCE_YES
             if status == keys.STATUS_FAILED:
                 tags[keys.TAG_ERROR] = ("Traceback (most recent call last):\n  File \"job.py\"\n"
                                         f"RuntimeError: out of memory <in> 'coupling' of {suite}")

@@ -88,6 +88,7 @@ class TriangularLinear(Layer):
     "Gaussian: full-covariance Gaussian by maximum likelihood (an affine flow; reference row)",
     images=False,
     vectors=True,
+    reference=True,
 )
 def gaussian(
     event_shape: tuple[int, ...],
