@@ -17,7 +17,7 @@ apply the logit (:mod:`harness.data.preprocess`). Then
         - \\log q(u \\mid x),
 
 so ``bits_per_dim(log p_flow(w) + log_weight, D)`` is the bound in bits per dimension of the
-discrete data (REFERENCE.md, "Bits per dimension conventions"), the same with or without the
+discrete data (``docs/protocols.md``, "Bits per dimension"), the same with or without the
 logit composed in. Glow's centring (``x / n_bins − 0.5``) is the option ``shift=-0.5`` (a
 translation: no Jacobian).
 

@@ -1,4 +1,4 @@
-"""Published figures to show beside nfbench's own (from the project's REFERENCE.md).
+"""Published figures to show beside nfbench's own (sources: ``docs/protocols.md``, "Published figures").
 
 Image data: test bits/dim (Kobyzev, Prince & Brubaker, TPAMI 2020, Table 5). Tabular data:
 test log-likelihood in nats, stored here as NLL = −LL so that it reads like ``eval/nll``. The

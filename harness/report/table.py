@@ -226,7 +226,7 @@ def provenance(df: pd.DataFrame, timing: bool = True) -> str:
     parts = [f"Device: {_values(df, 'device')}"]
     if timing:
         parts.append(f"timing batch {_values(df, 'timing.batch_size')}, "
-                     f"{_values(df, 'nfbench.timing.threads')} CPU thread(s) on CPU, first "
+                     f"{_values(df, keys.TAG_TIMING_THREADS)} CPU thread(s) on CPU, first "
                      f"quartile of device-synced blocks (torch.utils.benchmark, at least "
                      f"{_values(df, 'timing.min_run_time')} s per measurement; median and IQR "
                      "recorded beside it) after warm-up, no other job on the device")
