@@ -40,8 +40,11 @@ def _strings(tree: ast.AST) -> list[ast.Constant]:
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                 docs.add(id(body[0].value))
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant)
-            and isinstance(n.value, str) and id(n) not in docs]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+    ]
 
 
 def _rel(path: Path) -> str:
@@ -52,7 +55,9 @@ def _rel(path: Path) -> str:
 def test_the_layer_rule_holds():
     """The import-linter contracts in pyproject.toml (one per layer boundary, and inside
     harness.flows)."""
-    proc = subprocess.run([_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "BROKEN" not in proc.stdout and re.search(r"\d+ kept, 0 broken", proc.stdout)
 
@@ -108,8 +113,14 @@ def test_the_registries_import_their_built_in_modules_on_first_use():
         "assert 'variational' in data.schemes()\n"
         "assert 'harness.flows.families.realnvp' in sys.modules\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, env=_env())
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -117,8 +128,9 @@ def _env() -> dict[str, str]:
     import os
 
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                     else "")
+    env["PYTHONPATH"] = str(ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     return env
 
 
@@ -144,8 +156,10 @@ def test_every_metric_and_tag_name_is_spelled_only_in_keys():
 
 def test_the_name_scan_finds_a_literal(tmp_path):
     """The scan above fails on what it should (so that it cannot pass by finding nothing)."""
-    tree = ast.parse('"""eval/nll in a docstring"""\nx = {"perf/density_ms": 1}\n'
-                     'y = f"nfbench.live.{k}"\nz = f"{keys.PERF_PREFIX}{k}"\n')
+    tree = ast.parse(
+        '"""eval/nll in a docstring"""\nx = {"perf/density_ms": 1}\n'
+        'y = f"nfbench.live.{k}"\nz = f"{keys.PERF_PREFIX}{k}"\n'
+    )
     hits = sorted(n.value for n in _strings(tree) if METRIC_OR_TAG.match(n.value))
     assert hits == ["nfbench.live.", "perf/density_ms"]
     assert keys.PERF_DENSITY_MS == "perf/density_ms"
@@ -170,12 +184,24 @@ def test_no_reference_model_is_named_outside_its_registry_entry():
         for node in _strings(ast.parse(path.read_text(), str(path))):
             if node.value in MODEL_NAMES and (rel, node.value) not in OTHER_MEANINGS:
                 found.append(f"{rel}:{node.lineno}: {node.value!r}")
-    assert not found, ("a reference model named outside its registry entry (read the entry's "
-                       "metadata instead):\n" + "\n".join(found))
+    assert not found, (
+        "a reference model named outside its registry entry (read the entry's "
+        "metadata instead):\n" + "\n".join(found)
+    )
 
 
-MODEL_VARIABLES = {"flow", "model", "deq", "dequantizer", "layer", "net", "module", "ds",
-                   "dataset", "view"}
+MODEL_VARIABLES = {
+    "flow",
+    "model",
+    "deq",
+    "dequantizer",
+    "layer",
+    "net",
+    "module",
+    "ds",
+    "dataset",
+    "view",
+}
 
 
 def test_no_probing_of_models_outside_flows():
@@ -187,10 +213,14 @@ def test_no_probing_of_models_outside_flows():
         if rel.startswith("harness/flows/"):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in ("getattr", "hasattr") and node.args
-                    and isinstance(node.args[0], ast.Name)
-                    and node.args[0].id in MODEL_VARIABLES):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and node.args
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id in MODEL_VARIABLES
+            ):
                 found.append(f"{rel}:{node.lineno}: {node.func.id}({node.args[0].id}, …)")
     assert not found, "attribute probing of models:\n" + "\n".join(found)
 
@@ -198,16 +228,31 @@ def test_no_probing_of_models_outside_flows():
 # ── docs ──────────────────────────────────────────────────────────────────────────────
 def test_the_doctests_run():
     """The examples in docstrings, as ``pytest --doctest-modules harness`` runs them."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--doctest-modules", "harness", "-q",
-                           "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
-                          env=_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--doctest-modules",
+            "harness",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     passed = re.search(r"(\d+) passed", proc.stdout)
     assert passed and int(passed.group(1)) >= 10, proc.stdout[-2000:]
 
 
-MISSING_FILES = re.compile("|".join([r"DESIGN\.md", r"REFERENCE\.md", r"FIELD-NOTES\.md",
-                                     r"STYLE\.md", r"\.\./shared", r"\bissues? #?\d+"]))
+MISSING_FILES = re.compile(
+    r"DESIGN\.md|REFERENCE\.md|FIELD-NOTES\.md|STYLE\.md|\.\./shared|\bissues? #?\d+"
+)
 
 
 def test_no_pointer_to_a_file_or_issue_outside_the_repository():
@@ -215,8 +260,11 @@ def test_no_pointer_to_a_file_or_issue_outside_the_repository():
     have, or to an issue number."""
     paths = [ROOT / "README.md", ROOT / "pyproject.toml"]
     for folder in ("harness", "tests", "benchmarks", "docs", "scripts", "suites"):
-        paths += [p for p in (ROOT / folder).rglob("*")
-                  if p.suffix in (".py", ".md", ".sh", ".yaml", ".toml", ".txt")]
+        paths += [
+            p
+            for p in (ROOT / folder).rglob("*")
+            if p.suffix in (".py", ".md", ".sh", ".yaml", ".toml", ".txt")
+        ]
     hits = []
     for path in sorted(set(paths)):
         if path == Path(__file__).resolve():
