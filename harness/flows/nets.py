@@ -46,6 +46,15 @@ class FiLM(nn.Module):
         self.hidden, self.depth = hidden, depth
         self.linear = nn.Linear(context_dim, 2 * hidden * depth)
 
+    @classmethod
+    def when(
+        cls, context_dim: int | None, hidden: int, depth: int, context_mode: str
+    ) -> FiLM | None:
+        """The FiLM of a net conditioned with ``context_mode="film"``, else None."""
+        if context_dim is None or context_mode != "film":
+            return None
+        return cls(context_dim, hidden, depth)
+
     def forward(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
         gb = self.linear(context).unflatten(-1, (self.depth, 2, self.hidden))
         return [(1.0 + gb[:, k, 0], gb[:, k, 1]) for k in range(self.depth)]
@@ -91,11 +100,7 @@ class MLP(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
         self.act = ACTIVATIONS[activation]()
         self.out = nn.Linear(hidden, out_features)
-        self.film = (
-            FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         if zero_last:
             _zero(self.out)
 
@@ -177,11 +182,7 @@ class MADE(nn.Module):
         out_mask = (deg_in.repeat(params)[:, None] > deg_h[None, :]).float()  # P-major units
         self.out = _MaskedLinear(out_mask)
         self.act = ACTIVATIONS[activation]()
-        self.film = (
-            FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         if zero_last:
             _zero(self.out)
         self.plan: MadePlan
@@ -260,11 +261,7 @@ class ConvNet(nn.Module):
         self.hidden = nn.ModuleList(convs)
         self.act = ACTIVATIONS[activation]()
         self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
-        self.film = (
-            FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         if zero_last:
             _zero(self.out)
 

@@ -113,11 +113,7 @@ class _Stack(nn.Module):
         widths = [n + (context_dim if self.concat else 0)] + [hidden] * depth + [n]
         self.layers = nn.ModuleList(make(a, b) for a, b in pairwise(widths))
         self.act = CNF_ACTIVATIONS[activation]()
-        self.film = (
-            FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         self.layers[-1].zero_()  # type: ignore[operator]
 
     def _cat(self, z: Tensor, context: Tensor) -> Tensor:
