@@ -34,7 +34,7 @@ from torchdiffeq import odeint
 
 from harness import flows
 from harness.flows.check import randomize
-from harness.flows.ffjord import CNFFlow
+from harness.flows.families.ffjord import CNFFlow
 from harness.measure.timing import paired_ms
 
 __all__ = ["ReferenceCNF", "rows"]

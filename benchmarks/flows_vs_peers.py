@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     torch._dynamo.config.recompile_limit = 256
     torch._dynamo.config.accumulated_recompile_limit = 4096
     out = run(args)
-    if not args.no_cnf:  # issue 5: ffjord in the same benchmark (benchmarks/cnf_rows.py)
+    if not args.no_cnf:  # ffjord in the same benchmark (benchmarks/cnf_rows.py)
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import cnf_rows
 

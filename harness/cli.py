@@ -41,11 +41,11 @@ class _Parser(argparse.ArgumentParser):
 
 # ── suite loading and checking ──────────────────────────────────────────────────────────
 def catalog():
-    """The registries as plain data (names, option specs), for the torch-free suite checks."""
+    """The registries as plain data (names, option specs, metadata), for the torch-free suite
+    checks."""
     from . import data, flows
     from .data.options import dataset_options, dequant_cross_problems, dequant_options
     from .flows.hparam_specs import cross_problems, hparam_specs
-    from .job.reference import REFERENCE_MODELS
     from .suite import Catalog
 
     def dequant_ok(scheme: str, kind: str) -> str | None:
@@ -53,39 +53,22 @@ def catalog():
         return None if ok else reason
 
     schemes = list(data.schemes())
-    flow_names = flows.names()
-    arch_hparams = {n: flows.hparams(n) for n in flow_names}
-    arch_options = {n: hparam_specs(n) for n in flow_names}
-    for n, (hp, _) in REFERENCE_MODELS.items():
-        arch_hparams[n] = hp
-        arch_options[n] = hparam_specs(n, hp)
+    arch_names = flows.names(closed_form=True)
     deq_options = {s: dequant_options(s) for s in schemes}
-
-    class _Catalog(Catalog):
-        def combination(self, arch, dataset, dequant):
-            if arch.name in REFERENCE_MODELS:  # closed-form rows: discrete data, run once
-                kind = self.dataset_kind.get(dataset.name)
-                if kind != "discrete":
-                    return f"the {arch.name} reference row is for discrete data"
-                if dequant.name != "uniform":
-                    return (f"the {arch.name}'s bpd is exact, with no dequantization: it runs "
-                            "once, in the 'uniform' column")
-                return None
-            return super().combination(arch, dataset, dequant)
-
     names = data.names()
-    return _Catalog(
-        arch_hparams=arch_hparams,
+    return Catalog(
+        arch_hparams={n: flows.hparams(n) for n in arch_names},
         dataset_kind={n: data.entry(n).meta["kind"] for n in names},
         dequant_schemes=schemes,
         dequant_ok=dequant_ok,
         dataset_options={n: dataset_options(n) for n in names},
-        arch_options=arch_options,
+        arch_options={n: hparam_specs(n) for n in arch_names},
         dequant_options=deq_options,
         dataset_classes={n: data.entry(n).meta.get("classes") for n in names},
-        arch_cross=lambda n, o: [] if n in REFERENCE_MODELS else cross_problems(n, o),
+        arch_cross=cross_problems,
         dequant_cross=dequant_cross_problems,
-        flows=flow_names,
+        flows=flows.names(),
+        arch_meta={n: dict(flows.entry(n).meta) for n in arch_names},
     )
 
 
@@ -145,15 +128,11 @@ def preflight(jobs, out=print, where=None) -> list[str]:
     """Check each (architecture, data shape) pair on a tiny batch; problems as lines
     (``where(arch_item)``: the place of an architecture item, ``FILE:LINE: field``)."""
     from . import data, flows
-    from .job.reference import REFERENCE_MODELS
 
-    check = getattr(flows, "preflight", None)
-    if check is None:
-        return []
     problems, seen = [], set()
     for job in jobs:
         name = job.arch.name
-        if name in REFERENCE_MODELS:
+        if flows.entry(name).meta.get("closed_form"):  # fitted, not built: nothing to check
             continue
         shape = flows.model_shape(name, data.entry(job.dataset.name).meta["event_shape"],
                                   job.config.data.layout)
@@ -161,7 +140,7 @@ def preflight(jobs, out=print, where=None) -> list[str]:
         if sig in seen:
             continue
         seen.add(sig)
-        res = check(name, shape if len(shape) > 1 else shape[0], dict(job.arch.options))
+        res = flows.preflight(name, shape if len(shape) > 1 else shape[0], dict(job.arch.options))
         if not res.ok:
             place = f"{where(job.arch)}: " if where else ""
             problems.append(f"{place}pre-flight: {job.arch.display} on {job.dataset.name} "
@@ -353,13 +332,12 @@ def cmd_list(args) -> int:
     from . import data, flows
 
     print("architectures:")
-    for e in flows.entries() if hasattr(flows, "entries") else [flows.entry(n) for n in flows.names()]:
+    for e in (flows.entry(n) for n in flows.names(closed_form=True)):
         kinds = "/".join(k for k in ("vectors", "images") if e.meta.get(k))
-        print(f"  {e.name:14} {e.summary}" + (f"  [{kinds}]" if kinds else ""))
-    from .job.reference import REFERENCE_MODELS
-
-    for name, (_, summary) in REFERENCE_MODELS.items():
-        print(f"  {name:14} {summary}  [reference row]")
+        marks = [kinds] if kinds else []
+        if e.meta.get("reference"):
+            marks.append("reference row")
+        print(f"  {e.name:14} {e.summary}" + "".join(f"  [{m}]" for m in marks))
     print("data sets:")
     for n in data.names():
         e = data.entry(n)

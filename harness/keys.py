@@ -1,7 +1,8 @@
 """The measurement vocabulary: every MLflow key, tag and artifact name nfbench writes.
 
-One source in code (DESIGN.md): the job writes these, the report reads them, the README
-documents them. This module imports nothing heavy so that every layer may use it.
+One source in code: the job writes these, the report reads them, the README documents them,
+and ``tests/test_codebase.py`` fails on a metric or tag name written out anywhere else in
+``harness``. This module imports nothing heavy so that every layer may use it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ TAG_HOST = "nfbench.host"
 TAG_PHASE = "nfbench.phase"  # "trained" (timing left) or "timed"
 TAG_RESUMED_STEP = "nfbench.resumed_step"  # the checkpoint step a retried job resumed from
 TAG_LEDGER = "nfbench.ledger"  # on a suite's experiment: its claims ledger run
+TAG_REFERENCE = "nfbench.reference"  # REFERENCE_YES on a reference row (registry metadata)
+REFERENCE_YES = "true"
 
 STATUS_FINISHED = "finished"  # trained, evaluated, timed, diagnosed
 STATUS_DIVERGED = "diverged"  # training produced no finite model; diagnostics recorded
@@ -76,6 +79,12 @@ PERF_NOISY = "perf/noisy"  # kept measurements whose IQR is above 10 % of their 
 TIMED_MS = (PERF_DENSITY_MS, PERF_FORWARD_NOLOGDET_MS, PERF_LOGDET_MS, PERF_INVERSE_MS,
             PERF_SAMPLE_MS, PERF_TRAIN_STEP_MS)
 TAG_TIMING_CONTENDED = "nfbench.timing.contended"  # "yes" / "no"
+TAG_TIMING_DEVICE = "nfbench.timing.device"  # the device the timings ran on
+TAG_TIMING_THREADS = "nfbench.timing.threads"  # torch's CPU threads during the timings
+TAG_TIMING_BATCH = "nfbench.timing.batch"  # rows per timed density/forward/inverse call
+TAG_TIMING_SAMPLE_BATCH = "nfbench.timing.sample_batch"  # samples per timed sample call
+TAG_TIMING_MIN_RUN_TIME = "nfbench.timing.min_run_time"  # seconds per measurement, at least
+TAG_TIMING_METHOD = "nfbench.timing.method"  # how the times were measured, in words
 
 
 def spread_keys(key: str) -> tuple[str, str, str]:
@@ -169,3 +178,13 @@ LIVE_ENDED = "ended"  # the run is closed
 TAG_LIVE_STARTED = "nfbench.live.started"  # UNIX time (s) that phase started on its worker
 TAG_LIVE_STEP = "nfbench.live.step"  # training steps done at the last validation
 TAG_JOBS = "nfbench.jobs"  # on a suite's experiment: the number of jobs of the suite
+LIVE_TAG_PREFIX = "nfbench.live."  # the tags above that a worker updates while a job runs
+
+# ── prefixes, system metrics and names that are not run tags ───────────────────────────
+TAG_PREFIX = "nfbench."  # every nfbench tag starts so (the readers keep these tags)
+TRAIN_PREFIX = "train/"  # training curves and training metrics
+PERF_PREFIX = "perf/"  # timing-phase metrics
+STAB_PREFIX = "stab/"  # numerical-stability metrics (a layer's own statistics included)
+SYSTEM_PREFIX = "system/"  # system metrics (CPU, memory, GPU) sampled while a run is open
+TAG_SYSTEM_METRICS_S = "nfbench.system_metrics_s"  # the system-metrics sampling interval (s)
+LEDGER_EXPERIMENT = "nfbench.ledgers"  # the experiment holding the suites' claims ledgers

@@ -35,63 +35,46 @@ class UsageError(Exception):
     """A bad command line (argparse's complaint, or a flag's value), printed as one line."""
 
 
+def _parsed(text: str, cast, ok, not_a_number: str, out_of_range: str):
+    """``cast(text)`` if it parses and ``ok(value)``; else argparse's error with the message
+    that says what the flag takes (``not_a_number`` / ``out_of_range``)."""
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {not_a_number}, got {text[:40]!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {out_of_range}, got {text[:40]!r}")
+    return value
+
+
 def positive_number(text: str) -> float:
     """argparse type of ``--num-cpus``: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text[:40]!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text[:40]!r}")
-    return value
+    return _parsed(text, float, lambda v: math.isfinite(v) and v > 0, "a number > 0",
+                   "a finite number > 0")
 
 
 def tolerance(text: str) -> float:
     """argparse type of ``--quality-tol`` / ``--speed-tol``: a finite number ≥ 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text[:40]!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text[:40]!r}")
-    return value
+    return _parsed(text, float, lambda v: math.isfinite(v) and v >= 0, "a number ≥ 0",
+                   "a finite number ≥ 0")
 
 
 def significance(text: str) -> float:
     """argparse type of ``--alpha``: a significance level in (0, 0.5]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 0.5], got {text[:40]!r}"
-                                         ) from None
-    if not (0 < value <= 0.5):
-        raise argparse.ArgumentTypeError(f"must be a significance level in (0, 0.5] (e.g. "
-                                         f"0.05), got {text[:40]!r}")
-    return value
+    return _parsed(text, float, lambda v: 0 < v <= 0.5, "a number in (0, 0.5]",
+                   "a significance level in (0, 0.5] (e.g. 0.05)")
 
 
 def positive_difference(text: str) -> float:
     """argparse type of ``--seeds-for``: a finite difference > 0 (bpd or nats)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text[:40]!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite difference > 0 in bpd or nats "
-                                         f"(e.g. 0.01), got {text[:40]!r}")
-    return value
+    return _parsed(text, float, lambda v: math.isfinite(v) and v > 0, "a number > 0",
+                   "a finite difference > 0 in bpd or nats (e.g. 0.01)")
 
 
 def job_limit(text: str) -> int:
     """argparse type of ``--max-jobs``: a whole number in [1, ``MAX_JOBS_CEILING``]."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text[:40]!r}") from None
-    if not 1 <= value <= MAX_JOBS_CEILING:
-        raise argparse.ArgumentTypeError(
-            f"must be between 1 and {MAX_JOBS_CEILING:,}, got {text[:40]!r}")
-    return value
+    return _parsed(text, int, lambda v: 1 <= v <= MAX_JOBS_CEILING, "a whole number",
+                   f"between 1 and {MAX_JOBS_CEILING:,}")
 
 
 def tracking_uri(args, *, must_exist: bool, probe: bool = True) -> str:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import keys
 from .tracking.uri import mask_uri, split_credentials
 
 __all__ = ["entrypoint", "follow", "job_request", "report_location", "submit"]
@@ -105,7 +106,7 @@ def submit(args, suite, jobs) -> int:
     address = mask_uri(args.address)
     client = JobSubmissionClient(args.address)
     job_id = _submit_when_ready(client, request, metadata={
-        "nfbench.suite": suite.name, "nfbench.jobs": str(len(jobs))})
+        keys.TAG_SUITE: suite.name, keys.TAG_JOBS: str(len(jobs))})
     print(f"submitted suite {suite.name} ({len(jobs)} jobs) as Ray job {job_id}")
     print(f"  follow:  ray job logs --address {address} --follow {job_id}")
     print(f"  status:  ray job status --address {address} {job_id}")

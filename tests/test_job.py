@@ -9,7 +9,7 @@ import torch
 
 from harness import data, keys
 from harness.cli import catalog
-from harness.data.histogram import Histogram
+from harness.flows.families.histogram import Histogram
 from harness.job import run_timing, run_training
 from harness.job.components import build, contexts
 from harness.measure import evaluate_likelihood

@@ -89,7 +89,7 @@ def test_unknown_names_suggest_the_nearest_with_line_numbers():
     assert "'maf' has no hyper-parameter 'hiden'; did you mean 'hidden'?" in msg
 
 
-# ── bounded YAML, fast expansion, the job limit, option specs (issue 10) ────────────────
+# ── bounded YAML, fast expansion, the job limit, option specs ────────────────
 RICH = """
 name: rich
 matrix:

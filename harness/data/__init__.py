@@ -11,18 +11,15 @@ Example:
 
 from __future__ import annotations
 
-from . import images, tabular, toy  # noqa: F401  (they register their data sets)
 from .bpd import bits_per_dim, flow_bits_per_dim, nll_to_bpd
 from .dataset import DataSet, entry, load, names, resolve_data_dir
 from .dequantize import Dequantizer, compatible, make_dequantizer, schemes
 from .errors import DataError
-from .histogram import Histogram
 
 __all__ = [
     "DataError",
     "DataSet",
     "Dequantizer",
-    "Histogram",
     "bits_per_dim",
     "compatible",
     "entry",

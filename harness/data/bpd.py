@@ -1,6 +1,6 @@
 """Bits per dimension: pure functions, one convention.
 
-The convention (REFERENCE.md, "Bits per dimension conventions"; Dinh et al. 2017, RealNVP;
+The convention (``docs/protocols.md``, "Bits per dimension"; Dinh et al. 2017, RealNVP;
 Kingma & Dhariwal 2018, Glow ``openai/glow/model.py``; Ho et al. 2019, Flow++): for discrete
 data ``x`` with ``K`` levels per dimension, dequantized and preprocessed into the flow's input
 ``w``,

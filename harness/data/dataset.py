@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import os
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from .errors import DataError
 __all__ = [
     "DATASETS",
     "DATA_ENV",
+    "LOADER_MODULES",
     "DataSet",
     "entry",
     "fingerprint_arrays",
@@ -235,6 +237,13 @@ def load(
     return factory(seed=seed, data_dir=resolve_data_dir(data_dir), download=download, **options)
 
 
+#: The modules holding the built-in loaders; each registers its data sets when imported. The
+#: registry imports them itself on first use (:func:`names`, :func:`entry`, :func:`load`), so
+#: that nothing imports them for their side effect and no module imports this one back.
+LOADER_MODULES = ("harness.data.images", "harness.data.tabular", "harness.data.toy")
+
+
 def _ensure_loaded() -> None:
-    """Import the loader modules (they register themselves)."""
-    from . import images, tabular, toy  # noqa: F401
+    """Import the loader modules once (they register themselves)."""
+    for module in LOADER_MODULES:
+        importlib.import_module(module)

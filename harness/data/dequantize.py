@@ -17,7 +17,7 @@ apply the logit (:mod:`harness.data.preprocess`). Then
         - \\log q(u \\mid x),
 
 so ``bits_per_dim(log p_flow(w) + log_weight, D)`` is the bound in bits per dimension of the
-discrete data (REFERENCE.md, "Bits per dimension conventions"), the same with or without the
+discrete data (``docs/protocols.md``, "Bits per dimension"), the same with or without the
 logit composed in. Glow's centring (``x / n_bins − 0.5``) is the option ``shift=-0.5`` (a
 translation: no Jacobian).
 
@@ -29,6 +29,7 @@ expectation at ``k = 1``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -273,5 +274,11 @@ def make_dequantizer(scheme: str, ds: DataSet, **options: Any) -> Dequantizer:
     return factory(ds, **options)
 
 
+#: Modules holding further schemes; each registers its scheme when imported. They are imported
+#: here on first use, by name, so that they may import this module without a cycle.
+SCHEME_MODULES = ("harness.data.variational",)
+
+
 def _ensure_loaded() -> None:
-    from . import variational  # noqa: F401  (registers "variational")
+    for module in SCHEME_MODULES:
+        importlib.import_module(module)

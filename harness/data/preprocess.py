@@ -1,8 +1,8 @@
 """Preprocessing steps with their log-dets: pure functions.
 
 Every step maps the dequantized data ``y ∈ [0, 1]^D`` towards the flow's input ``w`` and returns
-``log |det ∂w/∂y|`` per example, which enters ``eval/bpd`` (REFERENCE.md, "Bits per dimension
-conventions"), so that the same model measured with or without a step composed in gives the
+``log |det ∂w/∂y|`` per example, which enters ``eval/bpd`` (``docs/protocols.md``, "Bits per
+dimension"), so that the same model measured with or without a step composed in gives the
 same bits per dimension.
 
 Logit (Dinh et al. 2017 RealNVP §4.1; Papamakarios et al. 2017 MAF; Grathwohl et al. 2019

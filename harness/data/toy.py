@@ -1,6 +1,6 @@
 """FFJORD's 2-D toy data, generated as in ``rtqichen/ffjord`` ``lib/toy_data.py``.
 
-Recipes (REFERENCE.md, "FFJORD toy data"; Grathwohl et al. 2019, arXiv:1810.01367), each
+Recipes (``docs/protocols.md``, "FFJORD's 2-D toys"; Grathwohl et al. 2019, arXiv:1810.01367), each
 drawn from an explicit ``numpy.random.RandomState`` instead of the global generator:
 
 - ``swissroll``: ``make_swiss_roll(n, noise=1.0)`` columns [0, 2], ÷ 5

@@ -10,8 +10,8 @@ the density model on the variational bound
         - \\log q(u \\mid x),
 
 evaluated with the importance-weighted bound over ``k`` samples
-(:meth:`~harness.data.dequantize.Dequantizer.iw_log_likelihood`; REFERENCE.md, "Bits per
-dimension conventions").
+(:meth:`~harness.data.dequantize.Dequantizer.iw_log_likelihood`; ``docs/protocols.md``, "Bits per
+dimension").
 
 The sampler: ``z ∼ Logistic(0, 1)^D``, ``ε = g(z; c)`` with ``g`` a conditional flow from
 :mod:`harness.flows` (its ``transform``, so the log-det is fused with the sampling pass),

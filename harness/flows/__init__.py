@@ -8,27 +8,24 @@ Example:
     >>> z.shape, log_det.shape
     (torch.Size([5, 2]), torch.Size([5]))
 
-Architectures register on import (:func:`register`); third-party ones through the entry-point
-group ``nfbench.flows`` (loaded lazily by :func:`names`/:func:`build`, see
-:mod:`harness.flows.zoo`).
+The package's parts: the flow contract (:mod:`~harness.flows.base`), the registry
+(:mod:`~harness.flows.zoo`), the pre-flight check (:mod:`~harness.flows.check`), flattening
+(:mod:`~harness.flows.flattened`), compiled views (:mod:`~harness.flows.compiled`) and the
+hyper-parameter schema (:mod:`~harness.flows.hparam_specs`) at the top; the building blocks in
+:mod:`harness.flows.layers`, the conditioner networks in :mod:`harness.flows.nets`, the
+continuous-time parts in :mod:`harness.flows.continuous`, and one module per architecture family
+in :mod:`harness.flows.families`. The registry imports the families itself, on first use
+(:func:`names`/:func:`build`/:func:`entry`); third-party architectures arrive through the
+entry-point group ``nfbench.flows``.
 """
 
 from __future__ import annotations
 
-# The built-in architectures: each module registers its names on import. A new module that
-# registers an architecture is added to this list (issue 5 added harness/flows/ffjord.py).
-from harness.flows import ffjord as _ffjord  # noqa: F401  ffjord (issue 5)
-from harness.flows import gaussian as _gaussian  # noqa: F401  gaussian
-from harness.flows import glow as _glow  # noqa: F401  glow
-from harness.flows import maf as _maf  # noqa: F401  maf, iaf
-from harness.flows import nice as _nice  # noqa: F401  nice
-from harness.flows import nsf as _nsf  # noqa: F401  nsf-coupling, nsf-ar
-from harness.flows import realnvp as _realnvp  # noqa: F401  realnvp
 from harness.flows.base import Flow, Layer
 from harness.flows.check import PreflightResult, preflight
 from harness.flows.compiled import CompiledFlow, EagerCheck, compare_with_eager, compiled_view
 from harness.flows.flattened import Flattened, build_for_data, model_shape
-from harness.flows.zoo import build, entry, hparams, load_plugins, names, register
+from harness.flows.zoo import build, entry, fit, hparams, load_plugins, names, register
 
 __all__ = [
     "CompiledFlow",
@@ -42,6 +39,7 @@ __all__ = [
     "compare_with_eager",
     "compiled_view",
     "entry",
+    "fit",
     "hparams",
     "load_plugins",
     "model_shape",

@@ -76,7 +76,7 @@ def randomize(flow: Flow, scale: float = 0.3, seed: int | None = None) -> Flow:
     output layer fed unit-size activations produces outputs of size about ``scale``; a vector
     (bias, log-scale) gets ``N(0, scale²)``. Data-dependent initialisations (ActNorm) are marked
     as done, so the perturbed values are used as they are. A module with a ``perturb_(scale,
-    generator)`` method perturbs its own parameters instead (:class:`~harness.flows.linear.
+    generator)`` method perturbs its own parameters instead (:class:`~harness.flows.layers.linear.
     LULinear` keeps its triangular factors well conditioned at any size).
     """
     gen = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.flows.cnf_layer import SOLVERS, TRACES
-from harness.flows.cnf_nets import CNF_ACTIVATIONS
-from harness.flows.cnf_trace import NOISES
-from harness.flows.elementwise import SCALE_CLAMPS
+from harness.flows.continuous.nets import CNF_ACTIVATIONS
+from harness.flows.continuous.ode_layer import SOLVERS, TRACES
+from harness.flows.continuous.trace import NOISES
+from harness.flows.layers.elementwise import SCALE_CLAMPS
+from harness.flows.layers.stacks import PERMUTATIONS
 from harness.flows.nets import ACTIVATIONS, CONTEXT_MODES
-from harness.flows.stacks import PERMUTATIONS
 from harness.flows.zoo import hparams
 from harness.options import Option
 

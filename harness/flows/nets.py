@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.flows.made_plan import MadePlan, made_plan
+from harness.flows.layers.made_plan import MadePlan, made_plan
 
-__all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "made_degrees"]
+__all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "FiLM", "made_degrees"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),  # in place: one allocation less per layer
@@ -37,13 +37,23 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 CONTEXT_MODES = ("concat", "film")
 
 
-class _FiLM(nn.Module):
-    """γ(c), β(c) for ``depth`` hidden layers of width ``hidden`` from one linear map."""
+class FiLM(nn.Module):
+    """``(1 + γ_k(c), β_k(c))`` for ``depth`` hidden layers of width ``hidden`` from one linear
+    map of the context ``c`` (feature-wise linear modulation, Perez et al. 2018)."""
 
     def __init__(self, context_dim: int, hidden: int, depth: int):
         super().__init__()
         self.hidden, self.depth = hidden, depth
         self.linear = nn.Linear(context_dim, 2 * hidden * depth)
+
+    @classmethod
+    def when(
+        cls, context_dim: int | None, hidden: int, depth: int, context_mode: str
+    ) -> FiLM | None:
+        """The FiLM of a net conditioned with ``context_mode="film"``, else None."""
+        if context_dim is None or context_mode != "film":
+            return None
+        return cls(context_dim, hidden, depth)
 
     def forward(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
         gb = self.linear(context).unflatten(-1, (self.depth, 2, self.hidden))
@@ -90,11 +100,7 @@ class MLP(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
         self.act = ACTIVATIONS[activation]()
         self.out = nn.Linear(hidden, out_features)
-        self.film = (
-            _FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         if zero_last:
             _zero(self.out)
 
@@ -118,7 +124,7 @@ class MLP(nn.Module):
 def made_degrees(order: Tensor, hidden: int) -> Tensor:
     """Hidden-unit degrees in ``1 … D−1`` for inputs ranked by ``order`` (0-based): each
     degree equally often (cycled), sorted, so that the units a sequential solve computes at
-    one step are adjacent (:mod:`harness.flows.made_plan`)."""
+    one step are adjacent (:mod:`harness.flows.layers.made_plan`)."""
     d = order.numel()
     return torch.sort(torch.arange(hidden) % max(d - 1, 1) + 1).values
 
@@ -176,11 +182,7 @@ class MADE(nn.Module):
         out_mask = (deg_in.repeat(params)[:, None] > deg_h[None, :]).float()  # P-major units
         self.out = _MaskedLinear(out_mask)
         self.act = ACTIVATIONS[activation]()
-        self.film = (
-            _FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         if zero_last:
             _zero(self.out)
         self.plan: MadePlan
@@ -259,11 +261,7 @@ class ConvNet(nn.Module):
         self.hidden = nn.ModuleList(convs)
         self.act = ACTIVATIONS[activation]()
         self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
-        self.film = (
-            _FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         if zero_last:
             _zero(self.out)
 

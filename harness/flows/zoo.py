@@ -6,6 +6,21 @@ whose keyword-only parameters are its hyper-parameters (their defaults are what
 calls the factory, so a bad suite is refused with a message that names the architecture, the
 bad key and the valid keys with their defaults.
 
+The built-in architectures are the modules of :mod:`harness.flows.families` (one file per
+family; modules whose name starts with ``_`` hold shared parts and are skipped). The registry
+imports them itself, lazily, on the first :func:`names`, :func:`entry`, :func:`build` or
+:func:`hparams`, so that a new architecture is one new file there and nothing imports the
+families for their side effects.
+
+Metadata an entry may carry (keyword arguments of :func:`register`): ``images``/``vectors``
+(the event shapes it takes); ``reference=True`` for a baseline row that every leaderboard shows
+beside the flows (the job tags its run ``nfbench.reference``); ``data_kinds`` (the kinds of data
+it accepts, ``("discrete",)``; absent: any); ``dequant_columns`` (the dequantization columns it
+runs in, for a model whose likelihood needs none; absent: any); ``closed_form=True`` for a
+model fitted in closed form rather than trained, whose factory is the fit
+``fit(train, levels, *, hp=default…)`` (see :func:`fit`) instead of a flow factory. The suite
+checks and the job read this metadata; nothing elsewhere names a model.
+
 Third-party architectures arrive through the entry-point group ``nfbench.flows``: an entry
 point may name a module that registers on import, or a factory, which is registered under the
 entry point's name (its ``summary``/``images``/``vectors`` attributes, if any, become the
@@ -21,8 +36,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
+import pkgutil
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,7 +57,9 @@ __all__ = [
     "check_choice",
     "check_positive",
     "entry",
+    "fit",
     "hparams",
+    "load_builtins",
     "load_plugins",
     "names",
     "plugin_errors",
@@ -48,9 +67,11 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "nfbench.flows"
+BUILTIN_PACKAGE = "harness.flows.families"
 Factory = Callable[..., Flow]
 REGISTRY: Registry[Factory] = Registry("architecture")
 
+_builtins_loaded = False
 _plugins_loaded = False
 _plugin_errors: dict[str, str] = {}
 
@@ -113,9 +134,22 @@ def _signature_defaults(name: str, factory: Factory) -> dict[str, object]:
     return out
 
 
+def load_builtins() -> None:
+    """Import every module of :data:`BUILTIN_PACKAGE` once; each registers its architectures."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+
+
 def load_plugins(force: bool = False) -> list[str]:
     """Load the ``nfbench.flows`` entry points once (again with ``force``); names added."""
     global _plugins_loaded
+    load_builtins()
     if _plugins_loaded and not force:
         return []
     _plugins_loaded = True
@@ -141,7 +175,7 @@ def load_plugins(force: bool = False) -> list[str]:
         except Exception as exc:  # noqa: BLE001 — a broken plugin must not break the built-in zoo
             _plugin_errors[ep.name] = f"{type(exc).__name__}: {exc}"
             warnings.warn(
-                f"nfbench.flows plugin '{ep.name}' ({ep.value}) failed to load and is skipped: "
+                f"{ENTRY_POINT_GROUP} plugin '{ep.name}' ({ep.value}) failed to load and is skipped: "
                 f"{type(exc).__name__}: {exc}",
                 RuntimeWarning,
                 stacklevel=2,
@@ -155,10 +189,11 @@ def plugin_errors() -> dict[str, str]:
     return dict(_plugin_errors)
 
 
-def names() -> list[str]:
-    """Every registered architecture, sorted (built-ins and plugins)."""
+def names(*, closed_form: bool = False) -> list[str]:
+    """The registered flows, sorted (built-ins and plugins): what :func:`build` takes. With
+    ``closed_form``, also the models fitted in closed form (:func:`fit`)."""
     load_plugins()
-    return REGISTRY.names()
+    return [e.name for e in REGISTRY if closed_form or not e.meta.get("closed_form")]
 
 
 def entry(name: str) -> Entry[Factory]:
@@ -194,6 +229,20 @@ def _check_type(name: str, key: str, value: object, default: object, valid: str)
         )
 
 
+def _checked(name: str, factory: Callable[..., Any], hp: dict[str, Any]) -> str:
+    """Refuse unknown or mistyped hyper-parameters; the description of the valid ones."""
+    defaults = _signature_defaults(name, factory)
+    valid = _describe(defaults)
+    for key, value in hp.items():
+        if key not in defaults:
+            raise ValueError(
+                f"architecture '{name}': unknown hyper-parameter '{key}' "
+                f"(valid hyper-parameters with defaults: {valid})"
+            )
+        _check_type(name, key, value, defaults[key], valid)
+    return valid
+
+
 def build(
     name: str, event_shape: int | Sequence[int], context_dim: int | None = None, **hp: Any
 ) -> Flow:
@@ -201,9 +250,15 @@ def build(
 
     Raises:
         UnknownNameError: unknown architecture (the nearest name is suggested).
-        ValueError: unknown or invalid hyper-parameter, or a shape the architecture can't take.
+        ValueError: unknown or invalid hyper-parameter, or a shape the architecture can't take,
+            or a model fitted in closed form (use :func:`fit`).
     """
     ent = entry(name)
+    if ent.meta.get("closed_form"):
+        raise ValueError(
+            f"architecture '{name}' is fitted in closed form, not built and trained: call "
+            f"fit('{name}', train, levels, **hyper_parameters)"
+        )
     shape = _as_shape(event_shape)
     if len(shape) not in (1, 3):
         raise ValueError(
@@ -224,15 +279,7 @@ def build(
             f"architecture '{name}': context_dim must be a positive int or None, "
             f"got {context_dim!r}"
         )
-    defaults = _signature_defaults(name, ent.factory)
-    valid = _describe(defaults)
-    for key, value in hp.items():
-        if key not in defaults:
-            raise ValueError(
-                f"architecture '{name}': unknown hyper-parameter '{key}' "
-                f"(valid hyper-parameters with defaults: {valid})"
-            )
-        _check_type(name, key, value, defaults[key], valid)
+    valid = _checked(name, ent.factory, hp)
     try:
         flow = ent.factory(shape, context_dim, **hp)
     except HyperParameterError as exc:
@@ -245,3 +292,27 @@ def build(
             f"architecture '{name}': the factory returned {type(flow).__name__}, not a Flow"
         )
     return flow
+
+
+def fit(name: str, train: Any, levels: int | None, kind: str, **hp: Any) -> Any:
+    """Fit the closed-form model ``name`` on the training split ``train`` of data of ``kind``
+    (``"continuous"``/``"discrete"``) with ``levels`` values (None for continuous data).
+
+    The fitted model has ``dims``, ``log_prob_discrete(x)`` (exact ``log P(x)`` in nats, one
+    per row) and ``sample(n)``.
+
+    Raises:
+        UnknownNameError: unknown architecture.
+        ValueError: not a closed-form model, a kind of data it does not accept, or a bad
+            hyper-parameter.
+    """
+    ent = entry(name)
+    if not ent.meta.get("closed_form"):
+        raise ValueError(f"architecture '{name}' is a flow, trained, not fitted: use build()")
+    kinds = ent.meta.get("data_kinds")
+    if kinds is not None and kind not in kinds:
+        raise ValueError(
+            f"architecture '{name}': takes {' or '.join(kinds)} data, got {kind} data"
+        )
+    _checked(name, ent.factory, hp)
+    return ent.factory(train, levels, **hp)

@@ -77,7 +77,7 @@ def evaluate(flow, deq, ds, ctx: dict[str, torch.Tensor | None], cfg: JobConfig,
     metrics[keys.EVAL_NLL_SE] = ev["nll_se"]
     if "bpd" in ev:
         metrics[keys.EVAL_BPD] = ev["bpd"]
-    if getattr(ds, "true_entropy", None) is not None:
+    if ds.true_entropy is not None:
         metrics[keys.EVAL_NLL_GAP] = ev["nll"] - float(ds.true_entropy)
     n_diag = min(len(ds.test), 2048)
     w = test_inputs(deq, ds.test, n_diag, device, cfg.seed + SEED_DIAGNOSE)

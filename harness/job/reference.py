@@ -1,9 +1,8 @@
-"""Reference rows that are not flows: the ``histogram`` model on discrete data.
+"""Rows fitted in closed form rather than trained (registry entries with ``closed_form``).
 
-Every image leaderboard shows it beside ``gaussian``: independent per-pixel categoricals
-fitted in closed form (:class:`harness.data.histogram.Histogram`), whose bits per dimension
-are exact, ``−log₂ P(x) / D``, with no dequantization bound. A flow that does not beat it has
-learnt no dependence between pixels.
+Such a model (the histogram of discrete data, :mod:`harness.flows.families.histogram`) is
+fitted on the training split by :func:`harness.flows.fit`; its likelihood is exact, so its
+scores need no dequantization bound and it has no training curves.
 """
 
 from __future__ import annotations
@@ -14,30 +13,24 @@ from typing import Any
 
 import torch
 
-from .. import keys
-from ..data.histogram import Histogram
+from .. import flows, keys
 from ..measure import median_ms
 from ..suite.jobconfig import JobConfig
 
-__all__ = ["REFERENCE_MODELS", "fit_reference", "time_reference"]
-
-# name → (hyper-parameters with defaults, one-line summary)
-REFERENCE_MODELS: dict[str, tuple[dict[str, Any], str]] = {
-    "histogram": ({"laplace": 1.0},
-                  "independent per-dimension categoricals, closed form: exact bpd (discrete data)"),
-}
+__all__ = ["closed_form", "fit_reference", "time_reference"]
 
 
-def _fit(ds, cfg: JobConfig) -> Histogram:
-    laplace = float(cfg.arch.hparams.get("laplace", 1.0))
-    return Histogram.fit(ds.train, levels=int(ds.levels), laplace=laplace)
+def closed_form(cfg: JobConfig) -> bool:
+    """Whether the job's model is fitted in closed form (its registry entry says so)."""
+    return bool(flows.entry(cfg.arch.name).meta.get("closed_form"))
 
 
-def fit_reference(ds, cfg: JobConfig) -> tuple[dict[str, float], dict[str, Any], Histogram]:
+def _fit(ds, cfg: JobConfig):
+    return flows.fit(cfg.arch.name, ds.train, ds.levels, ds.kind, **cfg.arch.hparams)
+
+
+def fit_reference(ds, cfg: JobConfig) -> tuple[dict[str, float], dict[str, Any], Any]:
     """Fit on the training split; exact test and validation scores; the fitted state."""
-    if ds.kind != "discrete":
-        raise ValueError(f"histogram: data set '{ds.name}' is {ds.kind}; the histogram "
-                         "reference row is for discrete data")
     t0 = time.perf_counter()
     model = _fit(ds, cfg)
     seconds = time.perf_counter() - t0
@@ -60,7 +53,7 @@ def fit_reference(ds, cfg: JobConfig) -> tuple[dict[str, float], dict[str, Any],
 
 
 def time_reference(ds, cfg: JobConfig, device: torch.device) -> dict[str, float]:
-    """Density and sampling time of the fitted histogram (its fit is closed form and cheap)."""
+    """Density and sampling time of the fitted model (its fit is closed form and cheap)."""
     model = _fit(ds, cfg).to(device)
     t = cfg.timing
     n = t.batch_size

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .. import keys
+from .. import flows, keys
 from ..flows import compiled_view
 from ..measure import time_flow
 from ..suite.jobconfig import JobConfig
@@ -31,7 +31,7 @@ from .artifacts import picture_of, write_reference_artifacts, write_training_art
 from .components import build, contexts, fetch_state, load_data, on_device, rows, test_inputs
 from .environment import environment_tags, seed_all
 from .evaluate import evaluate, training_metrics
-from .reference import REFERENCE_MODELS, fit_reference, time_reference
+from .reference import closed_form, fit_reference, time_reference
 from .tracker import Tracker
 from .train import train
 
@@ -66,9 +66,12 @@ def _finish(tracker: Tracker, final: dict[str, Any], status: str, metrics: dict[
 
 
 def _job_tags(cfg: JobConfig, device: torch.device) -> dict[str, Any]:
-    return {**environment_tags(device), keys.TAG_ARCH: cfg.arch.name,
+    tags = {**environment_tags(device), keys.TAG_ARCH: cfg.arch.name,
             keys.TAG_DATASET: cfg.data.name, keys.TAG_DEQUANT: cfg.dequant.scheme,
             keys.TAG_SEED: cfg.seed, keys.TAG_RUNTIME: cfg.runtime.label}
+    if flows.entry(cfg.arch.name).meta.get("reference"):  # a baseline row, for the report
+        tags[keys.TAG_REFERENCE] = keys.REFERENCE_YES
+    return tags
 
 
 def compiler_for(cfg: JobConfig):
@@ -82,7 +85,7 @@ def compiler_for(cfg: JobConfig):
 
 def _reference_training(cfg: JobConfig, tracker: Tracker, device: torch.device,
                         defer_record: bool, t0: float) -> JobResult:
-    """A reference row (``histogram``): closed-form fit, exact evaluation, no curves."""
+    """A model fitted in closed form: exact evaluation, no curves."""
     ds = load_data(cfg)
     tracker.log_dataset(ds.name, ds.fingerprint, cfg.data.as_dict(), ds.splits_info)
     metrics, params, _model = fit_reference(ds, cfg)
@@ -101,7 +104,7 @@ def run_training(config: JobConfig | dict[str, Any], tracker: Tracker, device: t
     t0 = time.perf_counter()
     cfg = _as_config(config)
     seed_all(cfg.seed)
-    if cfg.arch.name in REFERENCE_MODELS:
+    if closed_form(cfg):
         return _reference_training(cfg, tracker, device, defer_record, t0)
     ds, deq, flow = build(cfg, device)
     tracker.log_dataset(ds.name, ds.fingerprint, cfg.data.as_dict(), ds.splits_info)
@@ -149,7 +152,7 @@ def run_timing(config: JobConfig | dict[str, Any], tracker: Tracker, device: tor
     t = cfg.timing
     if device.type == "cpu" and t.threads:
         torch.set_num_threads(int(t.threads))
-    if cfg.arch.name in REFERENCE_MODELS:
+    if closed_form(cfg):
         metrics = time_reference(load_data(cfg), cfg, device)
         return _finish(tracker, {"tags": {PHASE_TAG: "timed"}, "metrics": metrics},
                        keys.STATUS_FINISHED, metrics, t0, defer_record)

@@ -55,7 +55,7 @@ def samples_png(flow, deq, data_kind: str, reference: torch.Tensor, device: torc
             context = torch.nn.functional.one_hot(torch.arange(n, device=device) % classes,
                                                   classes).float()
         x = deq.to_data(flow.sample(n, context=context)).float().cpu()
-        levels = float(getattr(deq, "levels", None) or 256)
+        levels = float(deq.levels or 256)
         x = (x / max(1.0, levels - 1)).clamp(0, 1)
         side = classes or int(math.ceil(math.sqrt(n)))
         fig, axes = plt.subplots(side, side, figsize=(side, side), dpi=80)

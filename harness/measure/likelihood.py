@@ -12,7 +12,7 @@ Jacobian are in ``log_weight``). Then ``eval/nll`` = −mean ℓ (nats per examp
 .. math::
     \\text{bpd} = \\frac{-\\bar\\ell}{D \\ln 2}
 
-(REFERENCE.md, "Bits per dimension conventions").
+(``docs/protocols.md``, "Bits per dimension").
 """
 
 from __future__ import annotations

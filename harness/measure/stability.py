@@ -63,5 +63,5 @@ def diagnose(flow, w: Tensor, context: Tensor | None = None) -> dict[str, float]
         kurt = centred.pow(4).mean(0) / var.pow(2).clamp_min(1e-300) - 3.0
         out[keys.STAB_LATENT_KURTOSIS] = float(kurt.mean())
     for k, v in layer_stats.items():
-        out[k if k.startswith("stab/") else f"stab/{k}"] = float(v)
+        out[k if k.startswith(keys.STAB_PREFIX) else f"{keys.STAB_PREFIX}{k}"] = float(v)
     return out

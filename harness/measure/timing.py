@@ -301,12 +301,12 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
                                      if key != keys.PERF_FORWARD_NOLOGDET_MS))
     contended = bool(m[keys.PERF_CONTENDED])
     info = {
-        "nfbench.timing.device": str(device),
-        "nfbench.timing.threads": str(torch.get_num_threads()),
-        "nfbench.timing.batch": str(len(x)),
-        "nfbench.timing.sample_batch": str(n),
-        "nfbench.timing.min_run_time": str(min_run_time),
-        "nfbench.timing.method": f"torch.utils.benchmark blocks, {ESTIMATOR} (median "
+        keys.TAG_TIMING_DEVICE: str(device),
+        keys.TAG_TIMING_THREADS: str(torch.get_num_threads()),
+        keys.TAG_TIMING_BATCH: str(len(x)),
+        keys.TAG_TIMING_SAMPLE_BATCH: str(n),
+        keys.TAG_TIMING_MIN_RUN_TIME: str(min_run_time),
+        keys.TAG_TIMING_METHOD: f"torch.utils.benchmark blocks, {ESTIMATOR} (median "
                                  "and IQR recorded beside it); log-det = forward − forward "
                                  "without log-det, alternating blocks"
                                  + ("" if compiled is None else "; compiled view, compiled "

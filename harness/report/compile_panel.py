@@ -30,6 +30,7 @@ import plotly.graph_objects as go
 
 from .. import keys
 from .html import Link, Raw, table
+from .sections import Panel, Section
 from .style import base_layout, esc, fmt, hover, no_data, unique
 
 __all__ = ["OPERATIONS", "compile_frame", "compile_section", "figure_compile"]
@@ -124,8 +125,6 @@ def figure_compile(frame: pd.DataFrame, title: str = "Compiled ÷ eager") -> go.
 
 def compile_section(runs: pd.DataFrame):
     """The compile section (None when the suite lacks either runtime)."""
-    from .panels import Panel, Section
-
     frame = compile_frame(runs)
     if frame.empty:
         return None

@@ -13,12 +13,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .. import keys
 from .style import arch_colour, base_layout, esc, fmt, hover, no_data, unique
 
 __all__ = ["figure_curves", "figure_heatmap", "figure_leaderboard", "figure_pareto"]
 
-THROUGHPUT = "perf/sample_throughput"
-DENSITY_MS = "perf/density_ms"
+THROUGHPUT = keys.PERF_SAMPLE_THROUGHPUT
+DENSITY_MS = keys.PERF_DENSITY_MS
 
 
 def _std(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -205,7 +206,7 @@ def figure_curves(bands: pd.DataFrame, title: str = "Training curves") -> go.Fig
         name = esc(config)
         for key, line in sorted(part.groupby("key"), key=lambda kv: kv[0], reverse=True):
             line = line.sort_values("step")
-            train = key.startswith("train/")
+            train = key.startswith(keys.TRAIN_PREFIX)
             text = np.char.add(np.char.add(_numbers(line["mean"]), " ± "),
                                np.char.add(_numbers(line["std"], 2), np.char.add(
                                    " · seeds: ", line["n"].to_numpy().astype(str))))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .. import keys
 from .stats import RankResult
 from .style import arch_colour, base_layout, esc, fmt, hover, no_data
 
@@ -162,7 +163,7 @@ def figure_timing_noise(noise: pd.DataFrame, threshold: float = 0.10,
                for m, t, k in zip(metrics, trow, krow)]
               for c, trow, krow in zip(configs, text, cont.to_numpy(float))]
     fig.add_trace(go.Heatmap(
-        z=grid.to_numpy(float), x=[esc(m.removeprefix("perf/")) for m in metrics],
+        z=grid.to_numpy(float), x=[esc(m.removeprefix(keys.PERF_PREFIX)) for m in metrics],
         y=[esc(c) for c in configs], text=text, texttemplate="%{text}", zmin=0,
         zmax=max(0.3, threshold * 2), colorscale="YlOrRd",
         colorbar={"title": {"text": "IQR /<br>median"}}, hovertext=hovers,

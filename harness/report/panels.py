@@ -7,12 +7,7 @@ Captions say what was measured and how (device, batch sizes, repeats, seeds).
 
 from __future__ import annotations
 
-import re
-import zlib
-from dataclasses import dataclass, field
-
 import pandas as pd
-import plotly.graph_objects as go
 
 from .. import keys
 from . import derive
@@ -21,37 +16,11 @@ from .figures_cost import figure_asymmetry, figure_dequant, figure_logdet
 from .figures_stability import figure_stability, figure_triangle
 from .html import Link, Raw, e, table
 from .scores import DEFINITIONS, triangle_scores
+from .sections import Panel, Section, slug
 from .style import fmt
 from .table import aggregate, provenance
 
 __all__ = ["Panel", "Section", "slug", "suite_sections"]
-
-
-@dataclass
-class Panel:
-    """One figure (or table) with its caption and the data behind it (``id`` names both the
-    element and the data files)."""
-
-    id: str
-    caption: str
-    data: pd.DataFrame
-    figure: go.Figure | None = None
-    after: str = ""  # trusted HTML shown under the figure (tables, definitions)
-
-
-@dataclass
-class Section:
-    anchor: str
-    title: str
-    panels: list[Panel] = field(default_factory=list)
-    note: str = ""  # plain text (escaped) shown when a section has nothing to draw
-    html: str = ""  # trusted HTML (the sample gallery)
-
-
-def slug(name: str) -> str:
-    """A file- and id-safe name, unique per input (a short hash of the name is appended)."""
-    base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40] or "x"
-    return f"{base}-{zlib.crc32(name.encode()):08x}"[: len(base) + 7]
 
 
 def _leaderboard_table(board: pd.DataFrame) -> str:

@@ -2,7 +2,7 @@
 aggregate score), pairwise significance, seeds needed, timing noise; and the seed columns
 the leaderboards show.
 
-Pure: prepared runs in, :class:`~harness.report.panels.Section` s out (the writer turns them
+Pure: prepared runs in, :class:`~harness.report.sections.Section` s out (the writer turns them
 into files). Captions name every test and interval (see :mod:`harness.report.stats`).
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 from . import derive_stats, stats
 from .figures_stats import figure_aggregate, figure_cd, figure_poi, figure_timing_noise
 from .html import Raw, table
-from .panels import Panel, Section, slug
+from .sections import Panel, Section, slug
 from .style import fmt
 
 __all__ = ["across_section", "leaderboard_with_seeds", "seeds_section",

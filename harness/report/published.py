@@ -1,4 +1,5 @@
-"""Published figures to show beside nfbench's own, each with the paper and table it is from.
+"""Published figures to show beside nfbench's own, each with the paper and table it is from
+(also listed in ``docs/protocols.md``, "Published figures").
 
 Image data: test bits/dim, as compiled in Kobyzev, Prince & Brubaker, "Normalizing Flows: An
 Introduction and Review of Current Methods", TPAMI 2020, Table 5. Tabular data: test

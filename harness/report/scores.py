@@ -5,8 +5,9 @@ All three lie in [0, 1], 1 best, and are relative to the configurations of one s
 * invertibility  I = (L_max − L) / (L_max − L_min), with L the mean over data sets of
   log10 max(stab/inv_err_max, 1e-12) (1 for every configuration when all L are equal);
 * expressivity   E = mean over data sets of clip((s_ref − s) / (s_ref − s_best), 0, 1), with s
-  the mean test bpd / NLL, s_best the best configuration's and s_ref the Gaussian reference's
-  (the worst configuration's where the suite has no Gaussian) on that data set;
+  the mean test bpd / NLL, s_best the best configuration's and s_ref the best reference row's
+  (the Gaussian, the histogram; the worst configuration's where the suite has none) on that
+  data set;
 * efficiency     F = mean over data sets of the mean of two min–max scores on log scales:
   sampling throughput (higher is better) and density-evaluation time (lower is better).
 
@@ -30,7 +31,7 @@ DEFINITIONS = {
                      "scores 1, the largest 0.",
     "expressivity": "E = mean over data sets of clip((s_ref − s) / (s_ref − s_best), 0, 1), "
                     "s = mean test bpd or NLL, s_best = the best configuration's, s_ref = the "
-                    "Gaussian reference's (the worst configuration's where there is none).",
+                    "best reference row's (the worst configuration's where there is none).",
     "efficiency": "F = mean over data sets of ½ [min–max score of log sampling throughput "
                   "(higher is better) + min–max score of log density time (lower is better)].",
     "placement": "Each configuration sits at (I, E, F) / (I + E + F); marker size grows with "
@@ -60,7 +61,8 @@ def triangle_scores(agg: pd.DataFrame) -> pd.DataFrame:
     rows["_logerr"] = np.log10(np.maximum(inv, FLOOR))
     by_data = rows.groupby("dataset")
     best = by_data["score"].transform("min")
-    ref_rows = rows[rows["arch"] == "gaussian"].groupby("dataset")["score"].mean()
+    refs = rows[rows["reference"].astype(bool)] if "reference" in rows else rows.iloc[:0]
+    ref_rows = refs.groupby(["dataset", "config"])["score"].mean().groupby("dataset").min()
     ref = rows["dataset"].map(ref_rows).fillna(by_data["score"].transform("max"))
     span = (ref - best).where(ref > best)
     rows["_expr"] = ((ref - rows["score"]) / span).clip(0, 1).fillna(1.0)

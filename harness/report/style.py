@@ -24,13 +24,16 @@ _PALETTE = (
 _FIXED = {
     "realnvp": _PALETTE[0], "maf": _PALETTE[1], "iaf": _PALETTE[2], "glow": _PALETTE[3],
     "nsf-coupling": _PALETTE[4], "nsf-ar": _PALETTE[5], "ffjord": _PALETTE[6],
-    "gaussian": "#7f7f7f", "histogram": "#b0b0b0",
 }
+REFERENCE_COLOUR = "#7f7f7f"  # reference rows (tagged nfbench.reference) are grey
 HEIGHT = 420
 
 
-def arch_colour(arch: str) -> str:
-    """A colour per architecture name, the same in every figure and every report."""
+def arch_colour(arch: str, reference: bool = False) -> str:
+    """A colour per architecture name, the same in every figure and every report (grey for a
+    reference row)."""
+    if reference:
+        return REFERENCE_COLOUR
     if arch in _FIXED:
         return _FIXED[arch]
     return _PALETTE[zlib.crc32(arch.encode()) % len(_PALETTE)]

@@ -21,7 +21,6 @@ from .. import keys
 from .safety import check_ui_base
 
 __all__ = [
-    "REFERENCE_ARCHS",
     "aggregate",
     "config_label",
     "dataset_label",
@@ -33,7 +32,6 @@ __all__ = [
     "score_key",
 ]
 
-REFERENCE_ARCHS = ("gaussian", "histogram")  # baselines shown beside the flows
 DEFAULT_UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address
 # short columns added by prepare(), from tags (with a fallback on the config params)
 _SHORT = {
@@ -114,7 +112,8 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     ``dataset_name`` the bare name, ``standard_data`` whether its options change only the
     layout, so that published figures apply), ``config`` (:func:`config_label`), ``kind`` (continuous | discrete, per
     data set), ``score_key`` / ``score`` / ``unit`` (the data set's quality metric), ``ok``
-    (status finished with a finite score), ``reference`` (a baseline architecture) and
+    (status finished with a finite score), ``reference`` (a baseline row: the run's
+    ``nfbench.reference`` tag, which the job sets from the model's registry entry) and
     ``url`` (the run's MLflow page).
     """
     check_ui_base(ui_base)
@@ -158,7 +157,7 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     df["score"] = np.where(df["kind"] == "discrete", bpd, nll).astype(float) if n else []
     df["unit"] = np.where(df["kind"] == "discrete", "bpd", "nats") if n else []
     df["ok"] = (df["status"] == keys.STATUS_FINISHED) & np.isfinite(df["score"].astype(float))
-    df["reference"] = df["arch"].isin(REFERENCE_ARCHS)
+    df["reference"] = (_column(df, keys.TAG_REFERENCE) == keys.REFERENCE_YES).to_numpy(bool)
     exp = _column(df, "experiment_id").astype(str)
     df["url"] = [run_url(ui_base, e, r) for e, r in zip(exp, df["run_id"])]
     return df
@@ -243,7 +242,7 @@ def provenance(df: pd.DataFrame, timing: bool = True) -> str:
     parts = [f"Device: {_values(df, 'device')}"]
     if timing:
         parts.append(f"timing batch {_values(df, 'timing.batch_size')}, "
-                     f"{_values(df, 'nfbench.timing.threads')} CPU thread(s) on CPU, first "
+                     f"{_values(df, keys.TAG_TIMING_THREADS)} CPU thread(s) on CPU, first "
                      f"quartile of device-synced blocks (torch.utils.benchmark, at least "
                      f"{_values(df, 'timing.min_run_time')} s per measurement; median and IQR "
                      "recorded beside it) after warm-up, no other job on the device")

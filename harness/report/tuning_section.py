@@ -11,7 +11,7 @@ import pandas as pd
 
 from .figures_tuning import figure_best_so_far, figure_gain, figure_sensitivity
 from .html import Link, Raw, table
-from .panels import Panel, Section
+from .sections import Panel, Section
 from .style import fmt
 from .tuning import NEAR, gain_frame, sensitivity_frame, study_frame, trials_frame
 

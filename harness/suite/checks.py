@@ -72,6 +72,11 @@ class Catalog:
     tie two options together. ``dataset_classes[name]`` is the number of class labels a data
     set has (for ``condition: label``). ``flows`` are the architectures a variational
     dequantizer's q flow may be (default: every architecture).
+
+    ``arch_meta[name]`` is an architecture's registry metadata; the combination rules read
+    ``data_kinds`` (the kinds of data it accepts) and ``dequant_columns`` (the only
+    dequantization columns it runs in: a model whose likelihood is exact runs once) and,
+    where either is set, the label ``reference`` (a baseline row) for the message.
     """
 
     arch_hparams: Mapping[str, Mapping[str, Any]]
@@ -85,10 +90,23 @@ class Catalog:
     arch_cross: Callable[[str, Mapping[str, Any]], Problems] = _no_cross
     dequant_cross: Callable[[str, Mapping[str, Any]], Problems] = _no_cross
     flows: list[str] | None = None
+    arch_meta: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def combination(self, arch: AxisItem, dataset: AxisItem, dequant: AxisItem) -> str | None:
+        """Why this cell of the matrix is dropped, or None when it runs."""
         kind = self.dataset_kind.get(dataset.name)
         if kind is None:
+            return None
+        meta = self.arch_meta.get(arch.name, {})
+        what = f"the {arch.name} reference row" if meta.get("reference") else arch.name
+        kinds = meta.get("data_kinds")
+        if kinds is not None and kind not in kinds:
+            return f"{what} is for {' or '.join(kinds)} data"
+        columns = meta.get("dequant_columns")
+        if columns is not None:
+            if dequant.name not in columns:
+                return (f"{what}'s likelihood is exact, with no dequantization: it runs once, "
+                        f"in the {' or '.join(repr(c) for c in columns)} column")
             return None
         return self.dequant_ok(dequant.name, kind)
 

@@ -109,6 +109,15 @@ class _Strict(BaseModel):
         return value
 
 
+class _Named(_Strict):
+    """A section that may be written as its ``name`` alone (``optimizer: adamw``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
 class AxisItem(_Strict):
     """One value of a matrix axis: a registry name with options.
 
@@ -269,7 +278,7 @@ class Rule(_Strict):
         return self
 
 
-class Optimizer(_Strict):
+class Optimizer(_Named):
     name: Literal["adam", "adamw", "adamax", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0, le=10)
     weight_decay: float = Field(0.0, ge=0, le=1)
@@ -282,23 +291,13 @@ class Optimizer(_Strict):
             raise ValueError(f"each beta must be in [0, 1) (got {shown(betas)})")
         return betas
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
 
-
-class Schedule(_Strict):
+class Schedule(_Named):
     """Learning-rate schedule: constant or cosine annealing, with linear warm-up."""
 
     name: Literal["constant", "cosine"] = "cosine"
     warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
 
 
 #: TrainBudget fields left out of its dump when null (added after job keys were in use)

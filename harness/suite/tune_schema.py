@@ -46,7 +46,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..options import shown
-from .schema import MAX_SEED, MAX_STEPS, Suite, _Strict
+from .schema import MAX_SEED, MAX_STEPS, Suite, _Named, _Strict
 
 __all__ = ["DISTRIBUTIONS", "MAX_CHOICES", "MAX_HOURS", "MAX_TRIALS", "Asha", "Distribution",
            "TuneBudget", "TuneSection"]
@@ -222,7 +222,7 @@ class TuneBudget(_Strict):
         return self
 
 
-class Asha(_Strict):
+class Asha(_Named):
     """Asynchronous successive halving over training steps: a trial continues past a rung
     (``grace_period`` × ``reduction_factor``^k steps) only when its validation score is in
     the best 1 / ``reduction_factor`` of the trials that reached that rung."""
@@ -231,11 +231,6 @@ class Asha(_Strict):
     grace_period: int | None = Field(None, gt=0, le=MAX_STEPS,
                                      description="steps before the first rung; null: eval_every")
     reduction_factor: float = Field(3.0, gt=1, le=100)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
 
 
 class TuneSection(_Strict):

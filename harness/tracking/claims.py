@@ -40,9 +40,11 @@ from dataclasses import dataclass
 from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from .. import keys
+
 __all__ = ["LEDGER_EXPERIMENT", "Holder", "Ledger", "driver_id"]
 
-LEDGER_EXPERIMENT = "nfbench.ledgers"
+LEDGER_EXPERIMENT = keys.LEDGER_EXPERIMENT
 MAX_BATCH = 100  # MLflow's limit on params per log_batch
 DEFAULT_TTL_S = 120.0
 

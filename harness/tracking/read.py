@@ -201,7 +201,7 @@ def _records_sql(url: str, suites: list[str], uri: str) -> Records:
             params = con.execute(sa.select(param_t.run_uuid, param_t.key, param_t.value)
                                  .where(param_t.run_uuid.in_(chosen))).all()
             tags = con.execute(sa.select(tag_t.run_uuid, tag_t.key, tag_t.value).where(
-                tag_t.key.like("nfbench.%"), tag_t.run_uuid.in_(chosen))).all()
+                tag_t.key.like(f"{keys.TAG_PREFIX}%"), tag_t.run_uuid.in_(chosen))).all()
             metrics = con.execute(sa.select(
                 metric_t.run_uuid, metric_t.key, metric_t.value, metric_t.is_nan)
                 .where(metric_t.run_uuid.in_(chosen))).all()
@@ -259,7 +259,7 @@ def _records_api(uri: str, suites: list[str]) -> Records:
                 for k, v in data.params.items():
                     row.setdefault(k, v)
                 for k, v in data.tags.items():
-                    if k.startswith("nfbench."):
+                    if k.startswith(keys.TAG_PREFIX):
                         row[k] = v
                 rows.append(row)
                 metric_rows.append(data.metrics)
@@ -343,7 +343,7 @@ def _frame(rows: list[dict], metric_rows: list[dict[str, float]], suites: list[s
     for col in ("start_time", "end_time"):
         df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
     for col in other:
-        if not col.startswith("nfbench.") or col == keys.TAG_SEED:
+        if not col.startswith(keys.TAG_PREFIX) or col == keys.TAG_SEED:
             df[col] = _numeric(df[col])
     return df.reset_index(drop=True)
 

@@ -222,7 +222,7 @@ class Store:
             self._call(self.client.log_batch, rid,
                        tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)]
                        + [RunTag(k, v) for k, v in tags.items()
-                          if k.startswith(("mlflow.", "nfbench.live."))])
+                          if k.startswith(("mlflow.", keys.LIVE_TAG_PREFIX))])
             if keys.TAG_ERROR in run.data.tags:
                 self._call(self.client.delete_tag, rid, keys.TAG_ERROR)
             return JobRun(rid, True, run.data.tags.get(keys.TAG_PHASE, ""),

@@ -28,6 +28,7 @@ import os
 import time
 from typing import Any
 
+from .. import keys
 from ..suite.schema import MAX_SYSTEM_METRICS_S as MAX_INTERVAL_S
 from ..suite.schema import MIN_SYSTEM_METRICS_S as MIN_INTERVAL_S
 from .writer import retrying
@@ -43,8 +44,8 @@ __all__ = [
 ]
 
 ENV = "NFBENCH_SYSTEM_METRICS"
-TAG_INTERVAL = "nfbench.system_metrics_s"
-PREFIX = "system/"
+TAG_INTERVAL = keys.TAG_SYSTEM_METRICS_S
+PREFIX = keys.SYSTEM_PREFIX
 _OFF = ("0", "off", "false", "no", "none")
 
 

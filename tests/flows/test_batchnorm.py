@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from harness import flows
-from harness.flows.batchnorm import BatchNorm
+from harness.flows.layers.batchnorm import BatchNorm
 from harness.flows.check import autograd_log_det, randomize
 from harness.flows.hparam_specs import hparam_specs
 

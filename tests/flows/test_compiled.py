@@ -20,7 +20,7 @@ import torch
 from harness import flows
 from harness.flows.check import randomize
 from harness.flows.compiled import RuntimeUnavailable, compare_with_eager, compiled_view
-from harness.flows.linear import ActNorm
+from harness.flows.layers.linear import ActNorm
 
 NAMES = flows.names()
 BUILTIN = [n for n in NAMES if not flows.entry(n).meta.get("plugin")]

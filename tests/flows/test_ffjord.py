@@ -17,10 +17,10 @@ from torchdiffeq import odeint
 
 from harness import flows, keys
 from harness.flows.check import autograd_log_det, randomize
-from harness.flows.cnf_layer import CNFLayer
-from harness.flows.cnf_nets import ODENet
-from harness.flows.cnf_trace import draw_noise, exact_divergence, hutchinson_divergence
-from harness.flows.ffjord import CHECK_HPARAMS, CNFFlow
+from harness.flows.continuous.nets import ODENet
+from harness.flows.continuous.ode_layer import CNFLayer
+from harness.flows.continuous.trace import draw_noise, exact_divergence, hutchinson_divergence
+from harness.flows.families.ffjord import CHECK_HPARAMS, CNFFlow
 
 SCALE = 2.0  # randomisation: log-dets of order 0.1–1 with 16 hidden units
 TIGHT = {"rtol": 1e-11, "atol": 1e-11}

@@ -7,11 +7,11 @@ import torch
 
 from harness import flows, keys
 from harness.flows.check import randomize
-from harness.flows.elementwise import bound_scale
-from harness.flows.linear import ActNorm, LULinear
-from harness.flows.multiscale import Squeeze
+from harness.flows.layers.elementwise import bound_scale
+from harness.flows.layers.linear import ActNorm, LULinear
+from harness.flows.layers.multiscale import Squeeze
+from harness.flows.layers.splines import rq_spline
 from harness.flows.nets import MADE
-from harness.flows.splines import rq_spline
 
 D64 = torch.float64
 

@@ -45,6 +45,7 @@ class SynthDataset:
     image: tuple[int, int, int] | None = None
 
 
+REFERENCE_ROWS = ("gaussian", "histogram")  # registry entries with reference=True
 DATASETS = {
     "moons": SynthDataset("moons", "continuous", 2),
     "8gaussians": SynthDataset("8gaussians", "continuous", 2, entropy=2.837),
@@ -316,6 +317,8 @@ def fill_suite(
             }
             if runtime != "eager":
                 tags[keys.TAG_RUNTIME] = runtime
+            if arch in REFERENCE_ROWS:  # as the job tags them, from the registry's metadata
+                tags[keys.TAG_REFERENCE] = keys.REFERENCE_YES
             if status == keys.STATUS_FAILED:
                 tags[keys.TAG_ERROR] = ("Traceback (most recent call last):\n  File \"job.py\"\n"
                                         f"RuntimeError: out of memory <in> 'coupling' of {suite}")

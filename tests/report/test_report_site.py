@@ -34,7 +34,7 @@ def test_single_suite_index_is_the_suite_page(zoo_site: Path, store):
     assert zoo_site.name == "index.html"
     figs = dict(_figures(zoo_site))
     datasets = {t.dataset for t in store.runs("zoo")}
-    for d in datasets:  # issue 2's first report: a leaderboard and a front per data set
+    for d in datasets:  # the first report: a leaderboard and a front per data set
         assert any(k.startswith("fig-leaderboard-") and d in k for k in figs), d
         assert any(k.startswith("fig-pareto-") and d in k for k in figs), d
         assert any(k.startswith("fig-curves-") and d in k for k in figs), d

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from harness.flows.base import Flow, Layer
-from harness.flows.common import vector_dim
-from harness.flows.linear import LULinear
+from harness.flows.families._shared import vector_dim
+from harness.flows.layers.linear import LULinear
 from harness.flows.zoo import check_choice, register
 
 __all__ = ["ContextShift", "TriangularLinear", "gaussian"]
@@ -88,6 +88,7 @@ class TriangularLinear(Layer):
     "Gaussian: full-covariance Gaussian by maximum likelihood (an affine flow; reference row)",
     images=False,
     vectors=True,
+    reference=True,
 )
 def gaussian(
     event_shape: tuple[int, ...],

@@ -2,7 +2,7 @@
 
 Each transformed entry goes through a monotone rational-quadratic spline with ``bins`` bins on
 ``[−tail_bound, tail_bound]`` and identity (linear) tails, with minimum bin width, height and
-derivative (:mod:`harness.flows.splines`). ``nsf-coupling`` conditions the splines of one part
+derivative (:mod:`harness.flows.layers.splines`). ``nsf-coupling`` conditions the splines of one part
 on the other (vectors and multi-scale images, as ``realnvp``); ``nsf-ar`` conditions each
 entry on the previous ones through a MADE (as ``maf``: density in one pass, sampling in ``D``).
 Zero-initialised conditioner outputs make both the identity when fresh.
@@ -15,11 +15,16 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.batchnorm import with_batch_norm
-from harness.flows.common import check_net, conv_factory, mlp_factory, vector_dim
-from harness.flows.elementwise import Spline
-from harness.flows.maf import autoregressive_layers
-from harness.flows.stacks import coupling_layers
+from harness.flows.families._shared import (
+    autoregressive_layers,
+    check_net,
+    conv_factory,
+    mlp_factory,
+    vector_dim,
+)
+from harness.flows.layers.batchnorm import with_batch_norm
+from harness.flows.layers.elementwise import Spline
+from harness.flows.layers.stacks import coupling_layers
 from harness.flows.zoo import HyperParameterError, check_positive, register
 
 __all__ = ["nsf_ar", "nsf_coupling", "spline"]

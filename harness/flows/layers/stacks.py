@@ -17,16 +17,16 @@ affine coupling of channel halves; images squeeze first on every level.
 from __future__ import annotations
 
 from harness.flows.base import Layer
-from harness.flows.coupling import (
+from harness.flows.layers.coupling import (
     MaskCoupling,
     NetFactory,
     SplitCoupling,
     checkerboard,
     parity_mask,
 )
-from harness.flows.elementwise import Elementwise
-from harness.flows.linear import ActNorm, LULinear, Permutation
-from harness.flows.multiscale import multiscale
+from harness.flows.layers.elementwise import Elementwise
+from harness.flows.layers.linear import ActNorm, LULinear, Permutation
+from harness.flows.layers.multiscale import multiscale
 from harness.flows.zoo import HyperParameterError, check_choice
 
 __all__ = ["PERMUTATIONS", "coupling_layers", "glow_layers", "permutation"]

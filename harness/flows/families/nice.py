@@ -2,7 +2,7 @@
 
 The couplings ``y_b = x_b + t(x_a)`` have unit Jacobian determinant; the only volume change
 is NICE's last layer ``z = x ⊙ exp(s)``. Vectors and multi-scale images as in ``realnvp``
-(:mod:`harness.flows.stacks`).
+(:mod:`harness.flows.layers.stacks`).
 
 References:
     Dinh, Krueger, Bengio, "NICE: Non-linear Independent Components Estimation", ICLR 2015,
@@ -12,11 +12,11 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.batchnorm import with_batch_norm
-from harness.flows.common import check_net, conv_factory, mlp_factory
-from harness.flows.elementwise import Additive
-from harness.flows.linear import DiagonalScale
-from harness.flows.stacks import coupling_layers
+from harness.flows.families._shared import check_net, conv_factory, mlp_factory
+from harness.flows.layers.batchnorm import with_batch_norm
+from harness.flows.layers.elementwise import Additive
+from harness.flows.layers.linear import DiagonalScale
+from harness.flows.layers.stacks import coupling_layers
 from harness.flows.zoo import register
 
 __all__ = ["nice"]

@@ -6,7 +6,7 @@ A MADE conditioner gives ``θ_i(u_{<i}, c)`` (``<`` in the layer's order), and
 
 in ONE pass of the MADE. Its inverse ``u = τ^{-1}(v; θ(u))`` is solved in ``D`` steps, one
 input (rank) per step, each step computing only the MADE units that become known at that step
-(:mod:`harness.flows.made_solve`): one masked MADE pass in all, not ``D`` full ones. The
+(:mod:`harness.flows.layers.made_solve`): one masked MADE pass in all, not ``D`` full ones. The
 log-det of the inverse is the sum of the steps' element-wise log-derivatives.
 
 - MAF (``dual=False``): data → latent is the one-pass map (density in one pass, sampling in
@@ -20,8 +20,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from harness.flows.base import Layer, StabilityAccumulator
-from harness.flows.elementwise import Elementwise
-from harness.flows.made_solve import solve
+from harness.flows.layers.elementwise import Elementwise
+from harness.flows.layers.made_solve import solve
 from harness.flows.nets import MADE
 
 __all__ = ["Autoregressive"]

@@ -42,9 +42,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from harness.flows.autoregressive import Autoregressive
+from harness.flows.layers.autoregressive import Autoregressive
 from harness.flows.base import Layer
-from harness.flows.coupling import MaskCoupling, SplitCoupling
+from harness.flows.layers.coupling import MaskCoupling, SplitCoupling
 from harness.flows.zoo import HyperParameterError
 
 __all__ = ["BatchNorm", "with_batch_norm"]

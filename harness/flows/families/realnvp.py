@@ -3,7 +3,7 @@
 Vectors: couplings over alternating halves (``mask="halves"``) or even/odd entries
 (``mask="parity"``), optionally permuted between couplings (``permute``). Images: checkerboard
 and channel masks with squeeze and factor-out over ``levels`` scales
-(:mod:`harness.flows.stacks`). Conditioners (MLP or 3×3/1×1 conv nets) end in a
+(:mod:`harness.flows.layers.stacks`). Conditioners (MLP or 3×3/1×1 conv nets) end in a
 zero-initialised layer, so the fresh flow is the identity; the log-scale is bounded by
 ``scale_bound`` through a ``tanh`` or ``atan`` soft clamp.
 
@@ -15,9 +15,9 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.batchnorm import with_batch_norm
-from harness.flows.common import affine, check_net, conv_factory, mlp_factory
-from harness.flows.stacks import coupling_layers
+from harness.flows.families._shared import affine, check_net, conv_factory, mlp_factory
+from harness.flows.layers.batchnorm import with_batch_norm
+from harness.flows.layers.stacks import coupling_layers
 from harness.flows.zoo import register
 
 __all__ = ["realnvp"]

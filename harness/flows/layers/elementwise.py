@@ -11,7 +11,7 @@ log-derivative ``log |∂y/∂x|`` (summed by the layer), or ``None`` where it i
   (``"none"``); ``log |∂y/∂x| = s``.
 - :class:`Additive`: ``y = x + t`` (NICE; volume preserving).
 - :class:`Spline`: a monotone rational-quadratic spline on ``[−B, B]`` with identity tails
-  (Durkan et al. 2019), numerics in :mod:`harness.flows.splines`.
+  (Durkan et al. 2019), numerics in :mod:`harness.flows.layers.splines`.
 
 Each also says what the stability diagnostics need: :meth:`diagnose` turns the auxiliary
 tensor kept from the last forward (the scales, or the inputs) into ``stab/*`` numbers.
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from harness import keys
 from harness.flows.base import StabilityAccumulator
-from harness.flows.splines import rq_spline
+from harness.flows.layers.splines import rq_spline
 
 __all__ = ["SCALE_CLAMPS", "Additive", "Affine", "Elementwise", "Spline", "bound_scale"]
 

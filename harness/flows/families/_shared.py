@@ -10,12 +10,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from harness.flows.coupling import NetFactory
-from harness.flows.elementwise import SCALE_CLAMPS, Affine
-from harness.flows.nets import ACTIVATIONS, CONTEXT_MODES, MLP, ConvNet
+from harness.flows.layers.autoregressive import Autoregressive
+from harness.flows.layers.coupling import NetFactory
+from harness.flows.layers.elementwise import SCALE_CLAMPS, Affine, Elementwise
+from harness.flows.nets import ACTIVATIONS, CONTEXT_MODES, MADE, MLP, ConvNet
 from harness.flows.zoo import HyperParameterError, check_choice, check_positive
 
-__all__ = ["affine", "check_net", "conv_factory", "mlp_factory", "orders", "vector_dim"]
+__all__ = [
+    "affine",
+    "autoregressive_layers",
+    "check_net",
+    "conv_factory",
+    "mlp_factory",
+    "orders",
+    "vector_dim",
+]
 
 
 def check_net(layers: int, hidden: int, depth: int, activation: str, context_mode: str) -> None:
@@ -74,3 +83,26 @@ def orders(features: int, layers: int, order: str) -> list[Tensor]:
     if order == "reverse":
         return [ident if k % 2 == 0 else ident.flip(0) for k in range(layers)]
     return [torch.randperm(features) for _ in range(layers)]
+
+
+def autoregressive_layers(
+    d: int,
+    layers: int,
+    hidden: int,
+    depth: int,
+    order: str,
+    activation: str,
+    context_dim: int | None,
+    context_mode: str,
+    ew: Elementwise,
+    dual: bool,
+) -> list[Autoregressive]:
+    """``layers`` MADE-conditioned layers (MAF, or IAF with ``dual``) over ``(D,)``."""
+    return [
+        Autoregressive(
+            MADE(d, ew.n_params, hidden, depth, o, activation, context_dim, context_mode),
+            ew,
+            dual=dual,
+        )
+        for o in orders(d, layers, order)
+    ]

@@ -28,6 +28,8 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
+from harness.flows.nets import FiLM
+
 __all__ = [
     "CNF_ACTIVATIONS",
     "ConcatSquashConv2d",
@@ -93,19 +95,6 @@ class ConcatSquashConv2d(nn.Module):
             nn.init.zeros_(p)
 
 
-class _FiLM(nn.Module):
-    """``(1 + γ_k(c), β_k(c))`` for ``depth`` hidden layers of width ``hidden``."""
-
-    def __init__(self, context_dim: int, hidden: int, depth: int):
-        super().__init__()
-        self.depth, self.hidden = depth, hidden
-        self.linear = nn.Linear(context_dim, 2 * hidden * depth)
-
-    def forward(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
-        gb = self.linear(context).unflatten(-1, (self.depth, 2, self.hidden))
-        return [(1.0 + gb[:, k, 0], gb[:, k, 1]) for k in range(self.depth)]
-
-
 class _Stack(nn.Module):
     """Shared body of :class:`ODENet` and :class:`ConvODENet` (``make`` builds one layer)."""
 
@@ -124,11 +113,7 @@ class _Stack(nn.Module):
         widths = [n + (context_dim if self.concat else 0)] + [hidden] * depth + [n]
         self.layers = nn.ModuleList(make(a, b) for a, b in pairwise(widths))
         self.act = CNF_ACTIVATIONS[activation]()
-        self.film = (
-            _FiLM(context_dim, hidden, depth)
-            if context_dim is not None and context_mode == "film"
-            else None
-        )
+        self.film = FiLM.when(context_dim, hidden, depth, context_mode)
         self.layers[-1].zero_()  # type: ignore[operator]
 
     def _cat(self, z: Tensor, context: Tensor) -> Tensor:

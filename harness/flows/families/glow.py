@@ -16,8 +16,8 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.common import affine, check_net, conv_factory, mlp_factory
-from harness.flows.stacks import glow_layers
+from harness.flows.families._shared import affine, check_net, conv_factory, mlp_factory
+from harness.flows.layers.stacks import glow_layers
 from harness.flows.zoo import register
 
 __all__ = ["glow"]

@@ -18,7 +18,7 @@ estimate and the exact trace are integrated along the same discretised trajector
 
 The trace is exact (``D`` vector-Jacobian products) when ``trace="exact"`` or, in eval mode,
 when the event has at most ``exact_max_dim`` entries; otherwise Hutchinson's estimator with one
-probe per sample, fixed over the solve (:mod:`harness.flows.cnf_trace`). In training with
+probe per sample, fixed over the solve (:mod:`harness.flows.continuous.trace`). In training with
 ``kinetic``/``jacobian`` weights, RNODE's regularisers ``∫‖f‖² dt`` and ``∫‖∂f/∂z‖_F² dt`` ride
 along as two more states.
 
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from harness.flows.base import Layer
-from harness.flows.cnf_trace import (
+from harness.flows.continuous.trace import (
     draw_noise,
     exact_divergence,
     hutchinson_divergence,
@@ -195,7 +195,7 @@ class CNFLayer(Layer):
     """A CNF over one event shape: ``net(t, z, c)`` solved from ``0`` to ``T`` (module doc).
 
     Arguments:
-        net: the dynamics ``f(t, z; c)`` (:mod:`harness.flows.cnf_nets`).
+        net: the dynamics ``f(t, z; c)`` (:mod:`harness.flows.continuous.nets`).
         solver: :class:`SolverConfig`; trace: :class:`TraceConfig`.
 
     After each forward call: ``last_nfe`` (evaluations of that solve), ``last_exact`` (whether

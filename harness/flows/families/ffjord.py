@@ -7,12 +7,12 @@ for in solver steps. The log-density follows the instantaneous change of variabl
           + \\int_0^T \\operatorname{tr} \\frac{\\partial f}{\\partial z}(t, z(t))\\, dt,
           \\qquad z(0) = x,
 
-with the trace exact or estimated (Hutchinson), see :mod:`harness.flows.cnf_layer`.
+with the trace exact or estimated (Hutchinson), see :mod:`harness.flows.continuous.ode_layer`.
 
 Vectors: ``blocks`` CNFs in sequence, each with its own concat-squash network
-(:class:`~harness.flows.cnf_nets.ODENet`). Images ``(C, H, W)``: FFJORD's multi-scale model
+(:class:`~harness.flows.continuous.nets.ODENet`). Images ``(C, H, W)``: FFJORD's multi-scale model
 (``ODENVP``): per level, ``blocks`` convolutional CNFs, a squeeze, ``blocks`` more, then half
-the channels are factored out (:func:`harness.flows.multiscale.multiscale`); the last level is
+the channels are factored out (:func:`harness.flows.layers.multiscale.multiscale`); the last level is
 ``blocks`` CNFs.
 
 Beyond the contract, a :class:`CNFFlow` offers :meth:`~CNFFlow.counters` /
@@ -50,9 +50,9 @@ from torch import Tensor
 
 from harness import keys
 from harness.flows.base import Flow, Layer
-from harness.flows.cnf_layer import SOLVERS, TRACES, CNFLayer, SolverConfig, TraceConfig
-from harness.flows.cnf_nets import CNF_ACTIVATIONS, ConvODENet, ODENet
-from harness.flows.cnf_trace import NOISES
+from harness.flows.continuous.nets import CNF_ACTIVATIONS, ConvODENet, ODENet
+from harness.flows.continuous.ode_layer import SOLVERS, TRACES, CNFLayer, SolverConfig, TraceConfig
+from harness.flows.continuous.trace import NOISES
 from harness.flows.nets import CONTEXT_MODES
 from harness.flows.zoo import HyperParameterError, check_choice, check_positive, register
 
@@ -149,7 +149,7 @@ def _image_layers(
     shape: tuple[int, ...], levels: int, blocks: int, make: Callable[[int], CNFLayer]
 ) -> list[Layer]:
     """FFJORD's multi-scale stack: ``blocks`` CNFs before and after each squeeze."""
-    from harness.flows.multiscale import multiscale  # images only
+    from harness.flows.layers.multiscale import multiscale  # images only
 
     def cnfs(s: Sequence[int]) -> list[Layer]:
         return [make(s[0]) for _ in range(blocks)]

@@ -1,4 +1,5 @@
-"""The ``histogram`` reference model: independent per-dimension categoricals, fitted in closed form.
+"""``histogram``: the reference model of discrete data, independent per-dimension categoricals
+fitted in closed form.
 
 .. math::
     P(x) = \\prod_{d=1}^{D} \\pi_d[x_d], \\qquad
@@ -7,8 +8,13 @@
 with ``n_d[k]`` the number of training examples whose dimension ``d`` equals ``k`` and ``a``
 the Laplace (add-``a``) smoothing (``a = 0``: the maximum-likelihood fit). Its bits per
 dimension, ``−log₂ P(x) / D``, are exact: no dequantization bound. It is the floor every
-image leaderboard shows beside ``gaussian``: a flow that does not beat it has learnt no
+image leaderboard shows beside the Gaussian: a flow that does not beat it has learnt no
 dependence between pixels.
+
+Its registry entry says so: ``reference=True`` (a baseline row, tagged ``nfbench.reference``),
+``closed_form=True`` (the registered factory is the fit, ``fit(train, levels, *, laplace)``,
+called by :func:`harness.flows.zoo.fit`; nothing is trained), ``data_kinds=("discrete",)`` and
+``dequant_columns=("uniform",)``: its bpd is exact, so it runs once, in the ``uniform`` column.
 
 Example:
     >>> import torch
@@ -24,10 +30,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .bpd import bits_per_dim
-from .errors import DataError
+from harness.flows.zoo import register
 
-__all__ = ["Histogram"]
+__all__ = ["Histogram", "histogram"]
 
 
 class Histogram(nn.Module):
@@ -39,7 +44,7 @@ class Histogram(nn.Module):
         self.levels = int(levels)
         self.dims = math.prod(self.event_shape)
         if tuple(log_probs.shape) != (self.dims, self.levels):
-            raise DataError(f"Histogram: log_probs must be ({self.dims}, {self.levels})")
+            raise ValueError(f"Histogram: log_probs must be ({self.dims}, {self.levels})")
         self.register_buffer("log_probs", log_probs)
 
     @classmethod
@@ -53,15 +58,15 @@ class Histogram(nn.Module):
                 ``−inf`` log-probability for values never seen in training).
         """
         if not isinstance(levels, int) or levels < 2:
-            raise DataError(f"Histogram.fit: levels must be an int ≥ 2, got {levels!r}")
+            raise ValueError(f"Histogram.fit: levels must be an int ≥ 2, got {levels!r}")
         if laplace < 0 or not math.isfinite(laplace):
-            raise DataError(f"Histogram.fit: laplace must be ≥ 0, got {laplace!r}")
+            raise ValueError(f"Histogram.fit: laplace must be ≥ 0, got {laplace!r}")
         if x.dim() < 2 or len(x) == 0:
-            raise DataError("Histogram.fit: x must be a non-empty batch (N, *event_shape)")
+            raise ValueError("Histogram.fit: x must be a non-empty batch (N, *event_shape)")
         flat = x.reshape(len(x), -1)
         idx = flat.round().long()
         if (idx != flat).any() or idx.min() < 0 or idx.max() >= levels:
-            raise DataError(f"Histogram.fit: x must hold integers in [0, {levels})")
+            raise ValueError(f"Histogram.fit: x must hold integers in [0, {levels})")
         d = flat.shape[1]
         counts = torch.zeros(d, levels, dtype=torch.float64, device=x.device)
         counts.scatter_add_(1, idx.T, torch.ones_like(idx.T, dtype=torch.float64))
@@ -71,7 +76,7 @@ class Histogram(nn.Module):
     def log_prob_discrete(self, x: Tensor) -> Tensor:
         """Exact ``log P(x)`` in nats, shape ``(B,)``, in the buffer's dtype."""
         if tuple(x.shape[1:]) != self.event_shape:
-            raise DataError(
+            raise ValueError(
                 f"Histogram: batch has shape {tuple(x.shape)}, expected (B, "
                 f"{', '.join(map(str, self.event_shape))})"
             )
@@ -81,7 +86,7 @@ class Histogram(nn.Module):
 
     def bits_per_dim(self, x: Tensor) -> Tensor:
         """Exact bits per dimension of each example, ``(B,)``."""
-        return bits_per_dim(self.log_prob_discrete(x), self.dims)
+        return -self.log_prob_discrete(x) / (self.dims * math.log(2.0))
 
     def sample(self, n: int) -> Tensor:
         """``n`` samples ``(n, *event_shape)`` as float integer levels."""
@@ -93,3 +98,18 @@ class Histogram(nn.Module):
 
     def extra_repr(self) -> str:
         return f"event_shape={self.event_shape}, levels={self.levels}"
+
+
+@register(
+    "histogram",
+    "independent per-dimension categoricals, closed form: exact bpd (discrete data)",
+    images=True,
+    vectors=True,
+    reference=True,
+    closed_form=True,
+    data_kinds=("discrete",),
+    dequant_columns=("uniform",),
+)
+def histogram(train: Tensor, levels: int, *, laplace: float = 1.0) -> Histogram:
+    """The fitted histogram of discrete training data ``train`` with ``levels`` values."""
+    return Histogram.fit(train, levels=int(levels), laplace=float(laplace))

@@ -14,38 +14,12 @@ References:
 
 from __future__ import annotations
 
-from harness.flows.autoregressive import Autoregressive
 from harness.flows.base import Flow
-from harness.flows.batchnorm import with_batch_norm
-from harness.flows.common import affine, check_net, orders, vector_dim
-from harness.flows.elementwise import Elementwise
-from harness.flows.nets import MADE
+from harness.flows.families._shared import affine, autoregressive_layers, check_net, vector_dim
+from harness.flows.layers.batchnorm import with_batch_norm
 from harness.flows.zoo import register
 
-__all__ = ["autoregressive_layers", "iaf", "maf"]
-
-
-def autoregressive_layers(
-    d: int,
-    layers: int,
-    hidden: int,
-    depth: int,
-    order: str,
-    activation: str,
-    context_dim: int | None,
-    context_mode: str,
-    ew: Elementwise,
-    dual: bool,
-) -> list[Autoregressive]:
-    """``layers`` MADE-conditioned layers (MAF, or IAF with ``dual``) over ``(D,)``."""
-    return [
-        Autoregressive(
-            MADE(d, ew.n_params, hidden, depth, o, activation, context_dim, context_mode),
-            ew,
-            dual=dual,
-        )
-        for o in orders(d, layers, order)
-    ]
+__all__ = ["iaf", "maf"]
 
 
 @register(

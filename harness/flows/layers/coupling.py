@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.flows.base import Layer, StabilityAccumulator
-from harness.flows.elementwise import Elementwise
+from harness.flows.layers.elementwise import Elementwise
 
 __all__ = ["MaskCoupling", "NetFactory", "SplitCoupling", "checkerboard", "parity_mask"]
 

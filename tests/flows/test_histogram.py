@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import data
-from harness.data import DataError, Histogram, flow_bits_per_dim, make_dequantizer
-
-from ._helpers import discrete_dataset
+from harness import data, flows
+from harness.data import flow_bits_per_dim, make_dequantizer
+from harness.flows.families.histogram import Histogram
 
 
 def test_mle_fit_gives_empirical_entropy_on_training_data() -> None:
@@ -70,12 +69,36 @@ def test_histogram_bpd_equals_its_dequantized_density_bpd() -> None:
 
 
 def test_histogram_refuses_bad_input() -> None:
-    ds = discrete_dataset(4, (3,))
-    with pytest.raises(DataError, match="integers in \\[0, 3\\)"):
-        Histogram.fit(ds.train, levels=3)
-    with pytest.raises(DataError, match="laplace"):
-        Histogram.fit(ds.train, levels=4, laplace=-1)
-    h = Histogram.fit(ds.train, levels=4)
-    with pytest.raises(DataError, match="expected \\(B, 3\\)"):
+    train = (torch.arange(8 * 3) % 4).reshape(8, 3).float()  # values cycle through 4 levels
+    with pytest.raises(ValueError, match="integers in \\[0, 3\\)"):
+        Histogram.fit(train, levels=3)
+    with pytest.raises(ValueError, match="laplace"):
+        Histogram.fit(train, levels=4, laplace=-1)
+    h = Histogram.fit(train, levels=4)
+    with pytest.raises(ValueError, match="expected \\(B, 3\\)"):
         h.log_prob_discrete(torch.zeros(2, 4))
-    assert h.to(torch.float64).log_prob_discrete(ds.test).dtype == torch.float64
+    assert h.to(torch.float64).log_prob_discrete(train).dtype == torch.float64
+
+
+def test_histogram_is_a_closed_form_reference_entry() -> None:
+    """The registry entry carries what the suite checks, the job and the report read: a
+    reference row, fitted (not built), discrete data only, run once in the uniform column."""
+    meta = flows.entry("histogram").meta
+    assert meta["reference"] and meta["closed_form"]
+    assert meta["data_kinds"] == ("discrete",) and meta["dequant_columns"] == ("uniform",)
+    assert "histogram" not in flows.names() and "histogram" in flows.names(closed_form=True)
+    assert flows.entry("gaussian").meta["reference"] and not flows.entry("maf").meta.get(
+        "reference"
+    )
+    ds = data.load("digits")
+    fitted = flows.fit("histogram", ds.train, ds.levels, ds.kind, laplace=0.5)
+    direct = Histogram.fit(ds.train, levels=ds.levels, laplace=0.5)
+    assert torch.equal(fitted.log_probs, direct.log_probs)
+    with pytest.raises(ValueError, match="takes discrete data, got continuous"):
+        flows.fit("histogram", torch.zeros(4, 2), None, "continuous")
+    with pytest.raises(ValueError, match="unknown hyper-parameter 'smoothing'"):
+        flows.fit("histogram", ds.train, ds.levels, ds.kind, smoothing=1.0)
+    with pytest.raises(ValueError, match="fitted in closed form"):
+        flows.build("histogram", 64)
+    with pytest.raises(ValueError, match="trained, not fitted"):
+        flows.fit("gaussian", ds.train, ds.levels, ds.kind)
