@@ -203,7 +203,8 @@ def print_rows(table: list[dict]) -> None:
     head = (f"{'D':>2} {'op':<10} {'peer':<22} {'ffjord ms':>10} {'peer ms':>9} "
             f"{'ratio':>7} {'nfe':>5} {'peer nfe':>8} {'|Δlog p|':>9}")  # fmt: skip
     print(f"ffjord (dopri5, rtol=atol={TOL:g}, {HIDDEN}×{DEPTH}, exact trace) vs peers; "
-          f"batch {table[0]['batch']}, {table[0]['device']}, {table[0]['threads']} threads")  # fmt: skip
+          f"batch {table[0]['batch']}, {table[0]['device']}, "
+          f"{table[0]['threads']} threads")  # fmt: skip
     print(head)
     for r in table:
         print(f"{r['D']:>2} {r['op']:<10} {r['peer']:<22} {r['ours_ms']:>10.2f} "

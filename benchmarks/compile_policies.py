@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.rounds):
                 for n in sizes:
                     for policy, view in [("eager", flow), *views.items()]:
-                        fn = (lambda v=view, x=xs[n]: v.log_prob(x))
+
+                        def fn(v=view, x=xs[n]):
+                            return v.log_prob(x)
+
                         times.setdefault((policy, n), []).append(_ms(fn, args.min_run_time))
         print(f"\n## {model}, D = {args.dim}")
         head = f"{'policy':8s} {'first pass s':>12s} {'graphs':>6s} {'recompiles':>10s} "

@@ -445,14 +445,16 @@ def _summary(rows: list[dict], target: float, label: str) -> list[str]:
     if not ratios:
         return []
     head = (f"# {label}: rows {len(ratios)}, ≤ {target}: {sum(r <= target for r in ratios)}, "
-            f"geometric mean {statistics.geometric_mean(ratios):.2f}, worst {max(ratios):.2f}")  # fmt: skip
+            f"geometric mean {statistics.geometric_mean(ratios):.2f}, "
+            f"worst {max(ratios):.2f}")  # fmt: skip
     out = [head]
     by_op: dict[str, list[float]] = {}
     for r in rows:
         if r["fastest_peer"] and math.isfinite(r["ratio"]):
             by_op.setdefault(r["op"], []).append(r["ratio"])
     out.append("#   by operation: " + ", ".join(
-        f"{op} {statistics.geometric_mean(v):.2f} (worst {max(v):.2f})" for op, v in by_op.items()))  # fmt: skip
+        f"{op} {statistics.geometric_mean(v):.2f} (worst {max(v):.2f})"
+        for op, v in by_op.items()))  # fmt: skip
     misses = [f"{r['model']} D={r['D']} {r['op']} {r['ratio']:.2f}" for r in rows
               if r["fastest_peer"] and r["ratio"] > target]  # fmt: skip
     if misses:
@@ -471,7 +473,8 @@ def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) ->
         for op in args.ops:
             cells = [med.get((model, d, op, lib, c)) for lib, c in cols]
             print(f"{model:13s} {d:3d} {op:8s} " + " ".join(
-                f"{v * 1e3:11.3f}" if v is not None else f"{'—':>11s}" for v in cells))  # fmt: skip
+                f"{v * 1e3:11.3f}" if v is not None else f"{'—':>11s}"
+                for v in cells))  # fmt: skip
     out: dict = {"libs": libs, "device": str(args.device), "batch": args.batch,
                  "runtime": args.runtime, "times_ms": [
                      {"model": k[0], "D": k[1], "op": k[2], "lib": k[3], "compiled": k[4],

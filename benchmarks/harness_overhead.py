@@ -142,7 +142,8 @@ def main() -> None:
         sm_share = summary.system_metrics_seconds / summary.job_seconds
         print(f"system metrics        {args.system_metrics}"
               + (" s interval" if args.system_metrics != "off" else "")
-              + f": {summary.system_metrics_points} points, {summary.system_metrics_seconds:.2f} s "
+              + f": {summary.system_metrics_points} points, "
+              f"{summary.system_metrics_seconds:.2f} s "
               f"in jobs ({100 * sm_share:.2f} % of job time, within the logging share; "
               f"aim: logging share ≤ 2 % with them on)")
         print(f"driver peak memory    {peak_mb:,.0f} MB (resident)")

@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                     times[(runtime, op)] = min(t, times.get((runtime, op), float("inf")))
             print(f"\n## {model}, D = {d}")
             print(f"{'runtime':12s} {'op':8s} {'ms':>9s} {'speedup':>8s} {'compile s':>10s} "
-                  f"{'break-even':>11s} {'graphs':>6s} {'breaks':>6s} {'recompiles':>10s}")  # fmt: skip
+                  f"{'break-even':>11s} {'graphs':>6s} {'breaks':>6s} "
+                  f"{'recompiles':>10s}")  # fmt: skip
             for (runtime, op), t in times.items():
                 eager = times[("eager", op)]
                 line = f"{runtime:12s} {op:8s} {t * 1e3:9.3f} {eager / t:8.2f} "

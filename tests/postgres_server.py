@@ -2,9 +2,10 @@
 
 ``initdb`` into a temporary folder, ``pg_ctl start`` on a free loopback port (Unix socket in
 the same folder), trust authentication for one user on 127.0.0.1 only (any other role needs
-its password); ``stop()`` removes it all. PostgreSQL refuses to run as root, so under root the server runs as the ``postgres``
-user that Debian's package creates (``runuser``). :func:`binaries` finds ``initdb`` and
-``pg_ctl`` on the path or under ``/usr/lib/postgresql/*/bin`` (Debian keeps them there).
+its password); ``stop()`` removes it all. PostgreSQL refuses to run as root, so under root the
+server runs as the ``postgres`` user that Debian's package creates (``runuser``). :func:`binaries`
+finds ``initdb`` and ``pg_ctl`` on the path or under ``/usr/lib/postgresql/*/bin`` (Debian keeps
+them there).
 
 A database with MLflow's schema made once (:meth:`PostgresServer.mlflow_template`) is
 copied for each test (``CREATE DATABASE … TEMPLATE``: milliseconds, where MLflow's

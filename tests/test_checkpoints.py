@@ -24,7 +24,8 @@ CPU = torch.device("cpu")
 SUITES = {
     "variational": "name: ck\nmatrix: {architectures: [{name: realnvp, layers: 2, hidden: 16}], "
                    "datasets: [{name: digits, flatten: true}], dequantization: [variational]}\n",
-    "ffjord": "name: ck\nmatrix: {architectures: [{name: ffjord, hidden: 8, depth: 1, solver: rk4, steps: 2}], "
+    "ffjord": "name: ck\nmatrix: {architectures: [{name: ffjord, hidden: 8, depth: 1, "
+              "solver: rk4, steps: 2}], "
               "datasets: [moons], dequantization: [none]}\n",
 }
 BUDGET = ("train: {steps: 4, eval_every: 2, checkpoint_every: 2, batch_size: 32, "

@@ -25,7 +25,8 @@ GOOD = textwrap.dedent("""\
 CASES = [
     ("bad-yaml", "name: bad\nmatrix: [architectures: {\n", ["s.yaml:", "not valid YAML"]),
     ("unknown-arch", GOOD.replace("[realnvp]", "[realnpv]"),
-     ["s.yaml:3: matrix.architectures[0]", "unknown architecture 'realnpv'", "did you mean 'realnvp'"]),
+     ["s.yaml:3: matrix.architectures[0]", "unknown architecture 'realnpv'",
+      "did you mean 'realnvp'"]),
     ("unknown-dataset", GOOD.replace("[moons]", "[mons]"),
      ["s.yaml:4: matrix.datasets[0]", "unknown data set 'mons'", "did you mean 'moons'"]),
     ("unknown-dequant", GOOD.replace("[none]", "[unifrom]"),

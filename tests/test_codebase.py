@@ -1,7 +1,7 @@
-"""The codebase's own rules, checked: the layer rule (import-linter), no import cycles, the
-registries load their built-in modules themselves, metric and tag names in one place, no model
-named outside its registry entry, no probing of models, the doctests, and no pointer to a file
-the repository does not have."""
+"""The codebase's own rules, checked: ruff's rule set, the layer rule (import-linter), no import
+cycles, the registries load their built-in modules themselves, metric and tag names in one place,
+no model named outside its registry entry, no probing of models, the doctests, and no pointer to a
+file the repository does not have."""
 
 from __future__ import annotations
 
@@ -60,6 +60,19 @@ def test_the_layer_rule_holds():
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "BROKEN" not in proc.stdout and re.search(r"\d+ kept, 0 broken", proc.stdout)
+
+
+def test_ruff_is_clean():
+    """``ruff check`` with the rule set of pyproject.toml's ``[tool.ruff.lint]`` passes on the
+    code, the benchmarks, the tests and the scripts."""
+    proc = subprocess.run(
+        [_tool("ruff"), "check", "harness", "benchmarks", "tests", "scripts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 def test_no_import_cycles():

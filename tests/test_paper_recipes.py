@@ -2,11 +2,11 @@
 
 The MAF archive cannot be downloaded here, so the five data sets are written at a few
 hundred rows each in the archive's own formats (``tests/tabular_fixtures.py``). Then:
-``nfbench plan suites/maf-paper.yaml --data-dir FIXTURES`` plans every job; a suite derived from the recipe, changed only in its budget
-(a few steps), its matrix (one data set, one seed) and with timing off, runs ONE job through
-``nfbench run --backend inline`` into a real SQLite MLflow store and finishes, batch
-normalisation and early stopping included; ``suites/nsf-paper.yaml`` plans too; and every
-published tabular figure the report can show names its paper and table.
+``nfbench plan suites/maf-paper.yaml --data-dir FIXTURES`` plans every job; a suite derived from
+the recipe, changed only in its budget (a few steps), its matrix (one data set, one seed) and with
+timing off, runs ONE job through ``nfbench run --backend inline`` into a real SQLite MLflow store
+and finishes, batch normalisation and early stopping included; ``suites/nsf-paper.yaml`` plans too;
+and every published tabular figure the report can show names its paper and table.
 """
 
 from __future__ import annotations

@@ -39,7 +39,9 @@ def test_expand_drops_senseless_combinations_with_reasons():
     suite, _ = parse_suite(BASE)
     jobs, dropped = expand(suite, CATALOG.combination)
     assert len(jobs) == 2 * 2 * 2  # arch × (moons·none, digits·uniform) × seeds
-    assert {(j.dataset.name, j.dequant.name) for j in jobs} == {("moons", "none"), ("digits", "uniform")}
+    assert {(j.dataset.name, j.dequant.name) for j in jobs} == {
+        ("moons", "none"), ("digits", "uniform")
+    }
     assert len(dropped) == 8
     assert all(d.reason in ("uniform on continuous", "none on discrete") for d in dropped)
 
@@ -55,7 +57,8 @@ def test_job_keys_are_stable_and_distinct():
     assert {j.key for j in expand(parse_suite(more)[0], CATALOG.combination)[0]}.isdisjoint(
         {j.key for j in jobs})
     res = BASE + "resources: {cpus: 2}\nretries: 5\n"
-    assert {j.key for j in expand(parse_suite(res)[0], CATALOG.combination)[0]} == {j.key for j in jobs}
+    res_jobs = expand(parse_suite(res)[0], CATALOG.combination)[0]
+    assert {j.key for j in res_jobs} == {j.key for j in jobs}
     assert job_key({"a": 1, "b": 2}) == job_key({"b": 2, "a": 1})
 
 
@@ -85,7 +88,10 @@ def test_unknown_names_suggest_the_nearest_with_line_numbers():
     with pytest.raises(SuiteError) as err:
         check_suite(suite, CATALOG, "s.yaml", root)
     msg = str(err.value)
-    assert "s.yaml:4: matrix.architectures[0]: unknown architecture 'realnpv'; did you mean 'realnvp'?" in msg
+    assert (
+        "s.yaml:4: matrix.architectures[0]: unknown architecture 'realnpv'; "
+        "did you mean 'realnvp'?"
+    ) in msg
     assert "'maf' has no hyper-parameter 'hiden'; did you mean 'hidden'?" in msg
 
 

@@ -3,7 +3,8 @@
 A :class:`Dequantizer` maps a batch of data to ``(w, log_weight)`` with
 
 .. math::
-    \\log P(x) \\ge \\mathbb{E}_{u \\sim q(\\cdot|x)}[\\log p_\\text{flow}(w) + \\log\\text{weight}]
+    \\log P(x) \\ge \\mathbb{E}_{u \\sim q(\\cdot|x)}
+    [\\log p_\\text{flow}(w) + \\log\\text{weight}]
     \\quad\\text{(discrete)}, \\qquad
     \\log p(x) = \\log p_\\text{flow}(w) + \\log\\text{weight} \\quad\\text{(continuous)}.
 

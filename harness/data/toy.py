@@ -155,7 +155,8 @@ def _rng(seed: int, split: str) -> np.random.RandomState:
 
 
 def generate(name: str, n: int, seed: int, split: str = "train") -> np.ndarray:
-    """``n`` points of toy ``name`` from the stream of (``seed``, ``split``), float64 ``(n, 2)``."""
+    """``n`` points of toy ``name`` from the stream of (``seed``, ``split``), float64
+    ``(n, 2)``."""
     return np.asarray(GENERATORS[name](_rng(seed, split), n), dtype=np.float64)
 
 

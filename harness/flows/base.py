@@ -2,7 +2,9 @@
 
 A flow maps data ``x`` to a latent ``z = f(x)`` with a standard-normal base, so
 
-.. math:: \\log p(x \\mid c) = \\log \\mathcal N(f(x; c); 0, I) + \\log |\\det \\partial f / \\partial x|.
+.. math::
+    \\log p(x \\mid c) = \\log \\mathcal N(f(x; c); 0, I)
+    + \\log |\\det \\partial f / \\partial x|.
 
 Every layer computes its log-det *fused* with its forward pass (no second pass), and may skip it
 (``with_log_det=False``) so that the cost of the log-det can be measured as the difference of
@@ -122,8 +124,8 @@ class Flow(nn.Module):
         n = len(self.event_shape)
         if tuple(x.shape[-n:]) != self.event_shape or x.dim() != n + 1:
             raise ValueError(
-                f"Flow.{what}: expected a batch of shape (B, {', '.join(map(str, self.event_shape))})"
-                f", got {tuple(x.shape)}"
+                f"Flow.{what}: expected a batch of shape "
+                f"(B, {', '.join(map(str, self.event_shape))}), got {tuple(x.shape)}"
             )
         return self._context(context, x.shape[0], what)
 

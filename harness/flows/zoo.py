@@ -175,8 +175,8 @@ def load_plugins(force: bool = False) -> list[str]:
         except Exception as exc:  # noqa: BLE001 — a broken plugin must not break the built-in zoo
             _plugin_errors[ep.name] = f"{type(exc).__name__}: {exc}"
             warnings.warn(
-                f"{ENTRY_POINT_GROUP} plugin '{ep.name}' ({ep.value}) failed to load and is skipped: "
-                f"{type(exc).__name__}: {exc}",
+                f"{ENTRY_POINT_GROUP} plugin '{ep.name}' ({ep.value}) failed to load and is "
+                f"skipped: {type(exc).__name__}: {exc}",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -2,14 +2,17 @@
 
 The objective is the negative log-likelihood (a bound, for dequantized discrete data):
 
-.. math:: \\mathcal{L} = -\\frac{1}{B}\\sum_b \\big[\\log p_\\text{flow}(w_b) + \\text{log\\_weight}_b\\big]
+.. math::
+    \\mathcal{L} = -\\frac{1}{B}\\sum_b
+    \\big[\\log p_\\text{flow}(w_b) + \\text{log\\_weight}_b\\big]
 
 plus the flow's own :meth:`~harness.flows.Flow.regularizer` where it has one (a continuous
 flow's RNODE terms). Non-finite losses or gradients are skipped and counted; past
 ``max_nonfinite`` of them the run is *diverged*. Training ends at ``steps`` or ``minutes``,
 whichever comes first, or earlier by early stopping (``patience`` validations without a new
 best, or ``patience_epochs`` epochs' worth of steps since it; the counter is in the
-checkpointed state, so a resumed job continues it); ``stopped_by`` says which. Every ``checkpoint_every`` steps the whole
+checkpointed state, so a resumed job continues it); ``stopped_by`` says which. Every
+``checkpoint_every`` steps the whole
 :class:`TrainState` (model, optimizer, schedule, random generators, best-so-far weights and
 the curve points not yet sent) is written as the run's ``checkpoints/last.pt`` artifact, and
 only then are the curve points sent: a worker that dies resumes from that checkpoint and

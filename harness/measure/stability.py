@@ -49,7 +49,11 @@ def diagnose(flow, w: Tensor, context: Tensor | None = None) -> dict[str, float]
     finite_rows = torch.isfinite(zf).all(dim=1)
     out = {
         keys.STAB_INV_ERR_MAX: float(err.max()),
-        keys.STAB_INV_ERR_MEAN: float(err[torch.isfinite(err)].mean()) if bool(torch.isfinite(err).any()) else float("inf"),
+        keys.STAB_INV_ERR_MEAN: (
+            float(err[torch.isfinite(err)].mean())
+            if bool(torch.isfinite(err).any())
+            else float("inf")
+        ),
         keys.STAB_LOGDET_MEAN: float(log_det.mean()),
         keys.STAB_LOGDET_STD: float(log_det.std()) if len(log_det) > 1 else 0.0,
         keys.STAB_LOGDET_MIN: float(log_det.min()),

@@ -13,7 +13,9 @@ happened before any block). Per (data set, architecture, runtime, operation):
   operation, the training step's included) of the compiled runs;
 - ``break_even``: the batches after which compiling has paid for itself,
 
-  .. math:: n^* = \\frac{1000 \\cdot \\text{compile\\_s}}{\\text{eager\\_ms} - \\text{compiled\\_ms}}
+  .. math::
+      n^* = \\frac{1000 \\cdot \\text{compile\\_s}}
+      {\\text{eager\\_ms} - \\text{compiled\\_ms}}
 
   (None, shown "never", when the compiled view is not faster).
 

@@ -37,7 +37,8 @@ def figure_best_so_far(trials: pd.DataFrame, title: str = "Best so far") -> go.F
         by_n = part.sort_values("n")
         by_c = part.sort_values("end_rank")
         common = {"mode": "lines+markers", "legendgroup": str(study), "line": {"shape": "hv"},
-                  "marker": {"color": colour, "size": 7}, "hovertemplate": "%{text}<extra></extra>"}
+                  "marker": {"color": colour, "size": 7},
+                  "hovertemplate": "%{text}<extra></extra>"}
         fig.add_trace(go.Scatter(
             x=by_n["n"], y=by_n["best_by_trial"], name=name, customdata=by_n["url"],
             text=[hover(("", _name(r)), ("trials", r["n"]), ("best so far", r["best_by_trial"]),

@@ -23,7 +23,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.offline
 
-__all__ = ["ASSETS", "Link", "Raw", "data_links", "e", "figure_block", "page", "table", "write_assets"]
+__all__ = [
+    "ASSETS", "Link", "Raw", "data_links", "e", "figure_block", "page", "table", "write_assets"
+]
 
 ASSETS = "assets"
 
@@ -148,8 +150,8 @@ class Link:
 
 def figure_block(fig_id: str, fig: go.Figure, caption: str, data_links: Sequence[Link] = (),
                  after_html: str = "") -> str:
-    """One figure: its div (id ``fig-<fig_id>``), its JSON, a caption (escaped) with links to its data files, then
-    ``after_html`` (trusted HTML built by this module, e.g. a table)."""
+    """One figure: its div (id ``fig-<fig_id>``), its JSON, a caption (escaped) with links to
+    its data files, then ``after_html`` (trusted HTML built by this module, e.g. a table)."""
     links = " ".join(str(link) for link in data_links)
     div = f"fig-{fig_id}"
     # the text alternative: the chart is an image labelled by its caption and described by
@@ -180,7 +182,10 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[object]], *,
             for v, num in zip(row, numeric)
         )
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f'<table class="nf"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (
+        f'<table class="nf"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table>'
+    )
 
 
 class Raw(str):

@@ -90,7 +90,8 @@ def _per_dataset(agg: pd.DataFrame, runs: pd.DataFrame, frame: pd.DataFrame, anc
                                 f"{caption} {provenance(sub)}", part,
                                 make(part, f"{title}: {dataset}")))
     if not sec.panels:
-        sec.note = f"Nothing to draw: no finished run in this suite recorded what {title.lower()} needs."
+        sec.note = (f"Nothing to draw: no finished run in this suite recorded what "
+                    f"{title.lower()} needs.")
     return sec
 
 
@@ -178,7 +179,8 @@ def suite_sections(runs: pd.DataFrame, curves: pd.DataFrame, samples: pd.DataFra
     sections.append(_single(
         "triangle", "Invertibility – expressivity – efficiency", scores, figure_triangle,
         "Each architecture (its label; dequantization schemes pooled) placed by three "
-        "normalised scores (definitions under the figure; all relative to this suite).", timed, _triangle_after(scores)))
+        "normalised scores (definitions under the figure; all relative to this suite).", timed,
+        _triangle_after(scores)))
     sections.append(_single(
         "heatmap", "Architecture × data set", derive.heatmap_frame(agg), figure_heatmap,
         "Colour: (score − best) / (worst − best) within each data set (0 = best there); text: "

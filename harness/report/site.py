@@ -176,7 +176,8 @@ def _index(suites: list[str], runs: pd.DataFrame, folders: dict[str, str], out: 
         rows.append([Link(f"{folders[suite]}/index.html", suite), *summary])
         data.append([suite, *summary])
     _write_data(pd.DataFrame(data, columns=cols), out / "data", "suites", written)
-    body = (f"<section><h2>Suites</h2>{table(cols, rows, numeric=[False] + [True] * 4 + [False] * 4)}"
+    numeric = [False] + [True] * 4 + [False] * 4
+    body = (f"<section><h2>Suites</h2>{table(cols, rows, numeric=numeric)}"
             f'<p class="caption">One page per suite. Data: '
             f'{" ".join(map(str, data_links("data", "suites")))}</p></section>')
     body += _across(runs, out, written)

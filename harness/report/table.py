@@ -110,10 +110,10 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     ``nfbench.*`` tags, falling back on the params or the MLflow status for runs written by
     something else; ``dataset`` is the data set's name with its options, ``digits(flatten=True)``,
     ``dataset_name`` the bare name, ``standard_data`` whether its options change only the
-    layout, so that published figures apply), ``config`` (:func:`config_label`), ``kind`` (continuous | discrete, per
-    data set), ``score_key`` / ``score`` / ``unit`` (the data set's quality metric), ``ok``
-    (status finished with a finite score), ``reference`` (a baseline row: the run's
-    ``nfbench.reference`` tag, which the job sets from the model's registry entry) and
+    layout, so that published figures apply), ``config`` (:func:`config_label`), ``kind``
+    (continuous | discrete, per data set), ``score_key`` / ``score`` / ``unit`` (the data set's
+    quality metric), ``ok`` (status finished with a finite score), ``reference`` (a baseline row:
+    the run's ``nfbench.reference`` tag, which the job sets from the model's registry entry) and
     ``url`` (the run's MLflow page).
     """
     check_ui_base(ui_base)

@@ -194,8 +194,9 @@ def check_suite(
         runtimes = f" × {len(m.runtime)} runtimes" if len(m.runtime) > 1 else ""
         report(("matrix",), f"{cells:,} jobs ({len(m.architectures)} architectures × "
                             f"{len(m.datasets)} data sets × {len(m.dequantization)} schemes"
-                            f"{runtimes} × {len(m.seeds)} seeds) is over the limit of {max_jobs:,} jobs; "
-                            f"shrink an axis, or raise the limit with --max-jobs {cells}")
+                            f"{runtimes} × {len(m.seeds)} seeds) is over the limit of "
+                            f"{max_jobs:,} jobs; shrink an axis, or raise the limit with "
+                            f"--max-jobs {cells}")
         raise SuiteError(source, problems)
 
     axes = (

@@ -155,7 +155,8 @@ def parse_suite(text: str, source: str = "<suite>") -> tuple[Suite, yaml.Node | 
         raise SuiteError(source, [f"{source}: the file is empty; a suite needs name and matrix"])
     if not isinstance(raw, dict):
         raise SuiteError(
-            source, [f"{source}:1: a suite is a mapping (name:, matrix:, …), not {type(raw).__name__}"]
+            source,
+            [f"{source}:1: a suite is a mapping (name:, matrix:, …), not {type(raw).__name__}"],
         )
     try:
         return Suite.model_validate(raw), root

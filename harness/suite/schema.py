@@ -374,7 +374,8 @@ class TimingSettings(_Strict):
     sample_batch_size: int | None = Field(
         None, gt=0, le=MAX_BATCH, description="null: batch_size")
     threads: int | None = Field(
-        1, gt=0, le=MAX_THREADS, description="CPU threads while timing (null: every CPU of the node); one "
+        1, gt=0, le=MAX_THREADS,
+        description="CPU threads while timing (null: every CPU of the node); one "
         "thread is the reproducible default: on a busy machine, idle-spinning OpenMP threads "
         "inflate small operations by 10–600× (measured here)")
 

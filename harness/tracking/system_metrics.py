@@ -145,9 +145,10 @@ class SystemMetrics:
 
     ``resume``: the run may hold system points of an earlier attempt, so read it once to go
     on after them (a fresh run starts at step 0, with no read). ``defer_last``: keep the
-    last point in :attr:`pending` for the caller's final batch. ``seconds`` is the time spent starting, stopping and in MLflow calls (the monitor's own
-    thread included); ``points`` the points logged; ``interval`` the sampling interval in
-    force (MLflow's variable may override the one asked for)."""
+    last point in :attr:`pending` for the caller's final batch. ``seconds`` is the time spent
+    starting, stopping and in MLflow calls (the monitor's own thread included); ``points`` the
+    points logged; ``interval`` the sampling interval in force (MLflow's variable may override the
+    one asked for)."""
 
     def __init__(self, uri: str, run_id: str, interval: float | None, *,
                  resume: bool = True, defer_last: bool = False):

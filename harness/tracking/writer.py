@@ -2,8 +2,8 @@
 
 A job never calls MLflow per metric: points are buffered and sent in batches of at most
 1,000 metrics (MLflow's limit), which on SQLite with four concurrent writers costs about
-0.5 ms a call instead of 24–45 ms a metric (measured when the writer was built). SQLite answers "database is
-locked" under contention now and then; a batch is retried with back-off, and since
+0.5 ms a call instead of 24–45 ms a metric (measured when the writer was built). SQLite answers
+"database is locked" under contention now and then; a batch is retried with back-off, and since
 ``log_batch`` is one transaction, a retried batch is never half-written.
 """
 

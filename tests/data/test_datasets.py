@@ -104,7 +104,9 @@ def test_digits_split_fixed_stratified_and_complete() -> None:
     images = torch.as_tensor(bunch.images, dtype=torch.float32)
     allx = torch.cat([a.train, a.val, a.test])[:, 0]
     # the three splits are a partition of the 1,797 images (as a multiset of rows)
-    key = lambda t: sorted(map(tuple, t.reshape(len(t), -1).tolist()))
+    def key(t):
+        return sorted(map(tuple, t.reshape(len(t), -1).tolist()))
+
     assert key(allx) == key(images)
     # stratified: each class's share in the test split within one image of proportional
     row_to_label: dict[tuple, list[int]] = {}

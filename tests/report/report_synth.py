@@ -112,7 +112,8 @@ def png_bytes(img: np.ndarray) -> bytes:
     raw = b"".join(b"\x00" + img[i].tobytes() for i in range(h))
 
     def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+        crc = struct.pack(">I", zlib.crc32(tag + body))
+        return struct.pack(">I", len(body)) + tag + body + crc
 
     head = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw))
@@ -156,7 +157,10 @@ def _finals(arch: str, ds: SynthDataset, dequant: str, seed_rng: np.random.Gener
         m[keys.EVAL_VAL_NLL] = q * 0.99
         if ds.entropy is not None:
             m[keys.EVAL_NLL_GAP] = q - ds.entropy
-    jitter = lambda: math.exp(0.05 * seed_rng.standard_normal())
+
+    def jitter():
+        return math.exp(0.05 * seed_rng.standard_normal())
+
     per_pass = (0.2 + spec["ms"] * d) * batch / 256
     dens_passes = d if spec["dens"] == "D" else spec["dens"]
     samp_passes = d if spec["samp"] == "D" else spec["samp"]
@@ -296,7 +300,9 @@ def fill_suite(
                 "eval.batch_size": "1024", "timing.batch_size": str(batch),
                 "timing.min_run_time": "0.2", "resources.cpus": "1", "resources.gpus": "0",
                 "data.fingerprint": hashlib.sha1(dname.encode()).hexdigest()[:16],
-                "flow.params": str(1000 * (ds.dims + 10) * (3 if arch != "gaussian" else 0) + 2 * ds.dims),
+                "flow.params": str(
+                    1000 * (ds.dims + 10) * (3 if arch != "gaussian" else 0) + 2 * ds.dims
+                ),
             }
             if arch == "maf":
                 params["arch.hidden"] = "128"

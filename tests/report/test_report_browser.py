@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-RECORD_OPEN = "window.__opened = []; window.open = (u) => { window.__opened.push(u); return null; };"
+RECORD_OPEN = (
+    "window.__opened = []; window.open = (u) => { window.__opened.push(u); return null; };"
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ with the trace exact or estimated (Hutchinson), see :mod:`harness.flows.continuo
 Vectors: ``blocks`` CNFs in sequence, each with its own concat-squash network
 (:class:`~harness.flows.continuous.nets.ODENet`). Images ``(C, H, W)``: FFJORD's multi-scale model
 (``ODENVP``): per level, ``blocks`` convolutional CNFs, a squeeze, ``blocks`` more, then half
-the channels are factored out (:func:`harness.flows.layers.multiscale.multiscale`); the last level is
-``blocks`` CNFs.
+the channels are factored out (:func:`harness.flows.layers.multiscale.multiscale`); the last
+level is ``blocks`` CNFs.
 
 Beyond the contract, a :class:`CNFFlow` offers :meth:`~CNFFlow.counters` /
 :meth:`~CNFFlow.reset_counters` (function evaluations of the forward and backward solves, for

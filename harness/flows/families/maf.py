@@ -1,7 +1,8 @@
 """``maf`` and ``iaf``: masked and inverse autoregressive flows.
 
 ``maf``: density in one pass, sampling in ``D`` sequential passes. ``iaf``: its dual, each
-layer the inverse of a MAF layer: sampling in one pass, density in ``D`` passes. Each layer is a MADE-conditioned affine autoregressive transform with a bounded log-scale;
+layer the inverse of a MAF layer: sampling in one pass, density in ``D`` passes. Each layer is
+a MADE-conditioned affine autoregressive transform with a bounded log-scale;
 the autoregressive order is reversed between layers (``order="reverse"``) or drawn at random
 (``order="random"``, stored in the state dict with the masks).
 

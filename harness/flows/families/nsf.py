@@ -2,8 +2,8 @@
 
 Each transformed entry goes through a monotone rational-quadratic spline with ``bins`` bins on
 ``[−tail_bound, tail_bound]`` and identity (linear) tails, with minimum bin width, height and
-derivative (:mod:`harness.flows.layers.splines`). ``nsf-coupling`` conditions the splines of one part
-on the other (vectors and multi-scale images, as ``realnvp``); ``nsf-ar`` conditions each
+derivative (:mod:`harness.flows.layers.splines`). ``nsf-coupling`` conditions the splines of
+one part on the other (vectors and multi-scale images, as ``realnvp``); ``nsf-ar`` conditions each
 entry on the previous ones through a MADE (as ``maf``: density in one pass, sampling in ``D``).
 Zero-initialised conditioner outputs make both the identity when fresh.
 

@@ -42,8 +42,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from harness.flows.layers.autoregressive import Autoregressive
 from harness.flows.base import Layer
+from harness.flows.layers.autoregressive import Autoregressive
 from harness.flows.layers.coupling import MaskCoupling, SplitCoupling
 from harness.flows.zoo import HyperParameterError
 

@@ -11,7 +11,8 @@ step of a node is
     τ(h) = 1 + \\max_{j → h} τ(u_j) \\quad \\text{(first layer; 0 if it sees no input)}, \\qquad
     τ(h) = \\max_{g → h} τ(g) \\quad \\text{(deeper layers)},
 
-    τ(u_i) = \\max_{h → θ_i} τ(h) \\quad \\text{(over the rows of dimension } i\\text{'s parameters)}.
+    τ(u_i) = \\max_{h → θ_i} τ(h)
+    \\quad \\text{(over the rows of dimension } i\\text{'s parameters)}.
 
 This is a fixed point on a DAG (the masks are autoregressive), found by iteration; a cycle
 means the masks are not autoregressive and is refused. For the standard MADE (hidden degree
@@ -46,7 +47,8 @@ class MadePlan:
     Attributes:
         steps: number of sequential steps (``D`` for a standard MADE).
         dim_order: inputs sorted by step (``None``: the identity).
-        dim_bounds: the sorted inputs of step ``s`` are ``dim_order[dim_bounds[s]:dim_bounds[s+1]]``.
+        dim_bounds: the sorted inputs of step ``s`` are
+            ``dim_order[dim_bounds[s]:dim_bounds[s+1]]``.
         hidden_orders: per hidden layer, its units sorted by step (``None``: the identity).
         hidden_ends: per hidden layer, ``hidden_ends[l][s]`` = number of units with ``τ ≤ s``.
         out_rows: output rows by step: the rows of step ``s`` are

@@ -1,12 +1,12 @@
 """The sequential direction of an autoregressive layer, each MADE node computed once.
 
-Solving ``v = τ(u; θ(u))`` for ``u`` by ``D`` full passes of the MADE costs ``D`` passes.
-Here step ``s`` of the plan (:mod:`harness.flows.layers.made_plan`) computes only what becomes known at
-that step: the hidden units with ``τ = s`` (from the inputs and units already known), then the
-parameters ``θ_i`` of the inputs of step ``s``, then those inputs
-``u_i = τ^{-1}(v_i; θ_i)``. Over all steps that is one masked MADE pass (about half of a dense
-one) plus the element-wise inverse of one column per step. The log-det of the solved direction
-is the sum of each step's ``log|∂u_i/∂v_i|``, exact because ``θ_i`` is exact when it is used.
+Solving ``v = τ(u; θ(u))`` for ``u`` by ``D`` full passes of the MADE costs ``D`` passes. Here step
+``s`` of the plan (:mod:`harness.flows.layers.made_plan`) computes only what becomes known at that
+step: the hidden units with ``τ = s`` (from the inputs and units already known), then the
+parameters ``θ_i`` of the inputs of step ``s``, then those inputs ``u_i = τ^{-1}(v_i; θ_i)``. Over
+all steps that is one masked MADE pass (about half of a dense one) plus the element-wise inverse of
+one column per step. The log-det of the solved direction is the sum of each step's
+``log|∂u_i/∂v_i|``, exact because ``θ_i`` is exact when it is used.
 
 Activations are kept feature-major (``(units, B)``), in the plan's sorted order, so every read
 is a prefix of rows and every write a block of rows. Without an autograd graph they live in
