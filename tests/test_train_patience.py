@@ -132,7 +132,7 @@ def test_existing_suites_keep_their_job_keys():
     for path, known in KNOWN_KEYS.items():
         _, jobs = load_jobs(path, quiet=True)
         eager = [j.key for j in jobs if j.axes.get("runtime", "eager") == "eager"]
-        assert eager == known, path  # the compiled jobs the smoke suite adds have keys of their own
+        assert eager == known, path  # compiled jobs: keys of their own
     _, jobs = load_jobs("suites/tabular.yaml", quiet=True)
     assert (len(jobs), jobs[0].key, jobs[-1].key) == (75, "4197595030d4006e",
                                                       "bf1d89903700f061")
