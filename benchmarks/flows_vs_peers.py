@@ -23,6 +23,12 @@ Two runtimes (``--runtime eager|compile|both``, default both), like against like
   Dynamo's recompile limit is raised so that no peer's shared library functions fall back to
   eager after eight models.
 
+``--floor`` adds a pseudo-library, the dense-GEMM floor: our model's linear layers alone, each
+applied once to a fixed input (matrix products and bias adds, nothing else). It is not a peer;
+its section prints floor ÷ the fastest peer, a bound on what any implementation with dense
+weights of these shapes can reach on that row, and ours ÷ the floor, the share of our time
+that is not matrix products.
+
 Measurements are interleaved: every callable is built and compiled first, then every round
 times every (row, library, runtime) once (the median of ``blocked_autorange``), and a row's
 time is the median (``--stat min``: the minimum) over rounds, so that drift of a shared machine
@@ -36,6 +42,7 @@ Usage:
     python benchmarks/flows_vs_peers.py --quick          # eager: minutes; compiled: an hour+
     python benchmarks/flows_vs_peers.py --runtime eager --quick
     python benchmarks/flows_vs_peers.py --device cuda --json results.json
+    python benchmarks/flows_vs_peers.py --quick --floor --models maf realnvp --ops density train
 
 Matched, not identical: the parameter counts agree row by row, but nflows' and normflows'
 MADE with one block and no residual connections is Linear → ReLU → Linear → Linear (one
@@ -244,6 +251,44 @@ def build_normflows(model: str, d: int) -> Impl | None:
     return Impl("normflows", m, m.log_prob, lambda n: m.sample(n)[0], m.forward)
 
 
+# ── the dense-GEMM floor ─────────────────────────────────────────────────────────────────
+FLOOR = "gemm-floor"
+
+
+class GemmFloor(nn.Module):
+    """Every ``nn.Linear`` of our model (masked ones as dense weights of the same shape), each
+    applied once to a fixed input of its width: only the matrix products and bias adds that
+    any implementation with these dense weights computes, with no activation, flow algebra or
+    log-det. One pass is a lower bound on every operation here (a density is one conditioner
+    pass per layer; ours samples an autoregressive flow by solving each MADE unit once), so
+    its time ÷ the fastest peer's bounds the ratio that any dense implementation can reach."""
+
+    def __init__(self, flow: nn.Module, batch: int):
+        super().__init__()
+        linears = [m for m in flow.modules() if isinstance(m, nn.Linear)]
+        self.weights = nn.ParameterList(nn.Parameter(m.weight.detach().clone())
+                                        for m in linears)  # fmt: skip
+        self.biases = nn.ParameterList(nn.Parameter(m.bias.detach().clone()) for m in linears)
+        self.inputs = [torch.randn(batch, m.in_features) for m in linears]
+
+    def to(self, *args, **kwargs):  # type: ignore[override]
+        self.inputs = [x.to(*args, **kwargs) for x in self.inputs]
+        return super().to(*args, **kwargs)
+
+    def forward(self, _: Tensor | int) -> Tensor:
+        """A scalar per output row, so that a train step backpropagates through every
+        product (the sum is one reduction per layer, less work than any activation)."""
+        total = torch.zeros((), device=self.inputs[0].device)
+        for x, w, b in zip(self.inputs, self.weights, self.biases):
+            total = total + torch.addmm(b, x, w.T).sum()
+        return total.expand(len(self.inputs[0]))
+
+
+def build_floor(model: str, d: int, batch: int) -> Impl:
+    floor = GemmFloor(build_ours(model, d).module, batch)
+    return Impl(FLOOR, floor, floor, floor, floor)
+
+
 BUILDERS: dict[str, Callable[[str, int], Impl | None]] = {
     OURS: build_ours,
     "zuko": build_zuko,
@@ -331,11 +376,13 @@ RUNTIMES = {"eager": (False,), "compile": (True,), "both": (False, True)}
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     libs = [OURS, *[p for p in available_peers() if p in args.peers]]
+    if args.floor:
+        libs.append(FLOOR)
     print(f"# torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"batch {args.batch}, rounds {args.rounds}, min_run_time {args.min_run_time}s, "
           f"runtime {args.runtime}")  # fmt: skip
     print(f"# machine: {machine_state()}")
-    for p in libs[1:]:
+    for p in (lib for lib in libs[1:] if lib != FLOOR):
         from importlib.metadata import version
 
         print(f"# {p} {version(p)}")
@@ -346,7 +393,8 @@ def run(args: argparse.Namespace) -> dict:
             torch.manual_seed(0)
             row = {}
             for lib in libs:
-                impl = BUILDERS[lib](model, d)
+                impl = (build_floor(model, d, args.batch) if lib == FLOOR
+                        else BUILDERS[lib](model, d))  # fmt: skip
                 if impl is not None:
                     impl.module.to(device)
                     row[lib] = impl
@@ -427,6 +475,8 @@ def _ratio_rows(med: dict, impls: dict, libs: list[str], args: argparse.Namespac
             ours = med.get((model, d, op, OURS, comp))
             peers: dict[str, float] = {}
             for lib in libs[1:]:
+                if lib == FLOOR:
+                    continue
                 for c in ((False, True) if comp else (False,)):
                     v = med.get((model, d, op, lib, c))
                     if v is not None:
@@ -462,6 +512,36 @@ def _summary(rows: list[dict], target: float, label: str) -> list[str]:
     return out
 
 
+def _floor_rows(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) -> list:
+    """The dense-GEMM floor (its faster runtime) ÷ the fastest peer, eager or compiled: above
+    0.67, no implementation with these dense weights can reach the compiled target; and ours
+    (compiled, else eager) ÷ the floor: how much of our time is not matrix products."""
+    print("\n## dense-GEMM floor: floor ÷ fastest peer (eager or compiled), ours ÷ floor")
+    print(f"{'model':13s} {'D':>3s} {'op':8s} {'floor ms':>9s} {'peer ms':>9s} {'fl/peer':>8s} "
+          f"{'ours ms':>9s} {'ours/fl':>8s}")  # fmt: skip
+    rows = []
+    for model, d in impls:
+        for op in args.ops:
+            floor = [med[k] for c in (False, True) if (k := (model, d, op, FLOOR, c)) in med]
+            peers = [med[k] for lib in libs[1:] if lib != FLOOR for c in (False, True)
+                     if (k := (model, d, op, lib, c)) in med]  # fmt: skip
+            ours = med.get((model, d, op, OURS, True), med.get((model, d, op, OURS, False)))
+            if not floor or not peers or ours is None:
+                continue
+            r = {"model": model, "D": d, "op": op, "floor_ms": min(floor) * 1e3,
+                 "peer_ms": min(peers) * 1e3, "ours_ms": ours * 1e3}
+            r["floor_over_peer"] = r["floor_ms"] / r["peer_ms"]
+            r["ours_over_floor"] = r["ours_ms"] / r["floor_ms"]
+            flag = "  > 0.67" if r["floor_over_peer"] > 0.67 else ""
+            print(f"{model:13s} {d:3d} {op:8s} {r['floor_ms']:9.3f} {r['peer_ms']:9.3f} "
+                  f"{r['floor_over_peer']:8.2f} {r['ours_ms']:9.3f} "
+                  f"{r['ours_over_floor']:8.2f}{flag}")  # fmt: skip
+            rows.append(r)
+    over = sum(r["floor_over_peer"] > 0.67 for r in rows)
+    print(f"# rows where the floor alone is above 0.67 of the fastest peer: {over} of {len(rows)}")
+    return rows
+
+
 def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) -> dict:
     variants = RUNTIMES[args.runtime]
     print(f"\n## times (ms, {args.stat} over rounds); e: eager, c: compiled")
@@ -495,9 +575,11 @@ def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) ->
                   f"  {r['fastest_peer'] or '—'}{flag}")  # fmt: skip
         print("\n".join(_summary(rows, target, title)))
         out["compiled_rows" if comp else "rows"] = rows
+    if FLOOR in libs:
+        out["floor_rows"] = _floor_rows(med, impls, libs, args)
     if False in variants:
         print("\n## MAF / IAF asymmetry, eager (ms; the sequential direction grows with D)")
-        for lib in libs:
+        for lib in (lib for lib in libs if lib != FLOOR):
             for d in (8, 32):
                 cells = [med.get((m, d, op, lib, False)) for m in ("maf", "iaf")
                          for op in ("density", "sample")]  # fmt: skip
@@ -548,6 +630,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="eager, compiled (torch.compile, inductor) or both (default)")
     ap.add_argument("--compile-mode", choices=("default", "max-autotune"), default="default",
                     help="torch.compile mode for every library")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the dense-GEMM floor: our model's linear layers alone, "
+                         "each applied once (a lower bound for any dense implementation)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--no-cnf", action="store_true",
                     help="skip the ffjord section (against a torchdiffeq reference CNF and "

@@ -65,7 +65,9 @@ def _store_jobs(suite_path: Path, steps: int | None) -> list[tuple[str, object]]
         tracker = MlflowTracker(store.uri, jr.run_id, artifact_uri=jr.artifact_uri)
         t0 = time.perf_counter()
         result = run_training(config, tracker, _cpu())
-        name = f"{job.axes['arch']}·{job.axes['dataset']}"
+        runtime = job.axes.get("runtime", "eager")  # the smoke suite times both runtimes
+        name = f"{job.axes['arch']}·{job.axes['dataset']}" + (
+            "" if runtime == "eager" else f"·{runtime}")
         print(f"  trained {name}: {result.status} in {time.perf_counter() - t0:.0f} s")
 
         def timer(config=config, tracker=tracker):
