@@ -348,6 +348,30 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_keys(args) -> int:
+    """Every metric, tag and artifact name nfbench records, with its meaning (from keys.py)."""
+    from . import keys
+
+    rows = keys.vocabulary()
+    section = None
+    if args.markdown:
+        print("| key | meaning |\n| --- | --- |")
+    for value, meaning, where in rows:
+        if args.markdown:
+            print(f"| `{value}` | {meaning.replace('|', chr(92) + '|')} |")
+            continue
+        if where != section:
+            section = where
+            print(f"{where}:")
+        print(f"  {value:34} {meaning}")
+    spread = ", ".join(k + s for k in keys.TIMED_MS[:1]
+                       for s in (keys.SUFFIX_MEDIAN, keys.SUFFIX_IQR, keys.SUFFIX_BLOCKS))
+    print(f"\nbeside every timed perf/*_ms metric K: K{keys.SUFFIX_MEDIAN}, K{keys.SUFFIX_IQR} "
+          f"and K{keys.SUFFIX_BLOCKS} (e.g. {spread}); MLflow's system metrics: "
+          f"{keys.SYSTEM_PREFIX}*")
+    return 0
+
+
 def cmd_submit(args) -> int:
     from .submit import submit
 
@@ -454,6 +478,10 @@ def parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list architectures and data sets")
     ls.set_defaults(fn=cmd_list)
+
+    k = sub.add_parser("keys", help="list every metric, tag and artifact name with its meaning")
+    k.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    k.set_defaults(fn=cmd_keys)
     return p
 
 

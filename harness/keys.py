@@ -1,8 +1,11 @@
 """The measurement vocabulary: every MLflow key, tag and artifact name nfbench writes.
 
-One source in code: the job writes these, the report reads them, the README documents them,
-and ``tests/test_codebase.py`` fails on a metric or tag name written out anywhere else in
-``harness``. This module imports nothing heavy so that every layer may use it.
+One source in code: the job writes these, the report reads them, and
+``tests/test_codebase.py`` fails on a metric or tag name written out anywhere else in
+``harness``. The comment on a name's line is its documentation: :func:`vocabulary` reads it,
+``nfbench keys`` prints it, and a test fails on a key without one. Adding a metric is its line
+here and the code that measures it. This module imports nothing heavy so that every layer may
+use it.
 """
 
 from __future__ import annotations
@@ -12,21 +15,21 @@ TAG_SUITE = "nfbench.suite"  # suite name
 TAG_KEY = "nfbench.key"  # stable job key: hash of the normalised job config
 TAG_ARCH = "nfbench.arch"  # architecture name (registry name)
 TAG_ARCH_LABEL = "nfbench.arch_label"  # name plus non-default hyper-parameters, for tables
-TAG_DATASET = "nfbench.dataset"
-TAG_DEQUANT = "nfbench.dequant"
-TAG_SEED = "nfbench.seed"
+TAG_DATASET = "nfbench.dataset"  # data set name with its non-default options
+TAG_DEQUANT = "nfbench.dequant"  # dequantization scheme with its options
+TAG_SEED = "nfbench.seed"  # the job seed
 TAG_RUNTIME = "nfbench.runtime"  # eager, compile, cuda-graphs (with options off the defaults)
-TAG_STATUS = "nfbench.status"  # one of STATUSES
+TAG_STATUS = "nfbench.status"  # finished, diverged, failed, killed or running (STATUSES)
 TAG_ERROR = "nfbench.error"  # last error (traceback tail) of a failed attempt
-TAG_ATTEMPTS = "nfbench.attempts"
+TAG_ATTEMPTS = "nfbench.attempts"  # workers that died under the job
 TAG_DEVICE = "nfbench.device"  # e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H200"
-TAG_TORCH = "nfbench.torch"
+TAG_TORCH = "nfbench.torch"  # torch version of the worker
 TAG_REVISION = "nfbench.revision"  # git revision of the code (+dirty)
-TAG_HOST = "nfbench.host"
+TAG_HOST = "nfbench.host"  # host name of the worker
 TAG_PHASE = "nfbench.phase"  # "trained" (timing left) or "timed"
 TAG_RESUMED_STEP = "nfbench.resumed_step"  # the checkpoint step a retried job resumed from
 TAG_LEDGER = "nfbench.ledger"  # on a suite's experiment: its claims ledger run
-TAG_REFERENCE = "nfbench.reference"  # REFERENCE_YES on a reference row (registry metadata)
+TAG_REFERENCE = "nfbench.reference"  # "true" on a reference row (registry metadata)
 REFERENCE_YES = "true"
 
 STATUS_FINISHED = "finished"  # trained, evaluated, timed, diagnosed
@@ -44,8 +47,8 @@ EVAL_BPD = "eval/bpd"  # bits per dimension of the discrete data, every Jacobian
 EVAL_BPD_IW = "eval/bpd_iw"  # importance-weighted bound (variational dequantization)
 EVAL_NLL_GAP = "eval/nll_gap"  # model NLL − true entropy where the density is known
 EVAL_BEST_STEP = "eval/best_step"  # step of the checkpoint that was evaluated
-EVAL_VAL_NLL = "eval/val_nll"
-EVAL_VAL_BPD = "eval/val_bpd"
+EVAL_VAL_NLL = "eval/val_nll"  # validation NLL of the evaluated checkpoint
+EVAL_VAL_BPD = "eval/val_bpd"  # validation bpd of the evaluated checkpoint
 
 # ── performance (timing phase: no other job on the device) ──────────────────────────
 PERF_SAMPLE_THROUGHPUT = "perf/sample_throughput"  # samples / s
@@ -53,12 +56,12 @@ PERF_DENSITY_MS = "perf/density_ms"  # log_prob of one batch
 PERF_FORWARD_NOLOGDET_MS = "perf/forward_nologdet_ms"  # transform(x, with_log_det=False)
 PERF_LOGDET_MS = "perf/logdet_ms"  # transform with log-det − transform without
 PERF_LOGDET_SHARE = "perf/logdet_share"  # logdet_ms / forward-with-log-det ms
-PERF_INVERSE_MS = "perf/inverse_ms"
-PERF_SAMPLE_MS = "perf/sample_ms"
-PERF_TRAIN_STEP_MS = "perf/train_step_ms"
-PERF_PEAK_MEM_MB = "perf/peak_mem_mb"
-PERF_BATCH = "perf/batch_size"
-PERF_NFE = "perf/nfe"
+PERF_INVERSE_MS = "perf/inverse_ms"  # inverse of one batch (latent → data)
+PERF_SAMPLE_MS = "perf/sample_ms"  # drawing one batch of samples
+PERF_TRAIN_STEP_MS = "perf/train_step_ms"  # one optimizer step on one batch
+PERF_PEAK_MEM_MB = "perf/peak_mem_mb"  # peak device memory (CUDA only)
+PERF_BATCH = "perf/batch_size"  # rows per timed call
+PERF_NFE = "perf/nfe"  # CNF: function evaluations of one test batch
 # compiled runtimes (not eager): what compiling cost, apart from the steady-state timings
 PERF_COMPILE_S = "perf/compile_s"  # seconds to the first compiled call of every timed operation
 PERF_RECOMPILES = "perf/recompiles"  # recompilations after each operation's first call
@@ -94,44 +97,44 @@ def spread_keys(key: str) -> tuple[str, str, str]:
 
 # ── stability diagnostics ────────────────────────────────────────────────────────────
 STAB_INV_ERR_MAX = "stab/inv_err_max"  # max |inverse(transform(x)) − x| on test data
-STAB_INV_ERR_MEAN = "stab/inv_err_mean"
-STAB_LOGDET_MEAN = "stab/logdet_mean"
-STAB_LOGDET_STD = "stab/logdet_std"
-STAB_LOGDET_MIN = "stab/logdet_min"
-STAB_LOGDET_MAX = "stab/logdet_max"
+STAB_INV_ERR_MEAN = "stab/inv_err_mean"  # mean |inverse(transform(x)) − x|
+STAB_LOGDET_MEAN = "stab/logdet_mean"  # log-det statistics on test inputs: mean
+STAB_LOGDET_STD = "stab/logdet_std"  # … standard deviation
+STAB_LOGDET_MIN = "stab/logdet_min"  # … minimum
+STAB_LOGDET_MAX = "stab/logdet_max"  # … maximum
 STAB_SATURATED_SHARE = "stab/saturated_share"  # share of bounded scales near their bound
 STAB_NONFINITE_STEPS = "stab/nonfinite_steps"  # training steps skipped for a non-finite loss
-STAB_GRAD_NORM_MAX = "stab/grad_norm_max"
-STAB_GRAD_NORM_MEAN = "stab/grad_norm_mean"
+STAB_GRAD_NORM_MAX = "stab/grad_norm_max"  # largest gradient norm before clipping
+STAB_GRAD_NORM_MEAN = "stab/grad_norm_mean"  # mean gradient norm before clipping
 STAB_LATENT_KS = "stab/latent_ks"  # mean over dims of the KS statistic of z vs N(0, 1)
 STAB_LATENT_KURTOSIS = "stab/latent_kurtosis"  # mean excess kurtosis of z
 STAB_COND_MAX = "stab/conv1x1_cond_max"  # Glow's invertible 1×1 conv condition number
-STAB_NFE = "stab/nfe"
+STAB_NFE = "stab/nfe"  # CNF: function evaluations of the diagnostic solve
 
 # ── training curves (per step) ───────────────────────────────────────────────────────
-TRAIN_LOSS = "train/loss"
-TRAIN_NLL = "train/nll"
-TRAIN_BPD = "train/bpd"
-TRAIN_GRAD_NORM = "train/grad_norm"
-TRAIN_LR = "train/lr"
-TRAIN_WALL_S = "train/wall_s"
-VAL_NLL = "val/nll"
-VAL_BPD = "val/bpd"
+TRAIN_LOSS = "train/loss"  # training loss (curve)
+TRAIN_NLL = "train/nll"  # training NLL, continuous data (curve)
+TRAIN_BPD = "train/bpd"  # training bpd, discrete data (curve)
+TRAIN_GRAD_NORM = "train/grad_norm"  # gradient norm before clipping (curve)
+TRAIN_LR = "train/lr"  # learning rate (curve)
+TRAIN_WALL_S = "train/wall_s"  # seconds since training started (curve)
+VAL_NLL = "val/nll"  # validation NLL every eval_every steps (curve)
+VAL_BPD = "val/bpd"  # validation bpd every eval_every steps (curve)
 TRAIN_NFE_FORWARD = "train/nfe_forward"  # CNF: function evaluations of the forward solve
 TRAIN_NFE_BACKWARD = "train/nfe_backward"  # CNF: … of the backward (adjoint) solve
-TRAIN_STEPS_DONE = "train/steps_done"
-TRAIN_SECONDS = "train/seconds"
+TRAIN_STEPS_DONE = "train/steps_done"  # training steps actually done
+TRAIN_SECONDS = "train/seconds"  # seconds of training actually done
 
 # ── the options every data set takes, read by the job (the rest go to its loader) ─────────
 DATA_JOB_OPTIONS = ("flatten", "condition", "data_dir", "seed", "download")
 
 # ── artifacts ────────────────────────────────────────────────────────────────────────
 ART_CONFIG = "config.json"  # the normalised job config
-ART_CHECKPOINT_LAST = "checkpoints/last.pt"
-ART_CHECKPOINT_BEST = "checkpoints/best.pt"
+ART_CHECKPOINT_LAST = "checkpoints/last.pt"  # weights and optimizer at the last checkpoint
+ART_CHECKPOINT_BEST = "checkpoints/best.pt"  # weights at the best validation score
 ART_CURVES = "curves.parquet"  # long table: step, wall_s, key, value
-ART_DIAGNOSTICS = "diagnostics.json"
-ART_SAMPLES = "samples.png"
+ART_DIAGNOSTICS = "diagnostics.json"  # the stability diagnostics, per layer
+ART_SAMPLES = "samples.png"  # density and samples (2-D), or a grid of samples (images)
 ART_TIMING = "timing.json"  # every measurement: block times, estimator, attempts, machine load
 
 # ── flow-layer diagnostics (harness.flows: Flow.stability() of the last transform) ────
@@ -147,7 +150,8 @@ KIND_TRIAL = "trial"
 TAG_STUDY = "nfbench.study"  # the study key: on the study, its trials and its tuned jobs
 TAG_TRIAL = "nfbench.trial"  # Ray Tune's trial id
 TAG_TRIAL_NUMBER = "nfbench.trial_number"  # 0, 1, … in the order Ray Tune created them
-TAG_STOPPED_BY = "nfbench.stopped_by"  # why a trial or a job's training ended: STOP_REASONS
+TAG_STOPPED_BY = "nfbench.stopped_by"  # why a trial or a job's training ended:
+#   steps, asha, budget, minutes, diverged, error or patience (STOP_REASONS)
 TAG_TUNED_TRIALS = "nfbench.tuned_trials"  # on a tuned job: the trials of its study
 TAG_TUNE_VALUES = "nfbench.tune.values"  # on a trial: its sampled values (JSON)
 TAG_TUNE_BEST = "nfbench.tune.best"  # on a study: the best trial's values (JSON)
@@ -172,7 +176,7 @@ TUNE_GPU_HOURS = "tune/gpu_hours"  # seconds × GPU share held / 3600
 TUNE_TRIALS = "tune/trials"  # a study: trials run
 
 # ── a job while it runs (``nfbench status``), written by its worker ──────────────────
-TAG_LIVE_PHASE = "nfbench.live.phase"  # "train" / "time": a worker runs it; LIVE_QUEUED: none
+TAG_LIVE_PHASE = "nfbench.live.phase"  # "train" / "time": a worker runs it; "queued": none yet
 LIVE_QUEUED = "queued"  # the run is open, waiting for a worker
 LIVE_ENDED = "ended"  # the run is closed
 TAG_LIVE_STARTED = "nfbench.live.started"  # UNIX time (s) that phase started on its worker
@@ -188,3 +192,54 @@ STAB_PREFIX = "stab/"  # numerical-stability metrics (a layer's own statistics i
 SYSTEM_PREFIX = "system/"  # system metrics (CPU, memory, GPU) sampled while a run is open
 TAG_SYSTEM_METRICS_S = "nfbench.system_metrics_s"  # the system-metrics sampling interval (s)
 LEDGER_EXPERIMENT = "nfbench.ledgers"  # the experiment holding the suites' claims ledgers
+
+
+# ── the vocabulary with its meanings, read from the comments above ───────────────────
+KEY_GROUPS = ("TAG_", "EVAL_", "PERF_", "STAB_", "TRAIN_", "VAL_", "TUNE_", "ART_")
+
+
+def vocabulary() -> list[tuple[str, str, str]]:
+    """Every key (a module-level string whose name starts with one of :data:`KEY_GROUPS`, and
+    not a ``*_PREFIX``) as ``(value, meaning, section)``, in the order of this file: the meaning
+    is the comment on its line (continued on the lines below that start ``#   ``), the section
+    the last ``# ── title ──`` line above it.
+
+    >>> entry = dict((v, m) for v, m, _ in vocabulary())["eval/bpd"]
+    >>> entry.startswith("bits per dimension")
+    True
+    """
+    import ast
+    import io
+    import tokenize
+    from pathlib import Path
+
+    source = Path(__file__).read_text(encoding="utf-8")
+    comments: dict[int, str] = {}
+    continued: dict[int, str] = {}
+    sections: list[tuple[int, str]] = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type != tokenize.COMMENT:
+            continue
+        text = tok.string.lstrip("#").strip()
+        if tok.start[1] == 0 and text.startswith("──"):
+            sections.append((tok.start[0], text.strip("─ ")))
+        elif tok.start[1] > 0:
+            comments[tok.start[0]] = text
+        elif tok.string.startswith("#   "):
+            continued[tok.start[0]] = text
+    out = []
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            continue
+        name = node.targets[0].id
+        if not name.startswith(KEY_GROUPS) or name.endswith("_PREFIX"):
+            continue
+        section = next((t for ln, t in reversed(sections) if ln < node.lineno), "")
+        meaning, line = [comments.get(node.lineno, "")], node.lineno + 1
+        while line in continued:
+            meaning.append(continued[line])
+            line += 1
+        out.append((node.value.value, " ".join(m for m in meaning if m), section))
+    return out
