@@ -109,7 +109,7 @@ STAB_GRAD_NORM_MEAN = "stab/grad_norm_mean"  # mean gradient norm before clippin
 STAB_LATENT_KS = "stab/latent_ks"  # mean over dims of the KS statistic of z vs N(0, 1)
 STAB_LATENT_KURTOSIS = "stab/latent_kurtosis"  # mean excess kurtosis of z
 STAB_COND_MAX = "stab/conv1x1_cond_max"  # Glow's invertible 1×1 conv condition number
-STAB_NFE = "stab/nfe"  # CNF: function evaluations of the diagnostic solve
+STAB_NFE = "stab/nfe"  # CNF: function evaluations of the last transform's solves
 
 # ── training curves (per step) ───────────────────────────────────────────────────────
 TRAIN_LOSS = "train/loss"  # training loss (curve)
@@ -117,7 +117,7 @@ TRAIN_NLL = "train/nll"  # training NLL, continuous data (curve)
 TRAIN_BPD = "train/bpd"  # training bpd, discrete data (curve)
 TRAIN_GRAD_NORM = "train/grad_norm"  # gradient norm before clipping (curve)
 TRAIN_LR = "train/lr"  # learning rate (curve)
-TRAIN_WALL_S = "train/wall_s"  # seconds since training started (curve)
+TRAIN_WALL_S = "train/wall_s"  # training seconds so far, earlier attempts included
 VAL_NLL = "val/nll"  # validation NLL every eval_every steps (curve)
 VAL_BPD = "val/bpd"  # validation bpd every eval_every steps (curve)
 TRAIN_NFE_FORWARD = "train/nfe_forward"  # CNF: function evaluations of the forward solve
@@ -130,10 +130,10 @@ DATA_JOB_OPTIONS = ("flatten", "condition", "data_dir", "seed", "download")
 
 # ── artifacts ────────────────────────────────────────────────────────────────────────
 ART_CONFIG = "config.json"  # the normalised job config
-ART_CHECKPOINT_LAST = "checkpoints/last.pt"  # weights and optimizer at the last checkpoint
+ART_CHECKPOINT_LAST = "checkpoints/last.pt"  # state to resume: weights, optimizer, RNGs
 ART_CHECKPOINT_BEST = "checkpoints/best.pt"  # weights at the best validation score
 ART_CURVES = "curves.parquet"  # long table: step, wall_s, key, value
-ART_DIAGNOSTICS = "diagnostics.json"  # the stability diagnostics, per layer
+ART_DIAGNOSTICS = "diagnostics.json"  # why training stopped, best step, final metrics
 ART_SAMPLES = "samples.png"  # density and samples (2-D), or a grid of samples (images)
 ART_TIMING = "timing.json"  # every measurement: block times, estimator, attempts, machine load
 
