@@ -152,3 +152,19 @@ def test_local_shape_is_this_machine():
     assert shape.cpus == os.cpu_count() and shape.gpus == torch.cuda.device_count()
     assert local_shape(1.5).cpus == 1.5
     assert train_slots(local_shape(4), 1, 0, 10) == 4
+
+
+def test_a_reader_that_leaves_early_ends_nfbench_quietly():
+    """``nfbench keys | head -1``: the closed pipe ends the command with status 0 and no
+    traceback. The reading end is closed before the command can print (its imports alone
+    take longer), so every write meets the closed pipe."""
+    import os
+
+    exe = str(Path(sys.executable).with_name("nfbench"))
+    read, write = os.pipe()
+    proc = subprocess.Popen([exe, "keys"], stdout=write, stderr=subprocess.PIPE)
+    os.close(write)
+    os.close(read)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
