@@ -1,4 +1,5 @@
-"""The README documents every key of the measurement vocabulary and the real commands."""
+"""Every key of the measurement vocabulary has its meaning beside it (``nfbench keys``), and
+the README names the real commands."""
 
 from __future__ import annotations
 
