@@ -269,11 +269,12 @@ class GemmFloor(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(m.weight.detach().clone())
                                         for m in linears)  # fmt: skip
         self.biases = nn.ParameterList(nn.Parameter(m.bias.detach().clone()) for m in linears)
-        self.inputs = [torch.randn(batch, m.in_features) for m in linears]
+        for i, m in enumerate(linears):  # buffers: they follow the module to its device
+            self.register_buffer(f"input{i}", torch.randn(batch, m.in_features))
 
-    def to(self, *args, **kwargs):  # type: ignore[override]
-        self.inputs = [x.to(*args, **kwargs) for x in self.inputs]
-        return super().to(*args, **kwargs)
+    @property
+    def inputs(self) -> list[Tensor]:
+        return [getattr(self, f"input{i}") for i in range(len(self.weights))]
 
     def forward(self, _: Tensor | int) -> Tensor:
         """A scalar per output row, so that a train step backpropagates through every

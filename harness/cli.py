@@ -364,8 +364,7 @@ def cmd_keys(args) -> int:
             section = where
             print(f"{where}:")
         print(f"  {value:34} {meaning}")
-    spread = ", ".join(k + s for k in keys.TIMED_MS[:1]
-                       for s in (keys.SUFFIX_MEDIAN, keys.SUFFIX_IQR, keys.SUFFIX_BLOCKS))
+    spread = ", ".join(keys.spread_keys(keys.PERF_DENSITY_MS))
     print(f"\nbeside every timed perf/*_ms metric K: K{keys.SUFFIX_MEDIAN}, K{keys.SUFFIX_IQR} "
           f"and K{keys.SUFFIX_BLOCKS} (e.g. {spread}); MLflow's system metrics: "
           f"{keys.SYSTEM_PREFIX}*")

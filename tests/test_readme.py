@@ -24,7 +24,7 @@ def test_every_key_has_its_meaning_beside_it_and_nfbench_keys_lists_it(capsys):
     assert not [v for v, m in documented.items() if len(m) < 8], "keys without a meaning"
     assert main(["keys"]) == 0
     printed = capsys.readouterr().out
-    assert all(f"  {v} " in printed or printed.count(f"  {v}") for v in names)
+    assert all(f"  {v} " in printed for v in names)
     assert main(["keys", "--markdown"]) == 0
     table = capsys.readouterr().out
     assert all(f"| `{v}` |" in table for v in names)
