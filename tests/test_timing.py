@@ -99,26 +99,35 @@ def test_a_cpu_bound_neighbour_is_seen():
     assert seen.contended(threads=seen.cpus - 1 if seen.cpus > 1 else 1)
 
 
-def test_a_retiming_of_the_same_flow_agrees_within_its_noise(one_thread):
-    """A quiet pair of timings of one flow agree within their interquartile ranges; a pair
-    that does not agree must have said the machine was busy or the blocks noisy."""
-    torch.manual_seed(0)
-    flow = flows.build("maf", event_shape=8, layers=3, hidden=32)
-    x = torch.randn(512, 8)
+def _pair_disagrees_unmarked(flow, x) -> tuple | None:
+    """Time ``flow`` twice; the first timing that disagrees with its twin beyond both IQRs
+    although neither run said the machine was busy, else None (noisy blocks are no excuse
+    on a quiet machine)."""
     first = timing.time_flow(flow, x, min_run_time=0.1, train_step=False)
     second = timing.time_flow(flow, x, min_run_time=0.1, train_step=False)
+    assert math.isfinite(first.metrics[keys.PERF_DENSITY_MS])
     disturbed = first.metrics[keys.PERF_CONTENDED] or second.metrics[keys.PERF_CONTENDED]
-    checked = 0
     for key in (keys.PERF_DENSITY_MS, keys.PERF_INVERSE_MS, keys.PERF_SAMPLE_MS):
         a, b = first.detail[key], second.detail[key]
         agree = abs(a["value"] - b["value"]) <= a["iqr"] + b["iqr"]
-        said = disturbed or a["iqr"] > timing.NOISY * a["median"] \
-            or b["iqr"] > timing.NOISY * b["median"]
-        assert agree or said, (key, a["value"], b["value"], a["iqr"], b["iqr"])
-        checked += agree
-    assert math.isfinite(first.metrics[keys.PERF_DENSITY_MS])
-    if not disturbed:
-        assert checked == 3
+        if not (agree or disturbed):
+            return key, a["value"], b["value"], a["iqr"], b["iqr"]
+    return None
+
+
+def test_a_retiming_of_the_same_flow_agrees_within_its_noise(one_thread):
+    """A quiet pair of timings of one flow agree within their interquartile ranges; a pair
+    that does not agree must have said the machine was busy. On a shared
+    virtual machine a slowdown from outside it leaves no mark that /proc shows (measured:
+    whole timings 1.3–2.3× slow at load < 1, no steal), so a pair gets one second chance; two
+    unmarked disagreements in a row fail."""
+    torch.manual_seed(0)
+    flow = flows.build("maf", event_shape=8, layers=3, hidden=32)
+    x = torch.randn(512, 8)
+    first = _pair_disagrees_unmarked(flow, x)
+    if first is not None:
+        again = _pair_disagrees_unmarked(flow, x)
+        assert again is None, (first, again)
 
 
 def test_a_view_is_timed_after_its_first_calls_and_checked_against_eager(one_thread):
