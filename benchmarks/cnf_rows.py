@@ -15,8 +15,9 @@ Operations, at D = 2 and 8 on one batch (float32):
 
 Peers: the reference CNF, ``realnvp`` and ``maf`` (defaults). Each row holds ``ours_ms``,
 ``peer_ms`` and ``ratio = ours_ms / peer_ms`` (below 1: ffjord is faster), timed with
-``torch.utils.benchmark`` (``blocked_autorange``) in blocks alternating between ffjord and
-the peer (:func:`harness.measure.timing.paired_ms`, median of 5 rounds each).
+``torch.utils.benchmark`` in blocks alternating between ffjord and the peer
+(:func:`harness.measure.timing.paired_ms`: each side's first quartile over its blocks that ran
+at speed).
 
 Usage: python benchmarks/cnf_rows.py [--quick] [--threads N]
 """
@@ -177,7 +178,8 @@ def rows(quick: bool) -> list[dict]:
             ours_nfe = _nfe_of(ours, ours_run)
             for peer, model in peers.items():
                 run = make(model, x)
-                ours_ms, peer_ms = paired_ms(ours_run, run, 2 * min_run_time)
+                ours_t, peer_t, _ = paired_ms(ours_run, run, 2 * min_run_time, device=device)
+                ours_ms, peer_ms = ours_t.value, peer_t.value
                 out.append({
                     "bench": "cnf", "ours": "ffjord", "peer": peer, "op": op, "D": d,
                     "batch": batch, "device": device.type, "threads": torch.get_num_threads(),

@@ -13,9 +13,14 @@ only torch, NumPy, scikit-learn and PyYAML. It prints, per job and ``perf/*`` ti
 
 * quiet: the coefficient of variation (sd / mean) of the estimator over the quiet repeats
   (target ≤ 0.05), and the same for the blocks' median and minimum (from ``timing.json``),
-  the evidence for the estimator the harness reports;
-* neighbour: each repeat's relative distance from the quiet mean, and whether the harness
-  marked it contended (target: within 0.10, or marked).
+  the evidence for the estimator the harness reports; the estimator's CV over the repeats
+  the harness did not mark contended, and how many unmarked repeats lie more than 0.10 from
+  their timing's unmarked median (what the marks missed); the contended marks and the worst
+  slowdown the canary read (``harness.measure.canary``: the machine's own speed); for the
+  log-det (a difference of two timings) also its sd as a share of the forward pass;
+* neighbour: each repeat's relative distance from the quiet mean (of the quiet repeats not
+  marked contended, where there are any), and whether the harness marked it contended
+  (target: within 0.10, or marked).
 
 The machine's own load (``/proc/loadavg``, other processes' CPUs) is printed beside each
 phase: on a shared machine a "quiet" phase is only as quiet as the others let it be, and the
@@ -170,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--neighbours", type=int, default=1, help="CPU-bound processes to start")
     p.add_argument("--steps", type=int, default=None, help="train this many steps (default: "
                    "the suite's)")
+    p.add_argument("--json", default=None, help="write every repeat's metrics and "
+                   "timing.json here")
     p.add_argument("--no-store", action="store_true", help="train in memory and time with "
                    "harness.measure directly (no MLflow, Ray or pydantic needed)")
     args = p.parse_args(argv)
@@ -195,9 +202,13 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait()
 
     print("\nquiet repeats: coefficient of variation over repeats (target ≤ 0.05); the "
-          "estimator (first quartile), the blocks' median and minimum; contended marks")
-    print(f"{'job':28} {'timing':26} {'CV q1':>7} {'CV med':>7} {'CV min':>7} {'contended':>10}")
-    worst, over = 0.0, 0
+          "estimator (first quartile), the blocks' median and minimum; the estimator's CV over "
+          "the repeats the harness did not mark contended (how many); contended marks; the "
+          "worst slowdown the canary read")
+    print(f"{'job':28} {'timing':26} {'CV q1':>7} {'CV med':>7} {'CV min':>7} "
+          f"{'unmarked':>12} {'contended':>10} {'slowdown':>9}")
+    worst = worst_unmarked = 0.0
+    over = over_unmarked = misses = 0
     for name in dict.fromkeys(r["job"] for r in quiet):
         rows = [r for r in quiet if r["job"] == name]
         for key in TIMINGS:
@@ -207,16 +218,35 @@ def main(argv: list[str] | None = None) -> int:
             det = [r["detail"].get(key, {}) for r in rows]
             med = [d.get("median", math.nan) for d in det]
             low = [min(d["times"]) if d.get("times") else math.nan for d in det]
-            marks = sum(bool(d.get("contended")) for d in det)
-            cv = _cv(est)
+            marked = [bool(d.get("contended")) for d in det]
+            clean = [v for v, m in zip(est, marked, strict=True) if not m]
+            slow = max((float(np.median(d["slowdowns"])) for d in det if d.get("slowdowns")),
+                       default=math.nan)  # the canary: the machine's own speed, worst repeat
+            cv, cv_clean = _cv(est), _cv(clean) if len(clean) >= 3 else math.nan
             if key != "perf/logdet_ms":  # a difference near zero has no meaningful CV
                 worst = max(worst, cv)
                 over += cv > 0.05
+                if math.isfinite(cv_clean):
+                    worst_unmarked = max(worst_unmarked, cv_clean)
+                    over_unmarked += cv_clean > 0.05
+                if clean:  # an unmarked repeat far from the other unmarked ones: a miss
+                    ref = float(np.median(clean))
+                    misses += sum(abs(v / ref - 1) > 0.10 for v in clean)
             print(f"{name[:28]:28} {key:26} {cv:7.3f} {_cv(med):7.3f} {_cv(low):7.3f} "
-                  f"{marks:>6}/{len(rows)}")
-            if cv > 0.05 and key != "perf/logdet_ms":  # where the spread is: one repeat, or all
-                print(f"{'':28} {'':26} repeats (ms): " + ", ".join(f"{v:.4g}" for v in est))
+                  f"{cv_clean:7.3f} ({len(clean)}) {sum(marked):>6}/{len(rows)} {slow:9.2f}")
+            if key == "perf/logdet_ms":  # its spread beside the pass it is part of
+                fwd = [r["detail"]["forward_ms"]["value"] for r in rows]
+                sd = float(np.std(est, ddof=1)) if len(est) > 1 else math.nan
+                print(f"{'':28} {'':26} log-det {np.mean(est):.4g} ms, sd {sd:.2g} ms = "
+                      f"{sd / np.mean(fwd):.3f} of the forward pass ({np.mean(fwd):.4g} ms)")
+            elif cv > 0.05:  # where the spread is: one repeat, or all
+                print(f"{'':28} {'':26} repeats (ms): " + ", ".join(
+                    f"{v:.4g}{'*' if m else ''}" for v, m in zip(est, marked, strict=True))
+                    + "   (* marked contended)")
     print(f"quiet: worst CV {worst:.3f} (log-det excluded); {over} timings above 0.05")
+    print(f"quiet, unmarked repeats only (timings with 3 or more): worst CV "
+          f"{worst_unmarked:.3f}; {over_unmarked} timings above 0.05; {misses} unmarked "
+          "repeats more than 0.10 from their timing's unmarked median (marks missed)")
 
     print("\nneighbour repeats: |value / quiet mean − 1| per repeat, and whether marked "
           "contended (target: ≤ 0.10 or marked)")
@@ -226,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         for key in TIMINGS:
             if key not in row["metrics"] or key == "perf/logdet_ms":
                 continue
-            mean = float(np.mean([r["metrics"][key] for r in base]))
+            unmarked = [r["metrics"][key] for r in base
+                        if not r["detail"].get(key, {}).get("contended")]
+            mean = float(np.mean(unmarked or [r["metrics"][key] for r in base]))
             dev = abs(row["metrics"][key] / mean - 1)
             marked = bool(row["detail"].get(key, {}).get("contended"))
             fine = dev <= 0.10 or marked
@@ -234,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['phase']:12} {row['job'][:28]:28} {key:26} {dev:6.3f} "
                   f"{'contended' if marked else '':>10} {'' if fine else '✗'}")
     print(f"neighbour: {ok} timings within 0.10 of quiet or marked contended, {bad} neither")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"quiet": quiet, "neighbour": busy}))
+        print(f"every repeat's metrics and timing.json: {args.json}")
     return 0
 
 

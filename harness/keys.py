@@ -74,9 +74,12 @@ SUFFIX_MEDIAN = "_median"  # median of the block times (K itself is their first 
 SUFFIX_IQR = "_iqr"  # interquartile range of the block times
 SUFFIX_BLOCKS = "_blocks"  # torch.utils.benchmark blocks measured
 PERF_CONTENDED = "perf/contended"  # 1: a kept timing ran while other processes were busy
+#   or while the machine itself ran slow (perf/slowdown)
 PERF_OTHERS_CPUS = "perf/others_cpus"  # CPUs other processes kept busy (worst measurement)
 PERF_STEAL_SHARE = "perf/steal_share"  # share of CPU time stolen by a hypervisor (worst)
 PERF_LOAD_AVG = "perf/load_avg"  # 1-minute load average around the timings (largest)
+PERF_SLOWDOWN = "perf/slowdown"  # a canary kernel's time between blocks over its fastest
+#   (the worst measurement's median; 1 = full speed)
 PERF_RETIMED = "perf/retimed"  # measurements timed again (blocks disagreed or machine busy)
 PERF_NOISY = "perf/noisy"  # kept measurements whose IQR is above 10 % of their median
 TIMED_MS = (PERF_DENSITY_MS, PERF_FORWARD_NOLOGDET_MS, PERF_LOGDET_MS, PERF_INVERSE_MS,

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from harness import flows, keys
-from harness.measure import interference, timing
+from harness.measure import canary, interference, timing
 from harness.measure.interference import Interference
 
 
@@ -32,15 +33,21 @@ def test_every_timed_metric_records_its_spread(one_thread):
         median, iqr, blocks = keys.spread_keys(key)
         assert blocks in t.metrics and iqr in t.metrics and median in t.metrics
         assert t.metrics[iqr] >= 0
-        if key != keys.PERF_LOGDET_MS:  # a difference: its blocks are the rounds
-            assert t.metrics[blocks] >= timing.MIN_BLOCKS
+        if key != keys.PERF_LOGDET_MS:  # a difference: its blocks are the pairs
+            d = t.detail[key]
             assert t.metrics[key] <= t.metrics[median]  # the first quartile
-            assert len(t.detail[key]["times"]) == t.metrics[blocks]
+            assert len(d["slowdowns"]) == len(d["times"])  # a canary reading for each block
+            at_speed = sum(s <= 1 + canary.SLOW for s in d["slowdowns"])
+            if d["slowed"]:  # too few blocks at speed: the statistics are over all of them
+                assert t.metrics[blocks] == len(d["times"]) > at_speed
+            else:  # over the blocks that ran at speed, at least MIN_BLOCKS of them
+                assert t.metrics[blocks] == at_speed >= timing.MIN_BLOCKS
     assert t.metrics[keys.PERF_CONTENDED] in (0.0, 1.0)
     assert t.info[keys.TAG_TIMING_CONTENDED] == ("yes" if t.metrics[keys.PERF_CONTENDED]
                                                  else "no")
     if interference.probe() is not None:  # Linux: the machine's state was read
         assert t.metrics[keys.PERF_LOAD_AVG] >= 0 and t.metrics[keys.PERF_OTHERS_CPUS] >= 0
+    assert t.metrics[keys.PERF_SLOWDOWN] >= 1.0  # the fastest canary is the yardstick
 
 
 def _measured(times: list[float], contended: bool = False) -> timing.Measured:
@@ -69,6 +76,72 @@ def test_blocks_that_disagree_are_timed_again():
 def test_the_estimator_is_the_first_quartile_of_the_blocks():
     m = _measured([4.0, 1.0, 2.0, 3.0, 5.0])
     assert (m.value, m.median, m.iqr, m.blocks) == (2.0, 3.0, 2.0, 5)
+
+
+class _ScriptedCanary(canary.Canary):
+    """A canary whose readings follow a script (ms per product, by reading number from 1;
+    the fastest is 1.0): a machine that slows down on cue, around real timing blocks."""
+
+    def __init__(self, script):
+        super().__init__(torch.device("cpu"))
+        self.best, self.readings, self._script = 1.0, 0, script
+
+    def time(self) -> float:
+        self.readings += 1
+        return self._script(self.readings)
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Install a scripted canary; re-timing pauses are recorded instead of slept."""
+    pauses: list[float] = []
+    monkeypatch.setattr(timing.time, "sleep", pauses.append)
+
+    def install(script) -> tuple[_ScriptedCanary, list[float]]:
+        probe = _ScriptedCanary(script)
+        monkeypatch.setattr(canary, "for_device", lambda device: probe)
+        return probe, pauses
+    return install
+
+
+def _tiny_op():
+    a = torch.randn(32, 32)
+    return lambda: a @ a
+
+
+def test_blocks_the_canary_saw_slow_are_left_out(scripted, one_thread):
+    # readings 3–8 slow (reading k follows block k − 1): blocks 1–7 have a slow neighbour
+    scripted(lambda k: 1.5 if 3 <= k <= 8 else 1.0)
+    m = timing.measure_ms(_tiny_op(), 0.02, retries=0)  # this attempt, even if noisy
+    assert not m.slowed and m.attempts == 1
+    assert m.slowdowns[1:8] == [1.5] * 7 and m.slowdowns.count(1.5) == 7
+    assert m.blocks == len(m.times) - 7 >= timing.MIN_BLOCKS  # timed on until 8 ran at speed
+    fast = sorted(t for t, s in zip(m.times, m.slowdowns, strict=True) if s == 1.0)
+    assert m.value == pytest.approx(float(np.quantile(fast, timing.QUANTILE)))
+
+
+def test_a_machine_that_stays_slow_is_retimed_after_pauses_then_marked(scripted, one_thread):
+    _, pauses = scripted(lambda k: 1.6)
+    m = timing.measure_ms(_tiny_op(), 0.02)
+    assert m.slowed and m.contended and m.slowdown == pytest.approx(1.6)
+    assert m.attempts == timing.RETRIES + 1
+    assert pauses == [timing.SLOWED_PAUSE * 2 ** i for i in range(timing.RETRIES)]
+    # statistics over every block, and no more blocks than the cap
+    assert m.blocks == len(m.times) == timing.SLOWED_SPAN * timing.MIN_BLOCKS
+    flow = flows.build("realnvp", event_shape=4, layers=2, hidden=16)
+    t = timing.time_flow(flow, torch.randn(64, 4), min_run_time=0.01)
+    assert t.metrics[keys.PERF_CONTENDED] == 1 and t.info[keys.TAG_TIMING_CONTENDED] == "yes"
+    assert t.metrics[keys.PERF_SLOWDOWN] == pytest.approx(1.6)
+    assert t.metrics[keys.PERF_RETIMED] > 0
+
+
+def test_a_slowdown_that_passes_is_waited_out(scripted, one_thread):
+    probe, pauses = scripted(lambda k: 1.0)
+    probe._script = lambda k: 1.6 if not pauses else 1.0  # fast again after the first pause
+    m = timing.measure_ms(_tiny_op(), 0.02, retries=1)
+    assert m.attempts == 2 and pauses == [timing.SLOWED_PAUSE]
+    assert not m.slowed and not m.contended and m.slowdown == 1.0
+    assert m.blocks >= timing.MIN_BLOCKS
 
 
 def test_contended_when_other_processes_fill_the_free_cpus():

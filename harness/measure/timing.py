@@ -9,11 +9,18 @@ of the block times, the first quartile (:data:`ESTIMATOR`); beside it each
 the number of blocks (:func:`spread_keys`).
 
 Around each measurement the machine's load, the CPU that other processes used and the CPU
-stolen by a hypervisor are read (:mod:`.interference`). A measurement whose blocks disagree
-(IQR above :data:`NOISY` of the median) is timed again, up to :data:`RETRIES` more times; the
-quietest attempt is kept (not contended first, then the smallest relative IQR). A run whose
-kept measurements include one taken while other processes kept the free CPUs busy is marked
-contended (``perf/contended`` = 1, tag ``nfbench.timing.contended``).
+stolen by a hypervisor are read (:mod:`.interference`), and between every two blocks a fixed
+reference kernel, the canary (:mod:`.canary`), reads how fast the machine itself runs. Only
+blocks that ran at speed (both neighbouring canaries within 10 % of the fastest this process
+has seen) enter the estimator, the median and the IQR. Blocks are taken until :data:`MIN_BLOCKS`
+ran at speed, or twice as many blocks in all (:data:`SLOWED_SPAN`); a measurement that ends
+with fewer at speed is *slowed*: its statistics are over all its blocks. A measurement whose
+blocks disagree (IQR above :data:`NOISY` of the median) or that was slowed is timed again, up
+to :data:`RETRIES` more times (when slowed, after a pause of :data:`SLOWED_PAUSE` s, doubling:
+a slowdown lasts seconds); the quietest attempt is kept (not contended first, then the
+smallest relative IQR). A run whose kept measurements include one taken while other processes
+kept the free CPUs busy, or one that stayed slowed, is marked contended (``perf/contended`` =
+1, tag ``nfbench.timing.contended``).
 
 A compiled runtime (``compiled``, a function that gives a flow's compiled view,
 :func:`harness.flows.compiled_view`) times every operation through the view. Its first call of
@@ -25,7 +32,7 @@ timing batch (:func:`harness.flows.compare_with_eager`: log-densities and invers
 
 The log-det cost is not guessed: it is the difference of two timed passes, ``transform(x)``
 with and without its log-det, measured in alternating blocks so that a drift of the machine
-is shared by both; its spread is the IQR over the rounds of the per-round differences.
+is shared by both; its spread is the IQR of the differences of adjacent blocks.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from torch.utils import benchmark
 
 from .. import keys
 from ..flows import compare_with_eager
-from . import interference
+from . import canary, interference
 
 __all__ = ["ESTIMATOR", "CompiledMismatch", "Measured", "Timing", "measure_ms", "median_ms",
            "paired_ms", "retime", "time_flow"]
@@ -52,8 +59,10 @@ QUANTILE = 0.25  # the estimator: this quantile of the block times
 ESTIMATOR = "first quartile (25th percentile) of the block times"
 NOISY = 0.10  # blocks disagree: IQR above this share of the median
 RETRIES = 2
+SLOWED_PAUSE = 0.5  # seconds before re-timing a slowed measurement (doubling)
 MIN_BLOCKS = 8
-PAIRED_BLOCKS = 3  # per side and round of a paired measurement (5 rounds: 15 blocks a side)
+SLOWED_SPAN = 2  # blocks taken, at most, while waiting for MIN_BLOCKS at speed: this × it
+PAIRED_BLOCKS = 16  # blocks a side of a paired measurement (alternating)
 
 
 class CompiledMismatch(RuntimeError):
@@ -70,14 +79,19 @@ class Timing:
 @dataclass
 class Measured:
     """One measurement in milliseconds: ``value`` (the estimator), ``median``, ``iqr`` and
-    ``blocks`` of the kept attempt, its ``times`` (block times), how many ``attempts`` were
-    made, and what the machine did meanwhile."""
+    ``blocks`` (how many blocks they are over) of the kept attempt; its ``times`` (every
+    block) and ``slowdowns`` (per block, the slower neighbouring canary over the fastest:
+    :mod:`.canary`); whether it was ``slowed`` (too few blocks at speed: then the statistics
+    are over all of them); how many ``attempts`` were made, and what the machine
+    did meanwhile."""
 
     value: float
     median: float
     iqr: float
     blocks: int
     times: list[float]
+    slowdowns: list[float] = field(default_factory=list)
+    slowed: bool = False
     attempts: int = 1
     others_cpus: float = math.nan
     steal_share: float = math.nan
@@ -87,6 +101,11 @@ class Measured:
     @property
     def noisy(self) -> bool:
         return self.iqr > NOISY * self.median
+
+    @property
+    def slowdown(self) -> float:
+        """The median block's slowdown (1.0 = full speed; NaN where no canary ran)."""
+        return float(np.median(self.slowdowns)) if self.slowdowns else math.nan
 
     def metrics(self, key: str) -> dict[str, float]:
         median, iqr, blocks = keys.spread_keys(key)
@@ -99,69 +118,113 @@ def _quantiles(times_ms: np.ndarray) -> tuple[float, float, float]:
     return float(value), float(med), float(q3 - q1)
 
 
-def _summary(times_ms: list[float], seen: interference.Interference | None, threads: int
-             ) -> Measured:
+def _summary(times_ms: list[float], seen: interference.Interference | None, threads: int,
+             slowdowns: list[float] | None = None, need: int = 0) -> Measured:
+    """Statistics of the blocks that ran at speed; a measurement with fewer than ``need`` of
+    them is *slowed*, and its statistics are over all its blocks (as they are where no
+    canary ran: ``slowdowns`` None)."""
     t = np.asarray(times_ms, dtype=float)
-    value, median, iqr = _quantiles(t)
-    m = Measured(value, median, iqr, len(t), [float(v) for v in t])
+    s = np.asarray(slowdowns if slowdowns is not None else np.ones(len(t)), dtype=float)
+    fast = int((s <= 1.0 + canary.SLOW).sum())
+    slowed = fast < need
+    used = t[s <= 1.0 + canary.SLOW] if fast >= max(need, 1) else t
+    value, median, iqr = _quantiles(used)
+    m = Measured(value, median, iqr, len(used), [float(v) for v in t],
+                 [] if slowdowns is None else [float(v) for v in s], slowed)
     if seen is not None:
         m.others_cpus, m.steal_share, m.load1 = seen.others_cpus, seen.steal_share, seen.load1
-        m.contended = seen.contended(threads)
+    m.contended = slowed or (seen is not None and seen.contended(threads))
     return m
-
-
-def _quietest(attempts: list[Measured]) -> Measured:
-    best = min(attempts, key=lambda m: (m.contended, m.iqr / m.median if m.median else 0.0))
-    best.attempts = len(attempts)
-    return best
 
 
 def _timer(fn, threads: int, label: str = "") -> benchmark.Timer:
     return benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label, num_threads=threads)
 
 
-def _block_times(fn, threads: int, min_run_time: float, label: str = "",
-                 min_blocks: int = MIN_BLOCKS) -> list[float]:
-    """Per-call times in ms of at least ``min_blocks`` blocks and ``min_run_time`` seconds.
+def _interleaved_blocks(fns: list, threads: int, min_run_time: float, min_blocks: int,
+                        label: str = "", device: torch.device | str = "cpu"
+                        ) -> tuple[list[list[float]], list[list[float]]]:
+    """Blocks of each function in turn, with the canary after every block; per function its
+    per-call block times in ms and each block's slowdown (:func:`canary.block_slowdowns`).
 
     A block is ``number`` calls timed together (``Timer.timeit``, device-synchronised), with
-    ``number`` chosen from one call so that a block lasts about ``min_run_time / min_blocks``
-    (``blocked_autorange`` sizes blocks to make the timer's overhead negligible, which for a
-    fast operation means one or two long blocks: no spread to read)."""
-    timer = _timer(fn, threads, label)
-    one = max(timer.timeit(1).times[0], 1e-9)
-    number = max(1, int(min_run_time / min_blocks / one))
-    times: list[float] = []
+    ``number`` chosen from one call so that a block lasts about
+    ``min_run_time / (len(fns) · min_blocks)``. Blocks are taken until ``min_run_time``
+    seconds have passed in them and every function has ``min_blocks`` blocks that ran at
+    speed, or at most ``SLOWED_SPAN`` times as many blocks. (``blocked_autorange`` sizes
+    blocks to make the timer's overhead negligible, which for a fast operation means one or
+    two long blocks: no spread to read.) The canaries' own time is not counted."""
+    timers = [_timer(fn, threads, label) for fn in fns]
+    probe = canary.for_device(device)
+    share = min_run_time / len(fns) / min_blocks
+    numbers = [max(1, int(share / max(t.timeit(1).times[0], 1e-9))) for t in timers]
+    times: list[list[float]] = [[] for _ in fns]
+    canaries = [probe.time()]
     total = 0.0
-    while len(times) < min_blocks or total < min_run_time:
-        per_call = timer.timeit(number).times[0]
-        times.append(per_call * 1e3)
-        total += per_call * number
-    return times
+    k = len(fns)
+
+    def slowdowns() -> list[np.ndarray]:
+        slow = canary.block_slowdowns(probe.slowdowns(canaries))
+        return [slow[i::k] for i in range(k)]
+
+    while True:
+        for timer, number, out in zip(timers, numbers, times, strict=True):
+            per_call = timer.timeit(number).times[0]
+            canaries.append(probe.time())
+            out.append(per_call * 1e3)
+            total += per_call * number
+        if total < min_run_time or len(times[0]) < min_blocks:
+            continue
+        fast = [int((s <= 1.0 + canary.SLOW).sum()) for s in slowdowns()]
+        if min(fast) >= min_blocks or len(times[0]) >= SLOWED_SPAN * min_blocks:
+            break
+    return times, [s.tolist() for s in slowdowns()]
 
 
-def measure_ms(fn, min_run_time: float, label: str = "", retries: int = RETRIES) -> Measured:
-    """Time ``fn()`` (device-synchronised blocks, at least ``min_run_time`` s) and re-time it
-    while its blocks disagree (module docstring)."""
+def measure_ms(fn, min_run_time: float, label: str = "", retries: int = RETRIES,
+               device: torch.device | str = "cpu") -> Measured:
+    """Time ``fn()`` on ``device`` (device-synchronised blocks, at least ``min_run_time`` s)
+    and re-time it while its blocks disagree or the machine ran slow (module docstring)."""
     fn()  # warm-up (lazy init, autotuning, allocator)
     threads = torch.get_num_threads()
 
     def once() -> Measured:
         before = interference.probe()
-        times = _block_times(fn, threads, min_run_time, label)
-        return _summary(times, interference.between(before, interference.probe()), threads)
+        (times,), (slow,) = _interleaved_blocks([fn], threads, min_run_time, MIN_BLOCKS,
+                                                label, device)
+        return _summary(times, interference.between(before, interference.probe()), threads,
+                        slow, MIN_BLOCKS)
 
     return retime(once, retries)
 
 
-def retime(measure, retries: int = RETRIES) -> Measured:
-    """``measure()`` again while its blocks disagree, at most ``retries`` more times; the
-    quietest attempt (not contended first, then the smallest relative IQR), with the number
-    of attempts made."""
+def retime(measure, retries: int = RETRIES, pause: float | None = None, sides=None):
+    """``measure()`` again while its blocks disagree or it was slowed, at most ``retries``
+    more times (a slowed attempt is followed by a pause of ``pause`` s, default
+    :data:`SLOWED_PAUSE`, doubling each time);
+    the quietest attempt (not contended first, then the smallest relative IQR), with the
+    number of attempts made. ``sides`` gives the measurements of one attempt that decide
+    (default: the attempt itself, a :class:`Measured`)."""
+    def parts(attempt) -> tuple[Measured, ...]:
+        return (attempt,) if sides is None else tuple(sides(attempt))
+
+    def spread(m: Measured) -> float:
+        return m.iqr / m.median if m.median else 0.0
+
+    pause = SLOWED_PAUSE if pause is None else pause
     attempts = [measure()]
-    while attempts[-1].noisy and len(attempts) <= retries:
+    while len(attempts) <= retries:
+        last = parts(attempts[-1])
+        if not any(m.noisy or m.slowed for m in last):
+            break
+        if any(m.slowed for m in last):
+            time.sleep(pause * 2 ** (len(attempts) - 1))
         attempts.append(measure())
-    return _quietest(attempts)
+    best = min(attempts, key=lambda a: (any(m.contended for m in parts(a)),
+                                        max(spread(m) for m in parts(a))))
+    for m in (best if isinstance(best, tuple) else (best,)):
+        m.attempts = len(attempts)
+    return best
 
 
 def median_ms(fn, min_run_time: float, label: str = "") -> float:
@@ -171,43 +234,34 @@ def median_ms(fn, min_run_time: float, label: str = "") -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def paired_ms(fn_a, fn_b, min_run_time: float, rounds: int = 5, retries: int = RETRIES
+def paired_ms(fn_a, fn_b, min_run_time: float, min_blocks: int = PAIRED_BLOCKS,
+              retries: int = RETRIES, device: torch.device | str = "cpu"
               ) -> tuple[Measured, Measured, Measured]:
-    """Two functions timed in ``rounds`` alternating rounds of blocks, and their difference.
+    """Two functions timed in alternating blocks (a, b, a, b, …), and their difference.
 
-    Returns ``(a, b, a − b)``: ``a`` and ``b`` summarise each function's blocks over all
-    rounds; the difference's value is ``a.value − b.value`` and its spread the IQR over the
-    rounds of the per-round differences (``blocks`` = rounds). Re-timed like
-    :func:`measure_ms` when either side's blocks disagree.
+    Returns ``(a, b, a − b)``: ``a`` and ``b`` summarise each function's blocks; the
+    difference's value is ``a.value − b.value`` and its median and IQR are over the per-pair
+    differences of adjacent blocks that both ran at speed (``blocks`` = those pairs), so a
+    drift of the machine is shared by both sides. Re-timed like :func:`measure_ms` when either
+    side's blocks disagree or were slowed.
     """
     fn_a(), fn_b()
     threads = torch.get_num_threads()
-    per = min_run_time / rounds
-    tries: list[tuple[Measured, Measured, Measured]] = []
-    for _ in range(retries + 1):
+
+    def once() -> tuple[Measured, Measured, Measured]:
         before = interference.probe()
-        a_times: list[float] = []
-        b_times: list[float] = []
-        diffs = []
-        for _ in range(rounds):
-            ta = np.asarray(_block_times(fn_a, threads, per, min_blocks=PAIRED_BLOCKS))
-            tb = np.asarray(_block_times(fn_b, threads, per, min_blocks=PAIRED_BLOCKS))
-            a_times += ta.tolist()
-            b_times += tb.tolist()
-            diffs.append(float(np.quantile(ta, QUANTILE) - np.quantile(tb, QUANTILE)))
+        (ta, tb), (sa, sb) = _interleaved_blocks([fn_a, fn_b], threads, min_run_time,
+                                                 min_blocks, device=device)
         seen = interference.between(before, interference.probe())
-        a, b = _summary(a_times, seen, threads), _summary(b_times, seen, threads)
-        d = _summary(diffs, seen, threads)
+        a = _summary(ta, seen, threads, sa, min_blocks)
+        b = _summary(tb, seen, threads, sb, min_blocks)
+        diffs = (np.asarray(ta) - np.asarray(tb)).tolist()
+        d = _summary(diffs, seen, threads, np.maximum(sa, sb).tolist())
         d.value = a.value - b.value
-        d.median = float(np.median(diffs))
-        tries.append((a, b, d))
-        if not (a.noisy or b.noisy):
-            break
-    best = min(tries, key=lambda t: (t[0].contended, max(t[0].iqr / t[0].median,
-                                                          t[1].iqr / t[1].median)))
-    for m in best:
-        m.attempts = len(tries)
-    return best
+        d.slowed, d.contended = a.slowed or b.slowed, a.contended or b.contended
+        return a, b, d
+
+    return retime(once, retries, sides=lambda t: t[:2])
 
 
 def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
@@ -263,17 +317,19 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
         z, _ = run.transform(x, context=c)
         fwd, fwd_nold, logdet = paired_ms(
             lambda: run.transform(x, context=c),
-            lambda: run.transform(x, context=c, with_log_det=False), 2 * min_run_time)
+            lambda: run.transform(x, context=c, with_log_det=False), 2 * min_run_time,
+            device=device)
         measured[keys.PERF_DENSITY_MS] = measure_ms(lambda: run.log_prob(x, context=c),
-                                                    min_run_time, "density")
+                                                    min_run_time, "density", device=device)
         measured[keys.PERF_FORWARD_NOLOGDET_MS] = fwd_nold
         measured[keys.PERF_LOGDET_MS] = logdet
         measured[keys.PERF_INVERSE_MS] = measure_ms(lambda: run.inverse(z, context=c),
-                                                    min_run_time, "inverse")
+                                                    min_run_time, "inverse", device=device)
         measured[keys.PERF_SAMPLE_MS] = measure_ms(lambda: run.sample(n, context=cn),
-                                                   min_run_time, "sample")
+                                                   min_run_time, "sample", device=device)
     if train_step:
-        measured[keys.PERF_TRAIN_STEP_MS] = measure_ms(step, min_run_time, "train-step")
+        measured[keys.PERF_TRAIN_STEP_MS] = measure_ms(step, min_run_time, "train-step",
+                                                       device=device)
     if compiled is not None:
         stats = [run.stats()] + ([clone_run.stats()] if train_step else [])
         extra[keys.PERF_GRAPH_BREAKS] = float(sum(st.graph_breaks for st in stats))
@@ -307,8 +363,9 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
         keys.TAG_TIMING_SAMPLE_BATCH: str(n),
         keys.TAG_TIMING_MIN_RUN_TIME: str(min_run_time),
         keys.TAG_TIMING_METHOD: f"torch.utils.benchmark blocks, {ESTIMATOR} (median "
-                                 "and IQR recorded beside it); log-det = forward − forward "
-                                 "without log-det, alternating blocks"
+                                 "and IQR recorded beside it) over the blocks that ran at "
+                                 "speed (a canary kernel between blocks); log-det = forward "
+                                 "− forward without log-det, alternating blocks"
                                  + ("" if compiled is None else "; compiled view, compiled "
                                     "before timing (perf/compile_s)"),
         keys.TAG_TIMING_CONTENDED: "yes" if contended else "no",
@@ -319,8 +376,9 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
 
 
 def noise_metrics(measured: list[Measured]) -> dict[str, float]:
-    """Per run: the worst interference seen and whether any kept measurement was contended,
-    how many re-timings were made, and how many kept measurements stayed noisy."""
+    """Per run: the worst interference seen (the canary's slowdown included) and whether any
+    kept measurement was contended, how many re-timings were made, and how many kept
+    measurements stayed noisy."""
 
     def top(values: list[float]) -> float:
         finite = [v for v in values if math.isfinite(v)]
@@ -331,6 +389,7 @@ def noise_metrics(measured: list[Measured]) -> dict[str, float]:
         keys.PERF_OTHERS_CPUS: top([m.others_cpus for m in measured]),
         keys.PERF_STEAL_SHARE: top([m.steal_share for m in measured]),
         keys.PERF_LOAD_AVG: top([m.load1 for m in measured]),
+        keys.PERF_SLOWDOWN: top([m.slowdown for m in measured]),
         keys.PERF_RETIMED: float(sum(m.attempts - 1 for m in measured)),
         keys.PERF_NOISY: float(sum(m.noisy for m in measured)),
     }

@@ -220,15 +220,17 @@ def timing_noise_frame(runs: pd.DataFrame, threshold: float = NOISY) -> pd.DataF
     """Per (dataset, config) and timed metric: the median over seeds of the estimator, the
     largest relative IQR (IQR / median of the blocks; the log-det's IQR over the rounds /
     the median of the forward pass without it) over seeds, ``noisy`` (it is above
-    ``threshold``), the mean blocks, and how many of its runs were timed under contention."""
+    ``threshold``), the mean blocks, how many of its runs were timed under contention, the
+    most CPUs other processes kept busy and the largest slowdown the canary read."""
     cols = ["dataset", "config", "metric", "value", "rel_iqr", "noisy", "blocks",
-            "contended_runs", "runs", "others_cpus", "url"]
+            "contended_runs", "runs", "others_cpus", "slowdown", "url"]
     ok = _ok(runs)
     parts = []
     forward_median = keys.spread_keys(keys.PERF_FORWARD_NOLOGDET_MS)[0]
     contended = (ok[keys.PERF_CONTENDED] > 0 if keys.PERF_CONTENDED in ok
                  else pd.Series(False, index=ok.index))
     others = ok.get(keys.PERF_OTHERS_CPUS, np.nan)
+    slowdown = ok.get(keys.PERF_SLOWDOWN, np.nan)  # runs timed before the canary: none
     for key in keys.TIMED_MS:
         median, iqr, blocks = keys.spread_keys(key)
         # the log-det is a difference of two passes: its spread is read against the pass
@@ -240,13 +242,13 @@ def timing_noise_frame(runs: pd.DataFrame, threshold: float = NOISY) -> pd.DataF
             "rel_iqr": (ok[iqr].astype(float) / ok[scale].astype(float).abs())
             .replace([np.inf, -np.inf], np.nan),
             "blocks": ok.get(blocks, np.nan), "contended": contended,
-            "others": others, "url": ok["url"]})
+            "others": others, "slowdown": slowdown, "url": ok["url"]})
         frame = frame[ok[iqr].notna() & ok[scale].notna()]
         g = frame.groupby(["dataset", "config"], sort=True)
         out = g.agg(value=("value", "median"), rel_iqr=("rel_iqr", "max"),
                     blocks=("blocks", "mean"), contended_runs=("contended", "sum"),
                     runs=("value", "size"), others_cpus=("others", "max"),
-                    url=("url", "first")).reset_index()
+                    slowdown=("slowdown", "max"), url=("url", "first")).reset_index()
         out.insert(2, "metric", key)
         parts.append(out)
     if not parts:

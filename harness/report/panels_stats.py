@@ -22,9 +22,11 @@ __all__ = ["across_section", "leaderboard_with_seeds", "seeds_section",
            "significance_section", "timing_noise_section"]
 
 ALPHA = stats.ALPHA
-ESTIMATOR_TEXT = ("Each timing is the first quartile of its blocks (interference from other "
-                  "work only adds time, so a low quantile is the robust estimate); the median "
-                  "and the IQR are recorded beside it (perf/*_ms_median, perf/*_ms_iqr).")
+ESTIMATOR_TEXT = ("Each timing is the first quartile of its blocks that ran at speed "
+                  "(interference from other work only adds time, so a low quantile is the "
+                  "robust estimate; a canary kernel between blocks reads the machine's speed); "
+                  "the median and the IQR are recorded beside it (perf/*_ms_median, "
+                  "perf/*_ms_iqr).")
 
 
 def leaderboard_with_seeds(board: pd.DataFrame, runs: pd.DataFrame,
@@ -185,17 +187,19 @@ def timing_noise_section(runs: pd.DataFrame) -> Section:
         flagged = part[part["noisy"] | (part["contended_runs"] > 0)]
         rows = [[r.config, r.metric, fmt(r.value, 4), f"{r.rel_iqr:.1%}",
                  "noisy" if r.noisy else "", f"{r.contended_runs} / {r.runs}",
-                 fmt(r.others_cpus, 2)] for r in flagged.itertuples(index=False)]
+                 fmt(r.others_cpus, 2), fmt(r.slowdown, 2)]
+                for r in flagged.itertuples(index=False)]
         after = (table(["configuration", "timing", "ms", "IQR / median", "", "contended runs",
-                        "other processes' CPUs"], rows,
-                       numeric=[False, False, True, True, False, True, True]) if rows else
+                        "other processes' CPUs", "slowdown (canary)"], rows,
+                       numeric=[False, False, True, True, False, True, True, True]) if rows else
                  '<p class="caption">No timing on this data set is noisy or contended.</p>')
         caption = (
             f"Spread of each timing on {dataset}: the interquartile range of its "
             f"torch.utils.benchmark blocks over their median (the largest over seeds; the "
             f"log-det's over the forward pass). Cells above {derive_stats.NOISY:.0%} are "
             f"marked ! and listed below, with runs timed while other processes kept the free "
-            f"CPUs busy (contended). {ESTIMATOR_TEXT}")
+            f"CPUs busy or while the machine itself ran slow (contended; the slowdown is the "
+            f"canary kernel's time between blocks over its fastest). {ESTIMATOR_TEXT}")
         sec.panels.append(Panel(f"timing-noise-{slug(str(dataset))}", caption, part,
                                 figure_timing_noise(part, derive_stats.NOISY,
                                                     f"Timing noise: {dataset}"), Raw(after)))

@@ -1,0 +1,105 @@
+"""The machine's own speed, read from a fixed reference kernel timed between timing blocks.
+
+``/proc`` (:mod:`.interference`) sees time taken away from a timing: other processes on the
+free CPUs, CPU stolen by a hypervisor. It does not see a machine that keeps running the
+timing but runs it slower: on a shared virtual machine another guest on the same physical
+cores or caches slows every instruction, for seconds at a time, with no trace in this guest's
+counters (measured on a 2-core VM: whole timings 1.3–1.5× slow at load < 1 and no steal).
+
+The canary is a fixed kernel, one float32 product of a 64×256 and a 256×256 matrix on the
+timing's device and thread count, timed after one untimed call (its operands back in cache):
+
+.. math::
+    c_i = \\frac{1}{n}\\,t(\\text{n products}), \\qquad
+    s_i = c_i / \\min_{\\text{this process}} c
+
+``s_i`` is the machine's slowdown at canary ``i`` relative to the fastest canary this process
+has seen on that device and thread count (calibrated on first use: :data:`CALIBRATION`
+canaries back to back). Nothing else changes between canaries, so ``s_i`` is the machine,
+not the flow. A timing block between canaries ``i`` and ``i+1`` ran at speed when both are
+within :data:`SLOW` of the best (:func:`block_slowdowns`). Slowdowns come and go within a
+fraction of a second (measured here: blocks 1.2–1.5× slow beside a canary at full speed when
+only one neighbour was asked), so a block needs both.
+
+What it cannot see: a slowdown that lasts the whole life of the process (then the fastest
+canary is itself slow) and time-slicing of the CPU, which leaves canaries either whole or
+preempted (``/proc``'s steal and other processes' CPU see that).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+__all__ = ["CALIBRATION", "CALLS", "SLOW", "Canary", "block_slowdowns", "for_device", "reset"]
+
+CALLS = 6  # products per canary (about 0.5 ms on one x86 core)
+CALIBRATION = 40  # canaries timed back to back on first use
+SLOW = 0.10  # a block ran at speed: both neighbouring canaries within 10 % of the fastest
+_SHAPE = (64, 256, 256)  # (rows, inner, cols) of the product
+
+
+class Canary:
+    """The reference kernel on one device at the current thread count, and the fastest it
+    has run in this process."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        rows, inner, cols = _SHAPE
+        g = torch.Generator().manual_seed(0)
+        self._a = torch.randn(rows, inner, generator=g).to(self.device)
+        self._b = torch.randn(inner, cols, generator=g).to(self.device)
+        self.best = math.inf
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def time(self) -> float:
+        """One canary: milliseconds per product (the fastest seen is updated)."""
+        torch.mm(self._a, self._b)  # back in cache after whatever ran before
+        self._sync()
+        t0 = time.perf_counter()
+        for _ in range(CALLS):
+            torch.mm(self._a, self._b)
+        self._sync()
+        ms = (time.perf_counter() - t0) / CALLS * 1e3
+        self.best = min(self.best, ms)
+        return ms
+
+    def calibrate(self) -> None:
+        for _ in range(CALIBRATION):
+            self.time()
+
+    def slowdowns(self, canaries: list[float]) -> np.ndarray:
+        """Each canary's time over the fastest seen (1.0 = full speed)."""
+        return np.asarray(canaries, dtype=float) / self.best
+
+
+_CANARIES: dict[tuple[str, int], Canary] = {}
+
+
+def for_device(device: torch.device | str) -> Canary:
+    """This process's canary for ``device`` at the current thread count, calibrated."""
+    key = (str(torch.device(device)), torch.get_num_threads())
+    canary = _CANARIES.get(key)
+    if canary is None:
+        canary = _CANARIES[key] = Canary(torch.device(device))
+        canary.calibrate()
+    return canary
+
+
+def reset() -> None:
+    """Forget every canary's fastest time (a new machine, or a test)."""
+    _CANARIES.clear()
+
+
+def block_slowdowns(slowdowns: np.ndarray) -> np.ndarray:
+    """For the blocks between consecutive canaries (``len(slowdowns) − 1`` of them): the
+    slowdown of the slower neighbouring canary. A block ran at speed where it is within
+    :data:`SLOW` of 1."""
+    s = np.asarray(slowdowns, dtype=float)
+    return np.maximum(s[:-1], s[1:])
