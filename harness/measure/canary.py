@@ -7,14 +7,14 @@ cores or caches slows every instruction, for seconds at a time, with no trace in
 counters (measured on a 2-core VM: whole timings 1.3–1.5× slow at load < 1 and no steal).
 
 The canary is a fixed kernel, one float32 product of a 64×256 and a 256×256 matrix on the
-timing's device and thread count, timed after one untimed call (its operands back in cache):
+CPU at the timing's thread count, timed after one untimed call (its operands back in cache):
 
 .. math::
     c_i = \\frac{1}{n}\\,t(\\text{n products}), \\qquad
     s_i = c_i / \\min_{\\text{this process}} c
 
 ``s_i`` is the machine's slowdown at canary ``i`` relative to the fastest canary this process
-has seen on that device and thread count (calibrated on first use: :data:`CALIBRATION`
+has seen at that thread count (calibrated on first use: :data:`CALIBRATION`
 canaries back to back). Nothing else changes between canaries, so ``s_i`` is the machine,
 not the flow. A timing block between canaries ``i`` and ``i+1`` ran at speed when both are
 within :data:`SLOW` of the best (:func:`block_slowdowns`). Slowdowns come and go within a
@@ -82,8 +82,13 @@ class Canary:
 _CANARIES: dict[tuple[str, int], Canary] = {}
 
 
-def for_device(device: torch.device | str) -> Canary:
-    """This process's canary for ``device`` at the current thread count, calibrated."""
+def for_device(device: torch.device | str) -> Canary | None:
+    """This process's canary for ``device`` at the current thread count, calibrated; None
+    off the CPU. (A GPU's timing phase holds the whole device, and a product this small is
+    bound by its launch latency, whose jitter a 10 % threshold would read as a slowdown; the
+    canary has not been measured there, so GPU timings count every block.)"""
+    if torch.device(device).type != "cpu":
+        return None
     key = (str(torch.device(device)), torch.get_num_threads())
     canary = _CANARIES.get(key)
     if canary is None:

@@ -122,8 +122,9 @@ def _summary(times_ms: list[float], seen: interference.Interference | None, thre
              slowdowns: list[float] | None = None, need: int = 0) -> Measured:
     """Statistics of the blocks that ran at speed; a measurement with fewer than ``need`` of
     them is *slowed*, and its statistics are over all its blocks (as they are where no
-    canary ran: ``slowdowns`` None)."""
+    canary ran: ``slowdowns`` None or empty)."""
     t = np.asarray(times_ms, dtype=float)
+    slowdowns = list(slowdowns) if slowdowns is not None and len(slowdowns) else None
     s = np.asarray(slowdowns if slowdowns is not None else np.ones(len(t)), dtype=float)
     fast = int((s <= 1.0 + canary.SLOW).sum())
     slowed = fast < need
@@ -155,22 +156,22 @@ def _interleaved_blocks(fns: list, threads: int, min_run_time: float, min_blocks
     blocks to make the timer's overhead negligible, which for a fast operation means one or
     two long blocks: no spread to read.) The canaries' own time is not counted."""
     timers = [_timer(fn, threads, label) for fn in fns]
-    probe = canary.for_device(device)
+    probe = canary.for_device(device)  # None off the CPU: every block counts
     share = min_run_time / len(fns) / min_blocks
     numbers = [max(1, int(share / max(t.timeit(1).times[0], 1e-9))) for t in timers]
     times: list[list[float]] = [[] for _ in fns]
-    canaries = [probe.time()]
+    canaries = [probe.time() if probe else 1.0]
     total = 0.0
     k = len(fns)
 
     def slowdowns() -> list[np.ndarray]:
-        slow = canary.block_slowdowns(probe.slowdowns(canaries))
+        slow = canary.block_slowdowns(probe.slowdowns(canaries) if probe else canaries)
         return [slow[i::k] for i in range(k)]
 
     while True:
         for timer, number, out in zip(timers, numbers, times, strict=True):
             per_call = timer.timeit(number).times[0]
-            canaries.append(probe.time())
+            canaries.append(probe.time() if probe else 1.0)
             out.append(per_call * 1e3)
             total += per_call * number
         if total < min_run_time or len(times[0]) < min_blocks:
@@ -178,6 +179,8 @@ def _interleaved_blocks(fns: list, threads: int, min_run_time: float, min_blocks
         fast = [int((s <= 1.0 + canary.SLOW).sum()) for s in slowdowns()]
         if min(fast) >= min_blocks or len(times[0]) >= SLOWED_SPAN * min_blocks:
             break
+    if probe is None:
+        return times, [[] for _ in fns]
     return times, [s.tolist() for s in slowdowns()]
 
 
