@@ -184,6 +184,7 @@ def _finals(arch: str, ds: SynthDataset, dequant: str, seed_rng: np.random.Gener
         m[blocks] = 10.0 if key != keys.PERF_LOGDET_MS else 5.0
     m[keys.PERF_CONTENDED] = float(seed_rng.random() < 0.2)
     m[keys.PERF_OTHERS_CPUS] = 1.2 if m[keys.PERF_CONTENDED] else 0.1
+    m[keys.PERF_SLOWDOWN] = 1.3 if m[keys.PERF_CONTENDED] else 1.02  # the canary (no draw)
     inv = spec["inv"] * math.exp(0.5 * seed_rng.standard_normal())
     m[keys.STAB_INV_ERR_MAX] = inv
     m[keys.STAB_INV_ERR_MEAN] = inv / 10

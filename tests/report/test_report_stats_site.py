@@ -183,5 +183,6 @@ def test_timing_noise_flags_what_the_runs_recorded(ranked):
         assert row["rel_iqr"] == pytest.approx(rel)
         assert row["noisy"] == (rel > 0.10)
         assert row["contended_runs"] == sum(t.metrics["perf/contended"] > 0 for t in runs)
+        assert row["slowdown"] == pytest.approx(max(t.metrics["perf/slowdown"] for t in runs))
     text = site.read_text()
     assert "noisy" in text or noise["noisy"].sum() == 0
