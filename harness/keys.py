@@ -72,7 +72,7 @@ PERF_EAGER_INVERSE_ERR = "perf/eager_inverse_err"  # max |Î” inverse| compiled â
 # K_blocks (spread_keys); per run, what the machine did while it was timed
 SUFFIX_MEDIAN = "_median"  # median of the block times (K itself is their first quartile)
 SUFFIX_IQR = "_iqr"  # interquartile range of the block times
-SUFFIX_BLOCKS = "_blocks"  # torch.utils.benchmark blocks measured
+SUFFIX_BLOCKS = "_blocks"  # blocks the statistics are over (those that ran at speed)
 PERF_CONTENDED = "perf/contended"  # 1: a kept timing ran while other processes were busy
 #   or while the machine itself ran slow (perf/slowdown)
 PERF_OTHERS_CPUS = "perf/others_cpus"  # CPUs other processes kept busy (worst measurement)

@@ -140,7 +140,7 @@ def test_a_slowdown_that_passes_is_waited_out(scripted, one_thread):
     probe._script = lambda k: 1.6 if not pauses else 1.0  # fast again after the first pause
     m = timing.measure_ms(_tiny_op(), 0.02, retries=1)
     assert m.attempts == 2 and pauses == [timing.SLOWED_PAUSE]
-    assert not m.slowed and not m.contended and m.slowdown == 1.0
+    assert not m.slowed and m.slowdown == 1.0  # (contended only if /proc saw others)
     assert m.blocks >= timing.MIN_BLOCKS
 
 

@@ -204,10 +204,10 @@ def measure_ms(fn, min_run_time: float, label: str = "", retries: int = RETRIES,
 def retime(measure, retries: int = RETRIES, pause: float | None = None, sides=None):
     """``measure()`` again while its blocks disagree or it was slowed, at most ``retries``
     more times (a slowed attempt is followed by a pause of ``pause`` s, default
-    :data:`SLOWED_PAUSE`, doubling each time);
-    the quietest attempt (not contended first, then the smallest relative IQR), with the
-    number of attempts made. ``sides`` gives the measurements of one attempt that decide
-    (default: the attempt itself, a :class:`Measured`)."""
+    :data:`SLOWED_PAUSE`, doubling each time); the quietest attempt (not contended first,
+    then the smallest relative IQR), with the number of attempts made. ``sides`` gives the
+    measurements of one attempt that decide (default: the attempt itself, a
+    :class:`Measured`)."""
     def parts(attempt) -> tuple[Measured, ...]:
         return (attempt,) if sides is None else tuple(sides(attempt))
 

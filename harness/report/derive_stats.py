@@ -218,7 +218,7 @@ def seeds_frame(runs: pd.DataFrame, differences: tuple[float, ...] = DIFFERENCES
 
 def timing_noise_frame(runs: pd.DataFrame, threshold: float = NOISY) -> pd.DataFrame:
     """Per (dataset, config) and timed metric: the median over seeds of the estimator, the
-    largest relative IQR (IQR / median of the blocks; the log-det's IQR over the rounds /
+    largest relative IQR (IQR / median of the blocks; the log-det's IQR over its block pairs /
     the median of the forward pass without it) over seeds, ``noisy`` (it is above
     ``threshold``), the mean blocks, how many of its runs were timed under contention, the
     most CPUs other processes kept busy and the largest slowdown the canary read."""
