@@ -34,7 +34,8 @@ import time
 import numpy as np
 import torch
 
-__all__ = ["CALIBRATION", "CALLS", "SLOW", "Canary", "block_slowdowns", "for_device", "reset"]
+__all__ = ["CALIBRATION", "CALLS", "SLOW", "Canary", "at_speed", "block_slowdowns", "for_device",
+           "reset"]
 
 CALLS = 6  # products per canary (about 0.5 ms on one x86 core)
 CALIBRATION = 40  # canaries timed back to back on first use
@@ -43,29 +44,22 @@ _SHAPE = (64, 256, 256)  # (rows, inner, cols) of the product
 
 
 class Canary:
-    """The reference kernel on one device at the current thread count, and the fastest it
-    has run in this process."""
+    """The reference kernel on the CPU at the current thread count, and the fastest it has
+    run in this process."""
 
-    def __init__(self, device: torch.device):
-        self.device = torch.device(device)
+    def __init__(self):
         rows, inner, cols = _SHAPE
         g = torch.Generator().manual_seed(0)
-        self._a = torch.randn(rows, inner, generator=g).to(self.device)
-        self._b = torch.randn(inner, cols, generator=g).to(self.device)
+        self._a = torch.randn(rows, inner, generator=g)
+        self._b = torch.randn(inner, cols, generator=g)
         self.best = math.inf
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
     def time(self) -> float:
         """One canary: milliseconds per product (the fastest seen is updated)."""
         torch.mm(self._a, self._b)  # back in cache after whatever ran before
-        self._sync()
         t0 = time.perf_counter()
         for _ in range(CALLS):
             torch.mm(self._a, self._b)
-        self._sync()
         ms = (time.perf_counter() - t0) / CALLS * 1e3
         self.best = min(self.best, ms)
         return ms
@@ -79,7 +73,7 @@ class Canary:
         return np.asarray(canaries, dtype=float) / self.best
 
 
-_CANARIES: dict[tuple[str, int], Canary] = {}
+_CANARIES: dict[int, Canary] = {}  # by thread count
 
 
 def for_device(device: torch.device | str) -> Canary | None:
@@ -89,10 +83,10 @@ def for_device(device: torch.device | str) -> Canary | None:
     canary has not been measured there, so GPU timings count every block.)"""
     if torch.device(device).type != "cpu":
         return None
-    key = (str(torch.device(device)), torch.get_num_threads())
-    canary = _CANARIES.get(key)
+    threads = torch.get_num_threads()
+    canary = _CANARIES.get(threads)
     if canary is None:
-        canary = _CANARIES[key] = Canary(torch.device(device))
+        canary = _CANARIES[threads] = Canary()
         canary.calibrate()
     return canary
 
@@ -108,3 +102,8 @@ def block_slowdowns(slowdowns: np.ndarray) -> np.ndarray:
     :data:`SLOW` of 1."""
     s = np.asarray(slowdowns, dtype=float)
     return np.maximum(s[:-1], s[1:])
+
+
+def at_speed(slowdowns: np.ndarray | list[float]) -> np.ndarray:
+    """Which blocks ran at speed: slowdown within :data:`SLOW` of 1."""
+    return np.asarray(slowdowns, dtype=float) <= 1.0 + SLOW

@@ -126,9 +126,10 @@ def _summary(times_ms: list[float], seen: interference.Interference | None, thre
     t = np.asarray(times_ms, dtype=float)
     slowdowns = list(slowdowns) if slowdowns is not None and len(slowdowns) else None
     s = np.asarray(slowdowns if slowdowns is not None else np.ones(len(t)), dtype=float)
-    fast = int((s <= 1.0 + canary.SLOW).sum())
+    ok = canary.at_speed(s)
+    fast = int(ok.sum())
     slowed = fast < need
-    used = t[s <= 1.0 + canary.SLOW] if fast >= max(need, 1) else t
+    used = t[ok] if fast >= max(need, 1) else t
     value, median, iqr = _quantiles(used)
     m = Measured(value, median, iqr, len(used), [float(v) for v in t],
                  [] if slowdowns is None else [float(v) for v in s], slowed)
@@ -176,7 +177,7 @@ def _interleaved_blocks(fns: list, threads: int, min_run_time: float, min_blocks
             total += per_call * number
         if total < min_run_time or len(times[0]) < min_blocks:
             continue
-        fast = [int((s <= 1.0 + canary.SLOW).sum()) for s in slowdowns()]
+        fast = [int(canary.at_speed(s).sum()) for s in slowdowns()]
         if min(fast) >= min_blocks or len(times[0]) >= SLOWED_SPAN * min_blocks:
             break
     if probe is None:
