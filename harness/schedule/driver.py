@@ -27,6 +27,7 @@ from typing import Any
 from .. import keys
 from ..suite import Job, Suite
 from ..tracking import Store
+from ..tracking.claims import POLL_OTHERS_S
 from ..tracking.system_metrics import interval_setting
 from .backend import Backend, InlineBackend
 from .book import Book, RunSummary, Task
@@ -37,7 +38,6 @@ from .resources import fit_count, timing_specs, train_slots, train_spec
 __all__ = ["BACKENDS", "RunSummary", "WorkerStartError", "make_backend", "run_jobs"]
 
 BACKENDS = ("ray", "inline")
-POLL_OTHERS_S = 5.0
 
 
 def make_backend(name: str, address: str | None = None,
@@ -72,13 +72,16 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
     store = Store(uri, suite.name)  # creates the store and experiment before any worker
     store.note_jobs(len(jobs))
     summary = RunSummary(experiment_id=store.experiment_id)
+    ledger = store.ledger(jobs=len(jobs))
+    gone = ledger.gone_drivers()  # before the runs are read: their runs are final in it
+    read_at = time.time()
     existing = store.runs_by_key()
     todo: list[Job] = []
     for job in jobs:
         runs = existing.get(job.key, [])
         if not force and Store.is_done(runs):
             summary.skipped.append(job.key)
-            summary.run_ids[job.key] = runs[0].info.run_id
+            summary.run_ids[job.key] = runs[0].run_id
         else:
             todo.append(job)
     if summary.skipped:
@@ -88,12 +91,11 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         be.close()
         return summary
     previous = None
-    ledger = store.ledger()
     progress = Progress(out, tty)
     from ..job.environment import code_revision
 
     book = Book(store, ledger, suite, summary, existing, force, progress.event,
-                revision=code_revision(), system_metrics=monitor_s)
+                revision=code_revision(), system_metrics=monitor_s, gone=gone, read_at=read_at)
     try:
         be.connect()
         # SIGTERM stops the suite as Ctrl-C does; installed after connecting, because
