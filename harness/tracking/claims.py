@@ -33,6 +33,8 @@ O(N²). A shard holds about :data:`KEYS_PER_SHARD` keys whatever the suite's siz
 claim, a take-over and a second driver's discovery of a held key each cost O(1) store
 operations per key: one shard write per shard touched by a window of keys, and at most one
 read of each shard, whose holders are then known (and cached) for every key it holds. A
+driver takes its jobs in shard-major order (:meth:`Ledger.order`), so that a window of
+consecutive jobs touches few shards and its claims are a few writes, not one per key. A
 cached holder is only ever used to *try* a write: a stale cache makes the write fail, and
 the shard is read again.
 
@@ -222,6 +224,12 @@ class Ledger:
                 self._read_directory()
         assert self._shards is not None
         return self._shards
+
+    def order(self, items: list, key: Callable[[object], str] = str) -> list:
+        """``items`` in shard-major order (the given order within a shard): a window of
+        consecutive items then touches few shards, so that its claims are a few writes."""
+        k = self.shards
+        return sorted(items, key=lambda it: shard_of(key(it), k))
 
     def _shard_run(self, j: int) -> str:
         """Shard ``j``'s run, created (once, whatever races) when first needed."""
