@@ -47,6 +47,7 @@ class Task:
     started: float = 0.0
     opened: bool = False
     resumed: bool = False  # its run continues an earlier attempt
+    params: dict[str, str] | None = None  # the job's config, not yet written to its run
 
 
 @dataclass
@@ -218,7 +219,8 @@ class Book:
             **source_tags(self.revision, self.suite.name),
             NOTE: job_note(job.axes, job.config.train.model_dump(), self.suite.name,
                            job.key), **job.tags},
-            existing, self.force, params=job.flat_params())
+            existing, self.force)
+        task.params = job.flat_params()  # written with the first live mark (one call less)
         if self.force:  # replaced once: a retry resumes the new run, not another new one
             self.existing[job.key] = []
         task.run_id, task.artifact_uri = jr.run_id, jr.artifact_uri
@@ -233,19 +235,27 @@ class Book:
         a store that does not answer only costs the news."""
         t0 = time.perf_counter()
         try:
-            self.store.mark_live(task.run_id, phase)
+            self.store.mark_live(task.run_id, phase, task.params)
+            task.params = None
         except Exception as exc:  # noqa: BLE001
             self.event(f"  ! {describe(task.job)}: could not mark its run live ({exc})")
         self.summary.driver_log_seconds += time.perf_counter() - t0
 
-    def close(self, task: Task, status: str, error: str | None = None) -> None:
+    def close(self, task: Task, status: str, error: str | None = None,
+              record: dict[str, Any] | None = None) -> None:
+        """Close the task's run with ``status``, writing its last ``record`` (and its config,
+        when no live mark wrote it) in the same call."""
         if not self.ledger.still_mine(task.job.key):
             self.event(f"  ! {describe(task.job)}: another driver took this job over while "
                        "this one could not reach the store; leaving its run to that driver")
             self.open_tasks.pop(task.job.key, None)
             return
+        batch = dict(record or {})
+        if task.params:
+            batch["params"] = {**task.params, **(batch.get("params") or {})}
+            task.params = None
         self.store.close_run(task.run_id, status, error,
-                             attempts=task.prior_attempts + task.attempts)
+                             attempts=task.prior_attempts + task.attempts, batch=batch)
         self.open_tasks.pop(task.job.key, None)
 
     # ── results ────────────────────────────────────────────────────────────────────────
@@ -262,19 +272,20 @@ class Book:
             last = result["error"].strip().splitlines()[-1] if result["error"].strip() else "?"
             self.event(f"  ✗ {describe(task.job)} ({task.phase}): {last}")
             return None
-        t0 = time.perf_counter()
-        self.store.record(task.run_id, result.get("record"))
-        s.driver_log_seconds += time.perf_counter() - t0
         status = result["status"]
+        t0 = time.perf_counter()
         if task.phase == "train" and status == keys.STATUS_FINISHED and \
                 self.suite.timing.enabled:
+            self.store.record(task.run_id, result.get("record"))
+            s.driver_log_seconds += time.perf_counter() - t0
             self.event(f"  ✓ {describe(task.job)}: trained {_headline(result['metrics'])} "
                        f"({result['seconds']:.0f} s)")
             task.phase = "time"
             return task
         if task.phase == "time":
             status = keys.STATUS_FINISHED
-        self.close(task, status)
+        self.close(task, status, record=result.get("record"))
+        s.driver_log_seconds += time.perf_counter() - t0
         (s.diverged if status == keys.STATUS_DIVERGED else s.finished).append(task.job.key)
         tail = (f"sampling {result['metrics'].get(keys.PERF_SAMPLE_THROUGHPUT, 0):,.0f}/s"
                 if task.phase == "time" else _headline(result["metrics"]))

@@ -98,6 +98,7 @@ class Store:
         self.suite = suite
         self.ops = 0  # store operations made through this object (its index's and ledger's
         # are counted by them)
+        self._tracker = None  # the writer of the run last recorded into
         with _first_connection(self.uri):  # the client makes the schema when it is new
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id, self.ledger_run_id = self._experiment()
@@ -250,25 +251,33 @@ class Store:
             batch = dict(batch)
             inputs = batch.pop("inputs", None)
             if inputs:
+                self.ops += 1
                 log_datasets(self.client, run_id, inputs, self._call)
-            MlflowTracker(self.uri, run_id).record(**batch)
+            if self._tracker is None or self._tracker.run_id != run_id:
+                self._tracker = MlflowTracker(self.uri, run_id, client=self.client)
+            self._tracker.record(**batch)
 
-    def mark_live(self, run_id: str, phase: str) -> None:
-        """A worker starts ``phase`` of the run now (for ``nfbench status``)."""
-        self._call(self.client.log_batch, run_id, tags=[
-            RunTag(keys.TAG_LIVE_PHASE, phase), RunTag(keys.TAG_LIVE_STEP, "0"),
-            RunTag(keys.TAG_LIVE_STARTED, f"{time.time():.0f}")])
+    def mark_live(self, run_id: str, phase: str, params: dict[str, str] | None = None
+                  ) -> None:
+        """A worker starts ``phase`` of the run now (for ``nfbench status``); ``params``: the
+        job's config, when this run does not have it yet (written in the same call)."""
+        tags = {keys.TAG_LIVE_PHASE: phase, keys.TAG_LIVE_STEP: "0",
+                keys.TAG_LIVE_STARTED: f"{time.time():.0f}"}
+        self.record(run_id, {"tags": tags, "params": params or None})
 
     def close_run(self, run_id: str, status: str, error: str | None = None,
-                  attempts: int = 0) -> None:
+                  attempts: int = 0, batch: dict[str, Any] | None = None) -> None:
         """Mark a run done with nfbench ``status`` and the matching MLflow status
-        (``attempts``: how many of its workers died, when any did)."""
-        tags = [RunTag(keys.TAG_STATUS, status), RunTag(keys.TAG_LIVE_PHASE, keys.LIVE_ENDED)]
+        (``attempts``: how many of its workers died, when any did); ``batch``: the job's
+        final record, written in the same call as the status."""
+        tags = {keys.TAG_STATUS: status, keys.TAG_LIVE_PHASE: keys.LIVE_ENDED}
         if attempts:
-            tags.append(RunTag(keys.TAG_ATTEMPTS, str(attempts)))
+            tags[keys.TAG_ATTEMPTS] = str(attempts)
         if error:
-            tags.append(RunTag(keys.TAG_ERROR, error[-4900:]))
-        self._call(self.client.log_batch, run_id, tags=tags)
+            tags[keys.TAG_ERROR] = error[-4900:]
+        batch = dict(batch or {})
+        batch["tags"] = {**(batch.get("tags") or {}), **tags}  # the status has the last word
+        self.record(run_id, batch)
         mlflow_status = {
             keys.STATUS_FINISHED: "FINISHED",
             keys.STATUS_DIVERGED: "FINISHED",
