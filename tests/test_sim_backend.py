@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from harness import keys
 from harness.cli import load_jobs
-from harness.schedule import run_jobs
 from harness.schedule import driver as driver_module
+from harness.schedule import run_jobs
 from harness.schedule.costs import CostModel
 from harness.schedule.forecast import Cluster, forecast
 from harness.schedule.sim_backend import Faults, SimBackend, SimNode
@@ -51,6 +51,7 @@ def _audit(uri: str, suite: str) -> dict[str, list]:
             return by_key
 
 
+@pytest.mark.slow  # ~80 s on 2 busy cores: the store's real costs (~0.1 s of MLflow a job)
 def test_a_thousand_jobs_through_lost_and_joining_nodes_end_with_one_finished_run_each(
         tmp_path, sqlite_uri):
     suite, jobs = _suite(tmp_path, 1000)
