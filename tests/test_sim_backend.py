@@ -134,3 +134,32 @@ def test_a_node_lost_under_busy_workers_retries_their_jobs_elsewhere(tmp_path, s
     # b runs 4 at 5..105 and the 4 retried at 105..205
     assert summary.retried == 4 and len(summary.finished) == 8
     assert summary.wall_seconds == pytest.approx(205.0)
+
+
+def test_spot_preemption_at_a_rate_with_replacements_loses_no_job(tmp_path):
+    from harness.schedule.forecast import _simulate
+
+    suite, jobs = _suite(tmp_path, 200, timing=False)
+    shape = Cluster(4, 8, 2)
+    faults = Faults(preempt_per_hour=2.0, replace_after_s=120.0, seed=3)
+    be, book = _simulate(suite, jobs, shape, CostModel.constant(300.0), 5.0, faults)
+    calm, _ = _simulate(suite, jobs, shape, CostModel.constant(300.0), 5.0, None)
+    assert be.lost_nodes and be.joined_nodes  # nodes went, and their likes came
+    assert book.summary.retried > 0 and not book.summary.failed
+    assert sorted(book.summary.finished) == sorted(j.key for j in jobs)
+    assert be.now() > calm.now()
+
+
+def test_run_jobs_takes_the_sim_backend_by_name(tmp_path, sqlite_uri):
+    """``backend="sim"``: one node of ``num_cpus`` CPUs, every phase 1 s, start-up 5 s. Two
+    one-CPU jobs at a time: 4 jobs train in 5 + 2 s; one timing worker holds the node and
+    times them one after another: 5 + 4 s more."""
+    path = tmp_path / "cpu.yaml"
+    path.write_text("name: cpu\nmatrix:\n  architectures: [realnvp]\n  datasets: [moons]\n"
+                    "  dequantization: [none]\n  seeds: [0, 1, 2, 3]\ntrain: {steps: 10}\n"
+                    "resources: {cpus: 1}\n")
+    suite, jobs = load_jobs(str(path), quiet=True)
+    summary = run_jobs(suite, jobs, uri=sqlite_uri, backend="sim", num_cpus=2,
+                       out=lambda _: None, tty=False)
+    assert len(summary.finished) == 4 and summary.slots == 2
+    assert summary.wall_seconds == pytest.approx(5 + 2 + 5 + 4)
