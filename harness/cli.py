@@ -259,6 +259,8 @@ def _forecast(args, suite, jobs, cluster) -> int:
                          "takes the median), or point --costs-from at a store that has "
                          "them") from None
     format_forecast(f)
+    if suite.tune is not None:
+        print("  (the tuning stage's trials are not in the forecast: only the suite's jobs)")
     return 0
 
 

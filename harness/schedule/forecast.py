@@ -258,7 +258,7 @@ def _num(x: float) -> str:
 def format_forecast(f: Forecast, out: Callable[[str], None] = print) -> None:
     """The forecast as the lines ``plan --forecast`` prints."""
     d = f.device
-    out(f"forecast on {f.cluster.describe()}: {f.jobs} jobs, {f.slots} train workers at once"
+    out(f"forecast on {f.cluster.describe()}: {f.jobs:,} jobs, {f.slots:,} train workers at once"
         + (f" ({f.scaled_rows} jobs' train costs scaled from runs of another size)"
            if f.scaled_rows else ""))
     out(f"  makespan      {_hours(f.makespan_s)}")
@@ -268,7 +268,7 @@ def format_forecast(f: Forecast, out: Callable[[str], None] = print) -> None:
         if p is None:
             continue
         out(f"  {name:5} phase   {_hours(p.span_s):>10}  {_num(p.busy_device_h)} {d}-h busy  "
-            f"utilisation {100 * p.utilisation:.0f} %  ({p.jobs} jobs)")
+            f"utilisation {100 * p.utilisation:.0f} %  ({p.jobs:,} jobs)")
     job, cost = f.longest
     out(f"  longest job   {job}: {_hours(cost.train_s + cost.time_s)} "
         f"(train {_hours(cost.train_s)} + timing {_hours(cost.time_s)})")
