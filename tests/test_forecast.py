@@ -123,6 +123,9 @@ def test_plan_forecast_refuses_jobs_without_costs_and_bad_flags(tmp_path, cost_s
         (["--forecast", "--nodes", "2", "--cpus-per-node", "8"], "--costs-from URI is required"),
         (["--nodes", "2"], "--nodes: only with --forecast"),
         (["--forecast", "--costs-from", cost_store], "give the cluster's shape"),
+        (["--forecast", "--costs-from", cost_store, "--nodes", "2", "--cpus-per-node", "8",
+          "--no-preflight"], "the forecast's cluster: resources: a job asks for 0.5 CPUs and "
+                             "0.25 GPUs, but the largest node has 8 CPUs and 0 GPUs"),
         (["--forecast", "--costs-from", str(tmp_path / "none.db"), "--nodes", "1",
           "--cpus-per-node", "8"], "--costs-from"),
     ]:
