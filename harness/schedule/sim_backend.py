@@ -103,10 +103,6 @@ class PhaseStats:
     busy_cpu_s: float = 0.0
     lost_s: float = 0.0  # seconds of phases whose worker was lost under them
 
-    @property
-    def span(self) -> float:
-        return max(0.0, self.last - self.first) if self.done else 0.0
-
 
 class SimBackend:
     """Workers on simulated nodes and a virtual clock (see the module docstring)."""
