@@ -56,13 +56,15 @@ def test_a_thousand_jobs_through_lost_and_joining_nodes_end_with_one_finished_ru
         tmp_path, sqlite_uri):
     suite, jobs = _suite(tmp_path, 1000)
     nodes = [SimNode(f"n{i}", 8, 2) for i in range(4)]  # 4 × 8 slots
-    faults = Faults(lose=((250.0, "n1"), (1300.0, "n2")),
+    # two nodes lost while jobs train, one while they are timed (train ends near 3,500 s)
+    faults = Faults(lose=((250.0, "n1"), (1300.0, "n2"), (4000.0, "n3")),
                     join=((800.0, SimNode("n4", 8, 2)), (1500.0, SimNode("n5", 8, 2))),
                     slow_start_share=0.2, slow_start_s=20.0)
     be = SimBackend(nodes, CostModel.constant(100.0, 10.0), startup_s=5.0, faults=faults)
     summary = run_jobs(suite, jobs, uri=sqlite_uri, backend=be, out=lambda _: None, tty=False)
 
-    assert be.lost_nodes == [(250.0, "n1"), (1300.0, "n2")]
+    assert be.lost_nodes == [(250.0, "n1"), (1300.0, "n2"), (4000.0, "n3")]
+    assert be.stats["train"].last < 4000.0 < summary.wall_seconds
     assert [n for _, n in be.joined_nodes] == ["n4", "n5"]
     assert summary.retried > 0 and not summary.failed
     assert sorted(summary.finished) == sorted(j.key for j in jobs)
