@@ -250,7 +250,7 @@ def _forecast(args, suite, jobs, cluster) -> int:
     res = suite.resources
     print(f"suite {suite.name}: {len(jobs)} jobs, each {res.cpus:g} CPU"
           + (f" + {res.gpus:g} GPU" if res.gpus else "")
-          + f"; costs from {len(costs.rows)} kinds of finished runs in {mask_uri(uri)}")
+          + f"; costs from {len(costs.rows)} group(s) of finished runs in {mask_uri(uri)}")
     try:
         f = forecast(suite, jobs, cluster, costs,
                      startup_s=args.startup_s if args.startup_s is not None else 5.0)
