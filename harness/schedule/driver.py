@@ -37,13 +37,22 @@ from .resources import fit_count, timing_specs, train_slots, train_spec
 
 __all__ = ["BACKENDS", "RunSummary", "WorkerStartError", "make_backend", "run_jobs"]
 
-BACKENDS = ("ray", "inline")
+BACKENDS = ("ray", "inline", "sim")
 
 
 def make_backend(name: str, address: str | None = None,
                  num_cpus: float | None = None) -> Backend:
-    """The backend called ``name``: "ray" (local, or the cluster at ``address``) or "inline"
-    (phases in this process, one at a time)."""
+    """The backend called ``name``: "ray" (local, or the cluster at ``address``), "inline"
+    (phases in this process, one at a time) or "sim" (one simulated node of ``num_cpus``
+    CPUs on a virtual clock, every phase a second: a dry run of the bookkeeping, see
+    :mod:`harness.schedule.sim_backend`)."""
+    if name == "sim":
+        if address:
+            raise ValueError("--backend sim simulates its own nodes: it joins no cluster "
+                             "(drop --address)")
+        from .sim_backend import SimBackend
+
+        return SimBackend.single(num_cpus)
     if name == "inline":
         if address:
             raise ValueError("--backend inline runs in this process: it joins no cluster "
@@ -62,9 +71,10 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
              tty: bool | None = None,
              on_start: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
     """Run ``jobs`` of ``suite`` to completion (or Ctrl-C); see the module docstring."""
-    t_wall = time.monotonic()
-    monitor_s = interval_setting(suite.system_metrics.enabled, suite.system_metrics.interval)
     be = make_backend(backend, address, num_cpus) if isinstance(backend, str) else backend
+    clock = getattr(be, "now", time.monotonic)  # a simulated backend's clock is virtual
+    t_wall = clock()
+    monitor_s = interval_setting(suite.system_metrics.enabled, suite.system_metrics.interval)
     res = suite.resources
     if address:  # a cluster's resources are checked before the store is touched
         be.connect()
@@ -116,7 +126,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         summary.failed.extend(book.close_all(keys.STATUS_FAILED, "no worker could start"))
         raise
     finally:
-        summary.wall_seconds = time.monotonic() - t_wall
+        summary.wall_seconds = clock() - t_wall
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         ledger.stop()
