@@ -11,11 +11,18 @@ would wait for ever): it re-plans from what is free now, and the retried task go
 next idle worker. A node that joins adds workers the same way. With no worker left and none
 that can start, the pool waits ``capacity_wait_s`` for capacity to come back, then fails the
 remaining tasks, so the suite always ends. No Ray here: the backend does the rest.
+
+Every step of the loop costs O(1) per event at any size: the pool keeps its idle and starting
+workers in sets and a busy count, claims a small window of keys at a time (ordered so that
+it touches few shards of the ledger), and opens runs only a few ahead of dispatch, so a
+driver with thousands of workers hands its first job out after opening one run, not all of
+them.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -31,6 +38,8 @@ from .worker import Payload
 __all__ = ["Pool", "WorkerStartError"]
 
 PLAN_EVERY_S = 2.0
+CLAIM_WINDOW = 256  # keys claimed at once (a few writes to the ledger's shards)
+OPEN_AHEAD = 8  # runs opened per step of the loop beyond what idle workers need now
 
 
 class WorkerStartError(RuntimeError):
@@ -66,6 +75,10 @@ class Pool:
         self.now: Callable[[], float] = getattr(backend, "now", time.monotonic)
         self.t_wall = t_wall if t_wall is not None else self.now()
         self.workers: dict[int, _Worker] = {}
+        self.ready: collections.deque[Task] = collections.deque()  # opened, not dispatched
+        self.idle: dict[int, None] = {}  # idle workers, in the order they became idle
+        self.starting: set[int] = set()
+        self.busy = 0
         self.next_phase: list[Task] = []
         self.capacity_wait_s = float(os.environ.get("NFBENCH_CAPACITY_WAIT_SECONDS", 600))
         self.start_timeout_s = float(os.environ.get("NFBENCH_START_TIMEOUT_SECONDS", 300))
@@ -75,8 +88,27 @@ class Pool:
         self.counts = {"done": 0, "failed": 0}
 
     # ── capacity ───────────────────────────────────────────────────────────────────────
+    def _left(self) -> int:
+        """Tasks not yet handed to a worker."""
+        return len(self.ready) + len(self.queue)
+
     def _busy_or_queued(self) -> int:
-        return len(self.queue) + sum(1 for w in self.workers.values() if w.state == "busy")
+        return self._left() + self.busy
+
+    def _state(self, wid: int, w: _Worker, state: str) -> None:
+        """Move a worker to ``state``, keeping the idle and starting sets and the busy
+        count."""
+        if w.state == "busy":
+            self.busy -= 1
+        self.idle.pop(wid, None)
+        self.starting.discard(wid)
+        w.state = state
+        if state == "busy":
+            self.busy += 1
+        elif state == "idle":
+            self.idle[wid] = None
+        elif state == "starting":
+            self.starting.add(wid)
 
     def plan(self, force: bool = False) -> None:
         """Start workers up to what the queue needs and the free resources hold. Nothing is
@@ -86,7 +118,7 @@ class Pool:
         if not force and now - self._last_plan < PLAN_EVERY_S:
             return
         self._last_plan = now
-        if any(w.state == "starting" for w in self.workers.values()) and not force:
+        if self.starting and not force:
             return
         want = self._busy_or_queued() - len(self.workers)
         if self.backend.max_workers is not None:
@@ -118,21 +150,24 @@ class Pool:
     def _start(self, spec: WorkerSpec) -> None:
         wid = self.backend.start(spec)
         self.workers[wid] = _Worker(spec, since=self.now())
+        self.starting.add(wid)
 
     def _drop(self, wid: int) -> None:
         self.backend.stop(wid)
-        self.workers.pop(wid, None)
+        w = self.workers.pop(wid, None)
+        if w is not None:
+            self._state(wid, w, "gone")
 
     def _check_capacity(self) -> None:
         """No worker alive or starting, and tasks left: wait for capacity, then give up."""
-        if self.workers or not self.queue:
+        if self.workers or not self._left():
             self._no_capacity_since = None
             return
         now = self.now()
         if self._no_capacity_since is None:
             self._no_capacity_since = now
             self.progress.event(
-                f"  … no worker can start on the alive nodes for the {len(self.queue)} "
+                f"  … no worker can start on the alive nodes for the {self._left()} "
                 f"{self.name} task(s) left; waiting up to {self.capacity_wait_s:.0f} s for "
                 "capacity (a node joining, or resources freed)")
             return
@@ -140,39 +175,50 @@ class Pool:
             reason = (f"no node could run its {self.name} phase: the cluster had no capacity "
                       f"for {self.capacity_wait_s:.0f} s (nodes lost?); run the suite again "
                       "when it has")
-            while self.queue:
-                self.counts["failed"] += 1
-                self.book.fail(self.queue.popleft(), reason)
+            for q in (self.ready, self.queue):
+                while q:
+                    self.counts["failed"] += 1
+                    self.book.fail(q.popleft(), reason)
 
     # ── the loop ───────────────────────────────────────────────────────────────────────
-    def _prepare(self) -> None:
-        """Claim and open the runs of the next few tasks (ahead of need, in the driver's idle
-        time); tasks whose key another driver holds leave the queue."""
-        n = self.lookahead or max(2, 2 * len(self.workers))
-        window = [t for t in list(self.queue)[:n] if not t.opened]
-        if not window:
-            return
-        mine = {id(t) for t in self.book.claim(window)}
-        for t in window:
-            if id(t) not in mine or not self.book.open(t):
-                self.queue.remove(t)
+    def _prepare(self, n: int = OPEN_AHEAD) -> None:
+        """Open the runs of up to ``n`` more tasks, never more than the lookahead (twice the
+        workers) ahead of dispatch: the next window of keys is claimed first (one claim call
+        for up to :data:`CLAIM_WINDOW` keys), tasks whose key another driver holds, or whose
+        run turns out settled, leave the queue."""
+        limit = self.lookahead or max(2, 2 * len(self.workers))
+        n = min(n, limit - len(self.ready))
+        while n > 0 and self.queue:
+            size = max(n, min(CLAIM_WINDOW, limit))
+            window = [self.queue.popleft() for _ in range(min(len(self.queue), size))]
+            mine = {id(t) for t in self.book.claim(window)}
+            back: list[Task] = []
+            for t in window:
+                if id(t) not in mine:
+                    continue  # deferred: another driver holds its key
+                if n <= 0:
+                    back.append(t)  # claimed, opened later
+                elif self.book.open(t):
+                    self.ready.append(t)
+                    n -= 1
+            self.queue.extendleft(reversed(back))
 
     def _dispatch(self) -> None:
-        for wid, w in self.workers.items():
-            if w.state != "idle":
-                continue
-            while self.queue and not self.queue[0].opened:
+        for wid in list(self.idle):
+            if not self.ready:  # a few at a time: the first worker gets a job at once
                 self._prepare()
-            if not self.queue:
+            if not self.ready:
                 return
-            task = self.queue.popleft()
+            w = self.workers[wid]
+            task = self.ready.popleft()
             task.started = time.perf_counter()
             self.backend.submit(wid, Payload(self.name, task.job.config, self.uri,
                                              task.run_id, task.artifact_uri,
                                              self.book.system_metrics,
                                              task.resumed or task.attempts > 0))
             self.book.mark_live(task, self.name)
-            w.state, w.task, w.since = "busy", task, self.now()
+            self._state(wid, w, "busy")
+            w.task, w.since = task, self.now()
             if self.first_dispatch is None:
                 self.first_dispatch = self.now()
             if self.on_start:
@@ -185,10 +231,9 @@ class Pool:
         self._prepare()
         self.plan(force=True)
         try:
-            while self.queue or any(w.state == "busy" for w in self.workers.values()):
-                self.progress.line(self.name, self.counts["done"],
-                                   sum(w.state == "busy" for w in self.workers.values()),
-                                   self.counts["failed"], len(self.queue))
+            while self._left() or self.busy:
+                self.progress.line(self.name, self.counts["done"], self.busy,
+                                   self.counts["failed"], self._left())
                 self._prepare()
                 self._dispatch()
                 events = self.backend.wait(timeout=1.0)
@@ -219,11 +264,11 @@ class Pool:
         if w is None:  # a worker already dropped
             return None
         if ev.kind == "started":
-            w.state, w.since, w.where = "idle", self.now(), ev.info or {}
+            self._state(ev.worker, w, "idle")
+            w.since, w.where = self.now(), ev.info or {}
             return None
         if ev.kind == "start_failed":
-            self.workers.pop(ev.worker)
-            self.backend.stop(ev.worker)
+            self._drop(ev.worker)
             if ev.fatal:
                 raise WorkerStartError(
                     "a worker could not start, so no job can run; its error:\n" + ev.error)
@@ -232,7 +277,8 @@ class Pool:
             self._last_plan = -1e9
             return None
         task = w.task
-        w.state, w.task = "idle", None
+        self._state(ev.worker, w, "idle")
+        w.task = None
         if ev.kind == "done":
             assert task is not None
             return task, ev.result or {}, self.weight(w.spec)
@@ -240,7 +286,7 @@ class Pool:
         self._drop(ev.worker)
         self._last_plan = -1e9
         if task is not None and self.book.lost(task, ev.error):
-            self.queue.appendleft(task)
+            self.ready.appendleft(task)  # opened: it goes first
         elif task is not None:
             self.counts["failed"] += 1
         return None
@@ -248,16 +294,16 @@ class Pool:
     def _retire_idle(self) -> None:
         """Idle workers beyond what is queued release their resources (for other drivers,
         or the next phase)."""
-        idle = [wid for wid, w in self.workers.items() if w.state == "idle"]
-        extra = len(idle) - len(self.queue)
-        for wid in idle[: max(0, extra)]:
-            self._drop(wid)
+        extra = len(self.idle) - self._left()
+        if extra > 0:
+            for wid in list(itertools.islice(self.idle, extra)):
+                self._drop(wid)
 
     def _reap_stuck(self) -> None:
         """A worker that has not started after ``start_timeout_s`` waits for resources that
         will not come (its node gone, or held by others): stop it and re-plan."""
         now = self.now()
-        for wid, w in list(self.workers.items()):
-            if w.state == "starting" and now - w.since > self.start_timeout_s:
-                self._drop(wid)
-                self._last_plan = -1e9
+        for wid in [wid for wid in self.starting
+                    if now - self.workers[wid].since > self.start_timeout_s]:
+            self._drop(wid)
+            self._last_plan = -1e9

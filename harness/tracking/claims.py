@@ -141,6 +141,7 @@ class Ledger:
         self._leases: dict[str, dict] = {}
         self._leases_at = -math.inf
         self._leases_wall = 0.0  # wall-clock time of that read
+        self._looked_up: set[str] = set()  # drivers whose missing lease was read again
 
     def _call(self, fn, *args, **kwargs):
         self.ops += 1
@@ -264,6 +265,12 @@ class Ledger:
         if driver == self.me:
             return None
         lease = leases.get(driver)
+        if not lease and driver not in self._looked_up:
+            # a driver writes its lease before its first claim, so a claim seen whose lease
+            # is not in the cached read was made after that read: read the leases again
+            self._looked_up.add(driver)
+            leases = self.leases(fresh=True)
+            lease = leases.get(driver)
         if not lease:
             return 0.0
         if lease.get("ended"):
