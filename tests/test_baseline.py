@@ -74,7 +74,8 @@ for i in range(50):
 def test_concurrent_workers_neither_corrupt_the_file_nor_lose_the_fastest(cache):
     """Four processes offer 50 readings each for two thread counts at once: the file is whole
     JSON throughout and ends with each thread count's fastest reading."""
-    workers = [subprocess.Popen([sys.executable, "-c", _OFFER, str(w), baseline.__file__]) for w in range(4)]
+    workers = [subprocess.Popen([sys.executable, "-c", _OFFER, str(w), baseline.__file__])
+               for w in range(4)]
     try:
         while any(w.poll() is None for w in workers):
             if (cache / baseline.FILE).exists():
