@@ -14,8 +14,10 @@ and **larger than a stated effect**:
 * speed (sampling throughput, density time, training-step time): compared by the ratio of B's
   time over A's (throughput: of the sampling time) with its 95 % bootstrap interval over the
   runs' recorded blocks (:mod:`harness.report.ratio`). An interval that straddles 1 or lies
-  within ±5 % of it is *not resolved*: neither side is ranked. B is worse when the interval
-  lies above 1 (resolved) and the ratio exceeds 1 + ``speed``. Runs recorded before their
+  within ±5 % of it is *not resolved*: neither side is ranked; so is a row with a side timed
+  under contention (``perf/contended``: its blocks are not at speed, and one run's blocks do
+  not show how far another moment's would be). B is worse when the interval lies above 1
+  (resolved) and the ratio exceeds 1 + ``speed``. Runs recorded before their
   blocks were (no ``nfbench.timing.blocks`` tag) fall back on: worse when B is slower by
   more than ``speed`` (relative), by more than the timings' own noise,
   √(IQR_A² + IQR_B²) (the interquartile ranges of their blocks, mean over seeds), and, with two
@@ -64,7 +66,8 @@ class Tolerance:
 class CompareResult:
     """``table``: one row per (dataset, config, metric) with ``a b delta change lo hi p
     effect poi test noise worse verdict kind note`` and, on speed rows whose runs recorded
-    their blocks, ``ratio ratio_lo ratio_hi`` (B's time over A's, 95 % bootstrap interval)
+    their blocks, ``ratio ratio_lo ratio_hi`` (B's time over A's, 95 % bootstrap interval) and
+    ``contended`` (a side was timed under contention: the row is not ranked)
     (the quality metric is named ``eval/bpd`` or ``eval/nll``; a configuration on one side
     only has metric ``presence``); ``worse``: any row worse; ``text``: what to print."""
 
@@ -90,8 +93,8 @@ STABILITY = (
 )
 _COLS = ["dataset", "config", "metric", "kind", "a", "b", "delta", "change", "lo", "hi",
          "p", "effect", "poi", "test", "noise", "n_a", "n_b", "worse", "verdict",
-         "note", "ratio", "ratio_lo", "ratio_hi"]
-_NO_RATIO = [math.nan] * 3
+         "note", "ratio", "ratio_lo", "ratio_hi", "contended"]
+_NO_RATIO = [math.nan] * 3 + [False]
 
 
 def parse_side(spec: str, uri: str) -> tuple[str, str | None]:
@@ -184,7 +187,7 @@ def _tested_row(key, metric, kind, sign, ra: pd.DataFrame, rb: pd.DataFrame,
                         paired=same, lower_is_better=sign < 0)
     noise = math.nan
     notes = []
-    r = ratio.Ratio(*_NO_RATIO)
+    r = ratio.Ratio(math.nan, math.nan, math.nan)
     if kind == "speed":
         r = time_ratio(ra, rb, metric)
         noise = math.sqrt(np.nansum([_iqr(ra, metric) ** 2, _iqr(rb, metric) ** 2])) \
@@ -196,7 +199,7 @@ def _tested_row(key, metric, kind, sign, ra: pd.DataFrame, rb: pd.DataFrame,
         notes.append("one seed on a side: no test")
     return [*key, name, kind, t.mean_x, t.mean_y, t.delta, change, t.lo, t.hi, t.p,
             t.effect, t.poi, t.test, noise, t.n_x, t.n_y, False, "", "; ".join(notes),
-            r.value, r.lo, r.hi]
+            r.value, r.lo, r.hi, kind == "speed" and (_contended(ra) or _contended(rb))]
 
 
 def _judge(table: pd.DataFrame, tol: Tolerance) -> pd.DataFrame:
@@ -218,8 +221,9 @@ def _judge(table: pd.DataFrame, tol: Tolerance) -> pd.DataFrame:
                        "better" if significant and b < a - tol.quality else "same")
         elif math.isfinite(r["ratio"]):  # B's time over A's, with its interval
             rt = ratio.Ratio(float(r["ratio"]), float(r["ratio_lo"]), float(r["ratio_hi"]))
-            worse = rt.resolved and rt.lo > 1 and rt.value > 1 + tol.speed
-            verdict = ("not resolved" if not rt.resolved else
+            ranked = rt.resolved and not bool(r["contended"])
+            worse = ranked and rt.lo > 1 and rt.value > 1 + tol.speed
+            verdict = ("not resolved" if not ranked else
                        "worse" if worse else
                        "slower, within tolerance" if rt.lo > 1 else
                        "better" if rt.value < 1 - tol.speed else "faster, within tolerance")

@@ -18,7 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report_synth import fill_suite
 
 from harness import keys
-from harness.report import compare, ratio
+from harness.report import Tolerance, compare, ratio
+from harness.report.compare import compare_runs
+from harness.report.table import prepare
+from harness.tracking.read import load_runs
 
 SPREAD = 0.05  # σ of the log block times (a 2-core VM's timings: IQR about 5–10 %)
 BLOCKS = 16
@@ -66,7 +69,8 @@ def test_the_bootstrap_interval_covers_the_true_ratio(runs):
 def _blocks_tags(uri: str, suite: str, base: dict, factor: dict[str, float], seed: int) -> None:
     """Give every finished run of ``suite`` recorded blocks: log-normal (σ SPREAD) around the
     timing ``base`` holds for its (arch, data set, seed), times ``factor`` of its arch, and
-    make its timing metrics their first quartiles (as the timing phase records them)."""
+    make its timing metrics their first quartiles (as the timing phase records them); none
+    was contended."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(suite)
     rng = np.random.default_rng(seed)
@@ -81,6 +85,7 @@ def _blocks_tags(uri: str, suite: str, base: dict, factor: dict[str, float], see
                 SPREAD * rng.standard_normal(BLOCKS))
             blocks[key] = [float(f"{t:.4g}") for t in times]
             client.log_metric(run.info.run_id, key, float(np.quantile(times, 0.25)), step=1)
+        client.log_metric(run.info.run_id, keys.PERF_CONTENDED, 0.0, step=1)  # at speed
         client.set_tag(run.info.run_id, keys.TAG_TIMING_BLOCKS,
                        json.dumps(blocks, separators=(",", ":")))
 
@@ -126,3 +131,11 @@ def test_a_flow_made_20_percent_slower_is_resolved_with_an_interval_excluding_on
     rest = speed[~speed["config"].str.startswith("maf")]
     assert (rest["verdict"] == "not resolved").all()
     assert "✗" in result.text and "B's time over A's ×1.2" in result.text
+    # the same blocks timed under contention on one side: not ranked
+    runs = prepare(load_runs(timed, ["same-a", "slow"]))
+    runs.loc[runs["experiment"] == "slow", keys.PERF_CONTENDED] = 1.0
+    busy = compare_runs(runs[runs["experiment"] == "same-a"], runs[runs["experiment"] == "slow"],
+                        Tolerance())
+    busy_maf = busy[(busy["kind"] == "speed") & busy["config"].str.startswith("maf")]
+    assert (busy_maf["verdict"] == "not resolved").all() and not busy_maf["worse"].any()
+    assert busy_maf["contended"].all() and (busy_maf["ratio_lo"] > 1.0).all()
