@@ -139,3 +139,56 @@ def test_a_flow_made_20_percent_slower_is_resolved_with_an_interval_excluding_on
     busy_maf = busy[(busy["kind"] == "speed") & busy["config"].str.startswith("maf")]
     assert (busy_maf["verdict"] == "not resolved").all() and not busy_maf["worse"].any()
     assert busy_maf["contended"].all() and (busy_maf["ratio_lo"] > 1.0).all()
+
+
+_ONE_JOB = """
+import sys
+import torch
+from harness import keys
+from harness.cli import catalog
+from harness.job import run_timing, run_training
+from harness.suite import expand, parse_suite
+from harness.tracking import MlflowTracker, Store
+
+torch.set_num_threads(1)
+uri, name = sys.argv[1:]
+suite, _ = parse_suite(f'''
+name: {name}
+matrix: {{architectures: [realnvp], datasets: [moons], dequantization: [none], seeds: [0]}}
+train: {{steps: 30, batch_size: 128, eval_every: 30, checkpoint_every: 30, log_every: 10}}
+eval: {{batch_size: 500}}
+timing: {{batch_size: 256, min_run_time: 0.1}}
+''')
+job = expand(suite, catalog().combination)[0][0]
+store = Store(uri, job.suite)
+run = store.open_run(job, {}, None, False, params=job.flat_params())
+tracker = MlflowTracker(store.uri, run.run_id, artifact_uri=run.artifact_uri)
+run_training(job.config, tracker, torch.device("cpu"))
+run_timing(job.config, tracker, torch.device("cpu"))
+store.close_run(run.run_id, keys.STATUS_FINISHED)
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_of_the_same_code_end_to_end_resolve_no_timing(sqlite_uri):
+    """One job run twice, each in a process of its own (train, time, record), as the suite
+    would: ``compare`` reads the blocks the timing phase recorded, its ratios are the first
+    quartiles' ratio of those blocks, and no timing difference is resolved."""
+    import subprocess
+
+    for name in ("twice-a", "twice-b"):
+        subprocess.run([sys.executable, "-c", _ONE_JOB, sqlite_uri, name], check=True,
+                       capture_output=True, timeout=600)
+    result = compare("twice-a", "twice-b", sqlite_uri)
+    speed = result.table[result.table["kind"] == "speed"]
+    assert len(speed) == 3
+    runs = prepare(load_runs(sqlite_uri, ["twice-a", "twice-b"])).set_index("experiment")
+    for r in speed.itertuples(index=False):
+        timed = keys.PERF_SAMPLE_MS if r.metric == keys.PERF_SAMPLE_THROUGHPUT else r.metric
+        q1 = {side: np.quantile(ratio.blocks_of(runs.loc[side, keys.TAG_TIMING_BLOCKS], timed),
+                                0.25) for side in ("twice-a", "twice-b")}
+        assert r.ratio == pytest.approx(q1["twice-b"] / q1["twice-a"], rel=1e-9)
+        assert r.ratio_lo <= r.ratio <= r.ratio_hi
+    assert (speed["verdict"] == "not resolved").all(), speed[["metric", "ratio", "ratio_lo",
+                                                              "ratio_hi", "contended"]]
+    assert not result.worse
