@@ -332,7 +332,7 @@ def _text(spec_a: str, spec_b: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame,
                      "so speed rows compare machines as well as code")
     shown = table[table["kind"].isin(["quality", "speed"])]
     header = (f"{'':2}{'data set':<14}{'configuration':<28}{'metric':<24}{'A':>11}{'B':>11}"
-              f"{'Δ':>10}  {'95 % CI (Δ; ×ratio)':<22}{'p':>9}{'d':>8}  verdict")
+              f"{'Δ':>10}  {'95 % CI of Δ; ×ratio':<22}{'p':>9}{'d':>8}  verdict")
     lines += ["", header]
     for r in shown.itertuples(index=False):
         mark = "✗" if r.worse else " "
