@@ -11,15 +11,15 @@ CPU at the timing's thread count, timed after one untimed call (its operands bac
 
 .. math::
     c_i = \\frac{1}{n}\\,t(\\text{n products}), \\qquad
-    s_i = c_i / \\min_{\\text{this process}} c
+    s_i = c_i / \\min_{\\text{this process, this host's baseline}} c
 
 ``s_i`` is the machine's slowdown at canary ``i`` relative to the fastest canary this process
-has seen at that thread count (calibrated on first use: :data:`CALIBRATION`
-canaries back to back). Nothing else changes between canaries, so ``s_i`` is the machine,
-not the flow. A timing block between canaries ``i`` and ``i+1`` ran at speed when both are
-within :data:`SLOW` of the best (:func:`block_slowdowns`). Slowdowns come and go within a
-fraction of a second (measured here: blocks 1.2–1.5× slow beside a canary at full speed when
-only one neighbour was asked), so a block needs both.
+(or, in the last days, this host: below) has seen at that thread count (calibrated on first
+use: :data:`CALIBRATION` canaries back to back). Nothing else changes between canaries, so
+``s_i`` is the machine, not the flow. A timing block between canaries ``i`` and ``i+1`` ran at
+speed when both are within :data:`SLOW` of the best (:func:`block_slowdowns`). Slowdowns come
+and go within a fraction of a second (measured here: blocks 1.2–1.5× slow beside a canary at
+full speed when only one neighbour was asked), so a block needs both.
 
 A slowdown that lasts the whole life of the process (then the process's fastest canary is
 itself slow) is read against the host's fastest canary at that thread count, kept in the
