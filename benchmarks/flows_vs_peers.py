@@ -29,6 +29,11 @@ its section prints floor ÷ the fastest peer, a bound on what any implementation
 weights of these shapes can reach on that row, and ours ÷ the floor, the share of our time
 that is not matrix products.
 
+Every ratio row also gives ours ÷ the fastest peer as the ratio of the first quartiles of their
+block times (each round's ``blocked_autorange`` blocks), with a 95 % bootstrap interval over
+rounds, then blocks (:mod:`harness.report.ratio`), and says *not resolved* where the interval
+straddles 1 or lies within ±5 % of it.
+
 Measurements are interleaved: every callable is built and compiled first, then every round
 times every (row, library, runtime) once (the median of ``blocked_autorange``), and a row's
 time is the median (``--stat min``: the minimum) over rounds, so that drift of a shared machine
@@ -78,6 +83,7 @@ from torch.utils import benchmark
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import flows
+from harness.report import ratio as ratios
 
 MODELS = ("maf", "iaf", "realnvp", "nsf-coupling", "nsf-ar")
 OPS = ("density", "train", "sample", "inverse")
@@ -351,14 +357,17 @@ def compiled_impl(impl: Impl) -> Impl:
 COMPILE_MODE = "default"
 
 
-def measure(fn: Callable[[], object], min_run_time: float, grad: bool) -> float:
-    """Median seconds per call (``blocked_autorange``; CUDA-synchronised by the Timer)."""
+def measure(fn: Callable[[], object], min_run_time: float, grad: bool
+            ) -> tuple[float, list[float]]:
+    """Median seconds per call and each block's seconds per call (``blocked_autorange``;
+    CUDA-synchronised by the Timer)."""
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
         timer = benchmark.Timer(
             stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
         )
-        return timer.blocked_autorange(min_run_time=min_run_time).median
+        m = timer.blocked_autorange(min_run_time=min_run_time)
+        return m.median, list(m.times)
 
 
 def first_call(fn: Callable[[], object], grad: bool, device: torch.device) -> float:
@@ -430,16 +439,19 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"# compiled {model} D={d} {op} after {time.perf_counter() - t0:.0f}s",
                       file=sys.stderr)  # fmt: skip
     times: dict[tuple[str, int, str, str, bool], list[float]] = {}
+    blocks: dict[tuple[str, int, str, str, bool], list[list[float]]] = {}  # per round
     t0 = time.perf_counter()
     for r in range(args.rounds):
         for key, fn in fns.items():  # interleaved: every callable once per round
             fn()  # warm-up after the others ran (caches, allocator)
-            times.setdefault(key, []).append(measure(fn, args.min_run_time, key[2] == "train"))
+            median, per_block = measure(fn, args.min_run_time, key[2] == "train")
+            times.setdefault(key, []).append(median)
+            blocks.setdefault(key, []).append(per_block)
         print(f"# round {r + 1}/{args.rounds} done after {time.perf_counter() - t0:.0f}s",
               file=sys.stderr)  # fmt: skip
     agg = statistics.median if args.stat == "median" else min
     med = {k: agg(v) for k, v in times.items()}
-    out = report(med, impls, libs, args)
+    out = report(med, impls, libs, args, blocks)
     out["compile_s"] = [{"model": k[0], "D": k[1], "op": k[2], "lib": k[3], "s": v}
                         for k, v in compile_s.items()]  # fmt: skip
     out["compile_failed"] = [{"model": k[0], "D": k[1], "op": k[2], "lib": k[3], "error": v}
@@ -467,14 +479,16 @@ def machine_state() -> str:
 
 
 def _ratio_rows(med: dict, impls: dict, libs: list[str], args: argparse.Namespace,
-                comp: bool) -> list[dict]:  # fmt: skip
+                comp: bool, blocks: dict | None = None) -> list[dict]:  # fmt: skip
     """Ours (eager or compiled) ÷ the fastest peer: eager ours against eager peers; compiled
-    ours against the best of every peer eager or compiled."""
+    ours against the best of every peer eager or compiled; with ``blocks`` (per key, each
+    round's block times), the first quartiles' ratio with its bootstrap interval."""
     rows = []
     for model, d in impls:
         for op in args.ops:
             ours = med.get((model, d, op, OURS, comp))
             peers: dict[str, float] = {}
+            keys_of: dict[str, tuple] = {}
             for lib in libs[1:]:
                 if lib == FLOOR:
                     continue
@@ -483,11 +497,17 @@ def _ratio_rows(med: dict, impls: dict, libs: list[str], args: argparse.Namespac
                     if v is not None:
                         name = lib + (" (compiled)" if c else "")
                         peers[name] = v
+                        keys_of[name] = (model, d, op, lib, c)
             best = min(peers, key=peers.__getitem__) if peers else None
             ratio = ours / peers[best] if best and ours is not None else float("nan")
+            boot = ratios.Ratio(math.nan, math.nan, math.nan)
+            if blocks and best and ours is not None:
+                boot = ratios.ratio(blocks[keys_of[best]], blocks[(model, d, op, OURS, comp)])
             rows.append({"model": model, "D": d, "op": op, "ours_ms": None if ours is None
                          else ours * 1e3, "peer_ms": None if best is None else peers[best] * 1e3,
-                         "ratio": ratio, "fastest_peer": best})  # fmt: skip
+                         "ratio": ratio, "fastest_peer": best, "q1_ratio": boot.value,
+                         "q1_lo": boot.lo, "q1_hi": boot.hi,
+                         "resolved": boot.resolved})  # fmt: skip
     return rows
 
 
@@ -543,7 +563,8 @@ def _floor_rows(med: dict, impls: dict, libs: list[str], args: argparse.Namespac
     return rows
 
 
-def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) -> dict:
+def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace,
+           blocks: dict | None = None) -> dict:
     variants = RUNTIMES[args.runtime]
     print(f"\n## times (ms, {args.stat} over rounds); e: eager, c: compiled")
     cols = [(lib, c) for lib in libs for c in variants]
@@ -561,20 +582,26 @@ def report(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) ->
                      {"model": k[0], "D": k[1], "op": k[2], "lib": k[3], "compiled": k[4],
                       "ms": v * 1e3} for k, v in med.items()]}  # fmt: skip
     for comp in variants:
-        rows = _ratio_rows(med, impls, libs, args, comp)
+        rows = _ratio_rows(med, impls, libs, args, comp, blocks)
         target = 0.67 if comp else 1.0
         title = ("compiled ours ÷ fastest peer, eager or compiled" if comp
                  else "eager ours ÷ fastest eager peer")  # fmt: skip
         print(f"\n## {title} (target ≤ {target})")
         print(f"{'model':13s} {'D':>3s} {'op':8s} {'ours ms':>10s} {'peer ms':>10s} "
-              f"{'ratio':>7s}  fastest peer")  # fmt: skip
+              f"{'ratio':>7s}  {'Q1 ratio [95 % bootstrap]':<26s}fastest peer")  # fmt: skip
         for r in rows:
             flag = "  MISS" if r["fastest_peer"] and r["ratio"] > target else ""
             ours = f"{r['ours_ms']:10.3f}" if r["ours_ms"] is not None else f"{'—':>10s}"
             peer = f"{r['peer_ms']:10.3f}" if r["peer_ms"] is not None else f"{'—':>10s}"
+            boot = ratios.Ratio(r["q1_ratio"], r["q1_lo"], r["q1_hi"])
+            interval = boot.text() + ("" if boot.resolved or not math.isfinite(boot.value)
+                                      else " n.r.")  # not resolved
             print(f"{r['model']:13s} {r['D']:3d} {r['op']:8s} {ours} {peer} {r['ratio']:7.2f}"
-                  f"  {r['fastest_peer'] or '—'}{flag}")  # fmt: skip
+                  f"  {interval:<26s}{r['fastest_peer'] or '—'}{flag}")  # fmt: skip
         print("\n".join(_summary(rows, target, title)))
+        unresolved = sum(not r["resolved"] for r in rows if r["fastest_peer"])
+        print(f"#   not resolved (n.r.: the Q1 ratio's 95 % interval straddles 1 or lies "
+              f"within ±5 % of it): {unresolved} of {sum(bool(r['fastest_peer']) for r in rows)}")
         out["compiled_rows" if comp else "rows"] = rows
     if FLOOR in libs:
         out["floor_rows"] = _floor_rows(med, impls, libs, args)

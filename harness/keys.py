@@ -93,6 +93,12 @@ TAG_TIMING_BATCH = "nfbench.timing.batch"  # rows per timed density/forward/inve
 TAG_TIMING_SAMPLE_BATCH = "nfbench.timing.sample_batch"  # samples per timed sample call
 TAG_TIMING_MIN_RUN_TIME = "nfbench.timing.min_run_time"  # seconds per measurement, at least
 TAG_TIMING_METHOD = "nfbench.timing.method"  # how the times were measured, in words
+TAG_TIMING_BLOCKS = "nfbench.timing.blocks"  # JSON {metric: [ms, …]}: the block times each
+#   timed metric's statistics are over (those at speed), 4 digits; ratios are bootstrapped
+#   from them (nfbench compare, the report's cost panels)
+BLOCKED_MS = (PERF_DENSITY_MS, PERF_FORWARD_NOLOGDET_MS, PERF_INVERSE_MS, PERF_SAMPLE_MS,
+              PERF_TRAIN_STEP_MS)  # the timings whose blocks the tag keeps (not the log-det:
+#   a difference of two timings)
 
 
 def spread_keys(key: str) -> tuple[str, str, str]:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 
 import pytest
+
+# the canary's per-host baseline (harness.measure.baseline) goes to a cache of this session's
+# own, set before any worker starts so that Ray's workers inherit it: a test never reads a
+# baseline another session or the user's own runs left
+os.environ["NFBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="nfbench-cache-")
 
 
 @pytest.fixture(scope="session")

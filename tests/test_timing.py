@@ -4,6 +4,7 @@ their own noise (or say that the machine was busy)."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -48,6 +49,13 @@ def test_every_timed_metric_records_its_spread(one_thread):
     if interference.probe() is not None:  # Linux: the machine's state was read
         assert t.metrics[keys.PERF_LOAD_AVG] >= 0 and t.metrics[keys.PERF_OTHERS_CPUS] >= 0
     assert t.metrics[keys.PERF_SLOWDOWN] >= 1.0  # the fastest canary is the yardstick
+    # the blocks each statistic is over are recorded (a ratio is bootstrapped from them)
+    tag = t.info[keys.TAG_TIMING_BLOCKS]
+    kept = json.loads(tag)
+    assert set(kept) == set(keys.BLOCKED_MS) and len(tag) < 2500
+    for key, times in kept.items():
+        assert len(times) == t.metrics[keys.spread_keys(key)[2]]
+        assert np.quantile(times, timing.QUANTILE) == pytest.approx(t.metrics[key], rel=1e-3)
 
 
 def _measured(times: list[float], contended: bool = False) -> timing.Measured:

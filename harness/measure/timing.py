@@ -38,6 +38,7 @@ is shared by both; its spread is the IQR of the differences of adjacent blocks.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable
@@ -81,9 +82,9 @@ class Measured:
     """One measurement in milliseconds: ``value`` (the estimator), ``median``, ``iqr`` and
     ``blocks`` (how many blocks they are over) of the kept attempt; its ``times`` (every
     block) and ``slowdowns`` (per block, the slower neighbouring canary over the fastest:
-    :mod:`.canary`); whether it was ``slowed`` (too few blocks at speed: then the statistics
-    are over all of them); how many ``attempts`` were made, and what the machine
-    did meanwhile."""
+    :mod:`.canary`); the ``kept`` block times the statistics are over; whether it was
+    ``slowed`` (too few blocks at speed: then the statistics are over all of them); how many
+    ``attempts`` were made, and what the machine did meanwhile."""
 
     value: float
     median: float
@@ -97,6 +98,7 @@ class Measured:
     steal_share: float = math.nan
     load1: float = math.nan
     contended: bool = False
+    kept: list[float] = field(default_factory=list)
 
     @property
     def noisy(self) -> bool:
@@ -132,7 +134,8 @@ def _summary(times_ms: list[float], seen: interference.Interference | None, thre
     used = t[ok] if fast >= max(need, 1) else t
     value, median, iqr = _quantiles(used)
     m = Measured(value, median, iqr, len(used), [float(v) for v in t],
-                 [] if slowdowns is None else [float(v) for v in s], slowed)
+                 [] if slowdowns is None else [float(v) for v in s], slowed,
+                 kept=[float(v) for v in used])
     if seen is not None:
         m.others_cpus, m.steal_share, m.load1 = seen.others_cpus, seen.steal_share, seen.load1
     m.contended = slowed or (seen is not None and seen.contended(threads))
@@ -373,10 +376,20 @@ def time_flow(flow, x: torch.Tensor, *, min_run_time: float = 0.2,
                                  + ("" if compiled is None else "; compiled view, compiled "
                                     "before timing (perf/compile_s)"),
         keys.TAG_TIMING_CONTENDED: "yes" if contended else "no",
+        keys.TAG_TIMING_BLOCKS: blocks_tag(measured),
     }
     detail = {key: asdict(meas) for key, meas in measured.items()}
     detail["forward_ms"] = asdict(fwd)
     return Timing(m, info, detail)
+
+
+def blocks_tag(measured: dict[str, Measured]) -> str:
+    """The ``nfbench.timing.blocks`` tag: per timed metric of :data:`keys.BLOCKED_MS`, the
+    block times its statistics are over, in ms to 4 significant digits (compact JSON: about
+    600 characters for a run; a ratio of two timings is bootstrapped from them)."""
+    kept = {key: [float(f"{t:.4g}") for t in measured[key].kept]
+            for key in keys.BLOCKED_MS if key in measured}
+    return json.dumps(kept, separators=(",", ":"))
 
 
 def noise_metrics(measured: list[Measured]) -> dict[str, float]:

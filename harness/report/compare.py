@@ -11,7 +11,14 @@ and **larger than a stated effect**:
   ``quality`` (each row on its own: the effect threshold, not a correction for the number
   of rows, keeps seed noise from being flagged). With one seed on a side
   nothing can be tested: the row is *untested* (never worse; run more seeds);
-* speed (sampling throughput, density time, training-step time): worse when B is slower by
+* speed (sampling throughput, density time, training-step time): compared by the ratio of B's
+  time over A's (throughput: of the sampling time) with its 95 % bootstrap interval over the
+  runs' recorded blocks (:mod:`harness.report.ratio`). An interval that straddles 1 or lies
+  within ±5 % of it is *not resolved*: neither side is ranked; so is a row with a side timed
+  under contention (``perf/contended``: its blocks are not at speed, and one run's blocks do
+  not show how far another moment's would be). B is worse when the interval lies above 1
+  (resolved) and the ratio exceeds 1 + ``speed``. Runs recorded before their
+  blocks were (no ``nfbench.timing.blocks`` tag) fall back on: worse when B is slower by
   more than ``speed`` (relative), by more than the timings' own noise,
   √(IQR_A² + IQR_B²) (the interquartile ranges of their blocks, mean over seeds), and, with two
   seeds or more on each side, significantly (the same tests);
@@ -35,7 +42,7 @@ import pandas as pd
 from .. import keys
 from ..tracking.read import load_runs
 from ..tracking.store import resolve_uri
-from . import stats
+from . import ratio, stats
 from .style import fmt
 from .table import GROUP, aggregate, prepare
 
@@ -58,9 +65,11 @@ class Tolerance:
 @dataclass
 class CompareResult:
     """``table``: one row per (dataset, config, metric) with ``a b delta change lo hi p
-    effect poi test noise worse verdict kind note`` (the quality metric is named
-    ``eval/bpd`` or ``eval/nll``; a configuration on one side only has metric ``presence``);
-    ``worse``: any row worse; ``text``: what to print."""
+    effect poi test noise worse verdict kind note`` and, on speed rows whose runs recorded
+    their blocks, ``ratio ratio_lo ratio_hi`` (B's time over A's, 95 % bootstrap interval) and
+    ``contended`` (a side was timed under contention: the row is not ranked)
+    (the quality metric is named ``eval/bpd`` or ``eval/nll``; a configuration on one side
+    only has metric ``presence``); ``worse``: any row worse; ``text``: what to print."""
 
     a: str
     b: str
@@ -84,7 +93,8 @@ STABILITY = (
 )
 _COLS = ["dataset", "config", "metric", "kind", "a", "b", "delta", "change", "lo", "hi",
          "p", "effect", "poi", "test", "noise", "n_a", "n_b", "worse", "verdict",
-         "note"]
+         "note", "ratio", "ratio_lo", "ratio_hi", "contended"]
+_NO_RATIO = [math.nan] * 3 + [False]
 
 
 def parse_side(spec: str, uri: str) -> tuple[str, str | None]:
@@ -137,6 +147,22 @@ def _iqr(runs: pd.DataFrame, metric: str) -> float:
     return float(ok[iqr].astype(float).mean()) if iqr in ok else math.nan
 
 
+def _blocks(runs: pd.DataFrame, metric: str) -> list[list[float]]:
+    """Finished runs' recorded block times of a timing (throughput: of sampling), one list
+    per run that has them."""
+    if keys.TAG_TIMING_BLOCKS not in runs:
+        return []
+    timed = keys.PERF_SAMPLE_MS if metric == keys.PERF_SAMPLE_THROUGHPUT else metric
+    out = [ratio.blocks_of(tag, timed) for tag in runs.loc[runs["ok"], keys.TAG_TIMING_BLOCKS]]
+    return [b for b in out if b]
+
+
+def time_ratio(ra: pd.DataFrame, rb: pd.DataFrame, metric: str) -> ratio.Ratio:
+    """B's time over A's for a speed metric, bootstrapped over both sides' runs' blocks (NaN
+    where a side recorded none)."""
+    return ratio.ratio(_blocks(ra, metric), _blocks(rb, metric))
+
+
 def _contended(runs: pd.DataFrame) -> bool:
     return keys.PERF_CONTENDED in runs and bool((runs[keys.PERF_CONTENDED] > 0).any())
 
@@ -153,7 +179,7 @@ def _tested_row(key, metric, kind, sign, ra: pd.DataFrame, rb: pd.DataFrame,
     if not xb:
         return [*key, name, kind, mean_a, math.nan, math.nan, math.nan, math.nan, math.nan,
                 math.nan, math.nan, math.nan, "none", math.nan, len(xa), 0,
-                kind == "quality", "missing in B", "missing in B"]
+                kind == "quality", "missing in B", "missing in B", *_NO_RATIO]
     same = sorted(xa) == sorted(xb) and len(xa) >= 2
     seeds = sorted(xa) if same else None
     t = stats.pair_test([xa[s] for s in seeds] if same else list(xa.values()),
@@ -161,16 +187,19 @@ def _tested_row(key, metric, kind, sign, ra: pd.DataFrame, rb: pd.DataFrame,
                         paired=same, lower_is_better=sign < 0)
     noise = math.nan
     notes = []
+    r = ratio.Ratio(math.nan, math.nan, math.nan)
     if kind == "speed":
+        r = time_ratio(ra, rb, metric)
         noise = math.sqrt(np.nansum([_iqr(ra, metric) ** 2, _iqr(rb, metric) ** 2])) \
             if not (math.isnan(_iqr(ra, metric)) and math.isnan(_iqr(rb, metric))) else math.nan
         if _contended(rb) or _contended(ra):
             notes.append("timed under contention (" + "/".join(
                 s for s, r in (("A", ra), ("B", rb)) if _contended(r)) + ")")
-    if t.test == "none":
+    if t.test == "none" and not math.isfinite(r.value):
         notes.append("one seed on a side: no test")
     return [*key, name, kind, t.mean_x, t.mean_y, t.delta, change, t.lo, t.hi, t.p,
-            t.effect, t.poi, t.test, noise, t.n_x, t.n_y, False, "", "; ".join(notes)]
+            t.effect, t.poi, t.test, noise, t.n_x, t.n_y, False, "", "; ".join(notes),
+            r.value, r.lo, r.hi, kind == "speed" and (_contended(ra) or _contended(rb))]
 
 
 def _judge(table: pd.DataFrame, tol: Tolerance) -> pd.DataFrame:
@@ -190,6 +219,14 @@ def _judge(table: pd.DataFrame, tol: Tolerance) -> pd.DataFrame:
             verdict = ("untested" if significant is None else
                        "worse" if worse else
                        "better" if significant and b < a - tol.quality else "same")
+        elif math.isfinite(r["ratio"]):  # B's time over A's, with its interval
+            rt = ratio.Ratio(float(r["ratio"]), float(r["ratio_lo"]), float(r["ratio_hi"]))
+            ranked = rt.resolved and not bool(r["contended"])
+            worse = ranked and rt.lo > 1 and rt.value > 1 + tol.speed
+            verdict = ("not resolved" if not ranked else
+                       "worse" if worse else
+                       "slower, within tolerance" if rt.lo > 1 else
+                       "better" if rt.value < 1 - tol.speed else "faster, within tolerance")
         else:
             s = sign[r["metric"]]
             slower = (b < a * (1 - tol.speed)) if s > 0 else (b > a * (1 + tol.speed))
@@ -229,7 +266,7 @@ def _stability_rows(key, ra_agg: pd.Series, rb_agg: pd.Series, tol: Tolerance) -
         change = b / a - 1 if a != 0 and math.isfinite(a) else math.nan
         rows.append([*key, metric, "stability", a, b, b - a, change, math.nan, math.nan,
                      math.nan, math.nan, math.nan, "none", math.nan, math.nan,
-                     math.nan, bool(worse), "worse" if worse else "same", note])
+                     math.nan, bool(worse), "worse" if worse else "same", note, *_NO_RATIO])
     return rows
 
 
@@ -249,7 +286,8 @@ def compare_runs(runs_a: pd.DataFrame, runs_b: pd.DataFrame, tol: Tolerance) -> 
             worse = only == "A" and tol.missing_is_worse
             rows.append([*key, "presence", "presence", float(only == "A"), float(only == "B"),
                          *[math.nan] * 7, "none", math.nan, math.nan, math.nan, worse,
-                         "worse" if worse else f"only in {only}", f"only in {only}"])
+                         "worse" if worse else f"only in {only}", f"only in {only}",
+                         *_NO_RATIO])
             continue
         ra, rb = groups_a[key], groups_b[key]
         unit = a_idx.loc[key].get("unit")
@@ -264,6 +302,8 @@ def compare_runs(runs_a: pd.DataFrame, runs_b: pd.DataFrame, tol: Tolerance) -> 
 
 
 def _interval(r) -> str:
+    if r.kind == "speed" and math.isfinite(r.ratio):
+        return ratio.Ratio(r.ratio, r.ratio_lo, r.ratio_hi).text()
     if not (math.isfinite(r.lo) and math.isfinite(r.hi)):
         return "—"
     return f"[{r.lo:+.3g}, {r.hi:+.3g}]"
@@ -281,9 +321,10 @@ def _text(spec_a: str, spec_b: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame,
               f"({len(runs_b)} runs)"),
              (f"B is worse on a row when the change is significant (p < {tol.alpha:g}; paired "
               f"t-test over matching seeds, Welch's otherwise) and "
-              f"larger than the effect: quality +{tol.quality:g}; speed {tol.speed:.0%} and "
-              f"beyond the timings' IQR; invertibility ×{tol.invertibility:g}; non-finite "
-              f"steps +{tol.nonfinite:g}")]
+              f"larger than the effect: quality +{tol.quality:g}; speed {tol.speed:.0%} "
+              f"(B's time over A's, ×ratio [95 % bootstrap interval over the blocks]: 'not "
+              f"resolved' when it straddles 1 or lies within ±{ratio.RESOLUTION:.0%}); "
+              f"invertibility ×{tol.invertibility:g}; non-finite steps +{tol.nonfinite:g}")]
     dev_a = sorted(map(str, runs_a["device"].dropna().unique()))
     dev_b = sorted(map(str, runs_b["device"].dropna().unique()))
     if dev_a != dev_b:
@@ -291,7 +332,7 @@ def _text(spec_a: str, spec_b: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame,
                      "so speed rows compare machines as well as code")
     shown = table[table["kind"].isin(["quality", "speed"])]
     header = (f"{'':2}{'data set':<14}{'configuration':<28}{'metric':<24}{'A':>11}{'B':>11}"
-              f"{'Δ':>10}  {'95 % CI of Δ':<22}{'p':>9}{'d':>8}  verdict")
+              f"{'Δ':>10}  {'95 % CI of Δ; ×ratio':<22}{'p':>9}{'d':>8}  verdict")
     lines += ["", header]
     for r in shown.itertuples(index=False):
         mark = "✗" if r.worse else " "
@@ -307,7 +348,9 @@ def _text(spec_a: str, spec_b: str, runs_a: pd.DataFrame, runs_b: pd.DataFrame,
         lines += ["", f"WORSE ({len(worse)} rows):"]
         for r in worse.itertuples(index=False):
             what = r.note if r.verdict == "missing in B" else f"{fmt(r.a)} → {fmt(r.b)}"
-            if r.kind in ("quality", "speed") and math.isfinite(r.p):
+            if r.kind == "speed" and math.isfinite(r.ratio):
+                what += f" (B's time over A's {_interval(r)})"
+            elif r.kind in ("quality", "speed") and math.isfinite(r.p):
                 what += f" (Δ {fmt(r.delta, 3)} {_interval(r)}, p {_p(r.p)})"
             lines.append(f"  ✗ {r.dataset} · {r.config} · {r.kind} {r.metric}: {what}")
     counts = worse["kind"].value_counts()

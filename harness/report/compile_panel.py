@@ -7,7 +7,11 @@ operation the *steady-state ratio* is ``compiled_ms / eager_ms`` (below 1: the c
 is faster), from the timing phase's ``perf/*_ms`` (first quartile of the block times; compiling
 happened before any block). Per (data set, architecture, runtime, operation):
 
-- ``ratio``: the geometric mean of the pairs' ratios;
+- ``ratio``: where the runs recorded their blocks (tag ``nfbench.timing.blocks``), the mean
+  compiled time over the mean eager time with its 95 % bootstrap interval ``ratio_lo`` –
+  ``ratio_hi`` over the pairs' blocks (:mod:`harness.report.ratio`), and ``verdict``: faster,
+  slower or *not resolved* (the interval straddles 1 or lies within ±5 % of it); otherwise
+  the geometric mean of the pairs' ratios, with no interval;
 - ``eager_ms``, ``compiled_ms``: the means over the pairs;
 - ``compile_s``: the mean ``perf/compile_s`` (time to the first compiled call of every timed
   operation, the training step's included) of the compiled runs;
@@ -31,6 +35,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import keys
+from . import ratio as ratios
 from .html import Link, Raw, table
 from .sections import Panel, Section
 from .style import base_layout, esc, fmt, hover, no_data, unique
@@ -44,8 +49,11 @@ OPERATIONS = {  # operation → its timed metric
     "train step": keys.PERF_TRAIN_STEP_MS,
 }
 _PAIR = ["dataset", "base_label", "dequant", "seed"]
-COLUMNS = ["dataset", "architecture", "runtime", "operation", "pairs", "ratio", "eager_ms",
-           "compiled_ms", "compile_s", "break_even", "graph_breaks", "recompiles", "url"]
+COLUMNS = ["dataset", "architecture", "runtime", "operation", "pairs", "ratio", "ratio_lo",
+           "ratio_hi", "verdict", "eager_ms", "compiled_ms", "compile_s", "break_even",
+           "graph_breaks", "recompiles", "url"]
+_VERDICT = {"B slower": "compiled slower", "B faster": "compiled faster",
+            "not resolved": "not resolved"}
 
 
 def break_even(compile_s: float, eager_ms: float, compiled_ms: float) -> float | None:
@@ -59,6 +67,13 @@ def break_even(compile_s: float, eager_ms: float, compiled_ms: float) -> float |
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df else pd.Series(np.nan, index=df.index, dtype=float)
+
+
+def _blocks(part: pd.DataFrame, column: str, key: str) -> list[list[float]]:
+    """The runs' recorded block times of ``key`` (one list per run that has them)."""
+    if column not in part:
+        return []
+    return [b for b in (ratios.blocks_of(tag, key) for tag in part[column]) if b]
 
 
 def compile_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -86,10 +101,15 @@ def compile_frame(runs: pd.DataFrame) -> pd.DataFrame:
             if not good.any():
                 continue
             ratio = float(np.exp(np.mean(np.log(c_ms[good] / e_ms[good]))))
+            boot = ratios.ratio(*(_blocks(part[good], col, key) for col in
+                                  (f"{keys.TAG_TIMING_BLOCKS}_eager", keys.TAG_TIMING_BLOCKS)))
             e_mean, c_mean = float(e_ms[good].mean()), float(c_ms[good].mean())
             rows.append({
                 "dataset": dataset, "architecture": label, "runtime": runtime,
-                "operation": op, "pairs": int(good.sum()), "ratio": ratio,
+                "operation": op, "pairs": int(good.sum()),
+                "ratio": boot.value if math.isfinite(boot.value) else ratio,
+                "ratio_lo": boot.lo, "ratio_hi": boot.hi,
+                "verdict": _VERDICT[boot.verdict] if math.isfinite(boot.value) else "",
                 "eager_ms": e_mean, "compiled_ms": c_mean, "compile_s": compile_s,
                 "break_even": break_even(compile_s, e_mean, c_mean),
                 "graph_breaks": float(_col(part, keys.PERF_GRAPH_BREAKS).max()),
@@ -111,18 +131,29 @@ def figure_compile(frame: pd.DataFrame, title: str = "Compiled ÷ eager") -> go.
     for op in unique(frame["operation"]):
         part = frame[frame["operation"] == op]
         text = [hover(("", x), ("operation", op), ("compiled ÷ eager", r),
+                      ("95 % interval", _interval(lo, hi)), ("", v),
                       ("eager ms", e), ("compiled ms", c), ("compile s", s),
                       ("break-even batches", "never" if b is None or pd.isna(b) else b))
-                for x, r, e, c, s, b in zip(part["x"], part["ratio"], part["eager_ms"],
-                                            part["compiled_ms"], part["compile_s"],
-                                            part["break_even"])]
+                for x, r, lo, hi, v, e, c, s, b in zip(
+                    part["x"], part["ratio"], part["ratio_lo"], part["ratio_hi"],
+                    part["verdict"], part["eager_ms"], part["compiled_ms"], part["compile_s"],
+                    part["break_even"])]
+        lo, hi = part["ratio_lo"].astype(float), part["ratio_hi"].astype(float)
         fig.add_trace(go.Bar(x=[esc(x) for x in part["x"]], y=part["ratio"], name=esc(op),
                              customdata=part["url"], text=text, textposition="none",
+                             error_y={"type": "data", "visible": True,
+                                      "array": (hi - part["ratio"]).fillna(0).clip(lower=0),
+                                      "arrayminus": (part["ratio"] - lo).fillna(0)
+                                      .clip(lower=0)},
                              hovertemplate="%{text}<extra></extra>"))
     fig.add_hline(y=1.0, line_dash="dot", line_color="#555")
     fig.update_layout(barmode="group")
     fig.update_yaxes(type="log", title_text="compiled ms ÷ eager ms (steady state)")
     return fig
+
+
+def _interval(lo: float, hi: float) -> str:
+    return f"{lo:.3f} – {hi:.3f}" if math.isfinite(lo) and math.isfinite(hi) else "—"
 
 
 def compile_section(runs: pd.DataFrame):
@@ -132,20 +163,25 @@ def compile_section(runs: pd.DataFrame):
         return None
     sec = Section("compile", "Compiled against eager")
     rows = [[r.dataset, r.architecture, r.runtime, r.operation, r.pairs, fmt(r.ratio, 3),
-             fmt(r.eager_ms, 4), fmt(r.compiled_ms, 4), fmt(r.compile_s, 3),
+             _interval(r.ratio_lo, r.ratio_hi), r.verdict or "—", fmt(r.eager_ms, 4),
+             fmt(r.compiled_ms, 4), fmt(r.compile_s, 3),
              "never" if r.break_even is None or pd.isna(r.break_even)
              else f"{r.break_even:,.0f}", fmt(r.graph_breaks, 3), fmt(r.recompiles, 3),
              Link(r.url, "MLflow")] for r in frame.itertuples(index=False)]
     after = table(["data set", "architecture", "runtime", "operation", "pairs",
-                   "compiled ÷ eager", "eager ms", "compiled ms", "compile s",
+                   "compiled ÷ eager", "95 % interval", "verdict", "eager ms", "compiled ms",
+                   "compile s",
                    "break-even batches", "graph breaks", "recompiles", "run"], rows,
-                  numeric=[False, False, False, False, True, True, True, True, True, True,
-                           True, True, False])
+                  numeric=[False, False, False, False, True, True, False, False, True, True,
+                           True, True, True, True, False])
     caption = (
         "Each compiled run paired with the eager run of the same data set, architecture, "
-        "dequantization and seed (both finished). Compiled ÷ eager: geometric mean over the "
-        "pairs of the steady-state times (first quartile of the timing blocks, measured after "
-        "compilation). Compile s: time to the first compiled call of every timed operation "
+        "dequantization and seed (both finished). Compiled ÷ eager: the mean compiled over "
+        "the mean eager steady-state time (first quartile of the timing blocks, measured "
+        "after compilation), with its 95 % bootstrap interval over the pairs' recorded blocks "
+        "(runs, then blocks, resampled); 'not resolved' when the interval straddles 1 or "
+        "lies within ±5 % of it (runs without recorded blocks: the geometric mean over the "
+        "pairs, no interval). Compile s: time to the first compiled call of every timed operation "
         "(perf/compile_s, the training step's included). Break-even batches = compile s × "
         "1000 ÷ (eager ms − compiled ms): after that many batches of the operation compiling "
         "has paid for itself; never when the compiled view is not faster.")

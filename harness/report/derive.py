@@ -7,10 +7,13 @@ beside it as CSV and Parquet. ``agg`` below is :func:`harness.report.table.aggre
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from .. import keys
+from . import ratio
 from .published import published_for
 from .table import pareto_mask
 
@@ -169,13 +172,32 @@ def logdet_frame(agg: pd.DataFrame) -> pd.DataFrame:
     return out[np.isfinite(out[keys.PERF_LOGDET_MS].astype(float))].reset_index(drop=True)
 
 
-def speed_frame(agg: pd.DataFrame) -> pd.DataFrame:
-    """Density time against sampling time (the MAF / IAF asymmetry), with their ratio."""
+def speed_frame(agg: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Density time against sampling time (the MAF / IAF asymmetry), with their ratio.
+
+    ``agg`` pools an architecture's runs per data set (``by=("dataset", "arch_label")``).
+    With the finished ``runs`` that recorded their blocks, ``ratio_lo`` – ``ratio_hi`` is the
+    95 % bootstrap interval of sampling ÷ density (:mod:`harness.report.ratio`: the two sides
+    resampled independently, which ignores that they share runs: conservative) and
+    ``resolved`` whether it tells them apart; NaN / False without blocks."""
     cols = [*_ID, "data.dims", keys.PERF_DENSITY_MS, keys.PERF_SAMPLE_MS, "url"]
     out = _cols(agg, cols)
     out = out[np.isfinite(out[keys.PERF_DENSITY_MS].astype(float))
               & np.isfinite(out[keys.PERF_SAMPLE_MS].astype(float))].copy()
     out["sample_over_density"] = out[keys.PERF_SAMPLE_MS] / out[keys.PERF_DENSITY_MS]
+    lo, hi = [], []
+    for dataset, label in zip(out["dataset"], out["arch_label"]):
+        r = ratio.Ratio(math.nan, math.nan, math.nan)
+        if runs is not None and keys.TAG_TIMING_BLOCKS in runs:
+            tags = runs.loc[(runs["dataset"] == dataset) & (runs["arch_label"] == label),
+                            keys.TAG_TIMING_BLOCKS]
+            sides = [[b for b in (ratio.blocks_of(t, key) for t in tags) if b]
+                     for key in (keys.PERF_DENSITY_MS, keys.PERF_SAMPLE_MS)]
+            r = ratio.ratio(*sides)
+        lo.append(r.lo)
+        hi.append(r.hi)
+    out["ratio_lo"], out["ratio_hi"] = lo, hi
+    out["resolved"] = [ratio.resolved(a, b) for a, b in zip(lo, hi)]
     return out.reset_index(drop=True)
 
 

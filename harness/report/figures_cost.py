@@ -44,6 +44,13 @@ def figure_logdet(cost: pd.DataFrame, title: str = "Cost of the log-determinant"
     return fig
 
 
+def _interval(lo: float, hi: float, resolved: bool) -> str:
+    """A ratio's bootstrap interval in words ("—" where no blocks were recorded)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "—"
+    return f"{lo:.3f} – {hi:.3f}" + ("" if resolved else ", not resolved")
+
+
 def figure_asymmetry(speed: pd.DataFrame,
                      title: str = "Density against sampling time") -> go.Figure:
     """Sampling time against density-evaluation time, log–log, with the diagonal.
@@ -57,16 +64,18 @@ def figure_asymmetry(speed: pd.DataFrame,
         return no_data(fig, "no density and sampling timings recorded")
     for arch in unique(speed["arch"]):
         part = speed[speed["arch"] == arch]
+        nan = [np.nan] * len(part)
         fig.add_trace(go.Scatter(
             x=part[keys.PERF_DENSITY_MS], y=part[keys.PERF_SAMPLE_MS], mode="markers",
             name=esc(arch), marker={"size": 10, "color": arch_colour(arch)},
             customdata=part["url"],
             text=[hover(("", c), ("", d), ("density ms", x), ("sampling ms", y),
-                        ("sampling / density", r))
-                  for c, d, x, y, r in zip(part["config"], part["dataset"],
-                                           part[keys.PERF_DENSITY_MS],
-                                           part[keys.PERF_SAMPLE_MS],
-                                           part["sample_over_density"])],
+                        ("sampling / density", r), ("95 % interval", _interval(lo, hi, ok)))
+                  for c, d, x, y, r, lo, hi, ok in zip(
+                      part["config"], part["dataset"], part[keys.PERF_DENSITY_MS],
+                      part[keys.PERF_SAMPLE_MS], part["sample_over_density"],
+                      part.get("ratio_lo", nan), part.get("ratio_hi", nan),
+                      part.get("resolved", nan))],
             hovertemplate="%{text}<extra></extra>",
         ))
     values = np.r_[speed[keys.PERF_DENSITY_MS], speed[keys.PERF_SAMPLE_MS]].astype(float)

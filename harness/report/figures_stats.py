@@ -17,7 +17,7 @@ from .. import keys
 from .stats import RankResult
 from .style import arch_colour, base_layout, esc, fmt, hover, no_data
 
-__all__ = ["figure_aggregate", "figure_cd", "figure_poi", "figure_timing_noise"]
+__all__ = ["UNTESTED_GREY", "figure_aggregate", "figure_cd", "figure_poi", "figure_timing_noise"]
 
 
 def figure_cd(ranks: pd.DataFrame, result: RankResult,
@@ -113,21 +113,32 @@ def figure_aggregate(agg: pd.DataFrame, title: str = "Aggregate score") -> go.Fi
     return fig
 
 
+UNTESTED_GREY = "#c8c8c8"  # a pair without the seeds to test it: no probability is drawn
+
+
 def figure_poi(pairs: pd.DataFrame, alpha: float = 0.05,
                title: str = "Probability of improvement") -> go.Figure:
     """P(row better than column) for every pair of configurations of one data set (rliable's
     probability of improvement over seeds); a ``*`` marks a Holm-significant difference.
-    ``pairs``: one data set's :func:`harness.report.derive_stats.pairs_frame` rows."""
+    A pair with no test (one seed on a side: its P is a certain-looking 0, ½ or 1 from two
+    numbers) is not coloured by it: it is drawn in grey, "untested", by a second heatmap
+    over those cells only. ``pairs``: one data set's
+    :func:`harness.report.derive_stats.pairs_frame` rows."""
     fig = go.Figure()
     if pairs.empty:
         return no_data(base_layout(fig, title), "fewer than two configurations")
     names = sorted(set(pairs["x"]) | set(pairs["y"]))
     n = len(names)
     z = np.full((n, n), np.nan)
+    grey = np.full((n, n), np.nan)
     text = [["" for _ in names] for _ in names]
     pos = {c: i for i, c in enumerate(names)}
     for r in pairs.itertuples(index=False):
         i, j = pos[r.x], pos[r.y]
+        if str(r.test) == "none" or not math.isfinite(r.poi):
+            grey[i, j] = grey[j, i] = 0.0
+            text[i][j] = text[j][i] = "untested"
+            continue
         star = "*" if math.isfinite(r.p_holm) and r.p_holm < alpha else ""
         z[i, j], z[j, i] = r.poi, 1 - r.poi
         text[i][j] = f"{r.poi:.2f}{star}"
@@ -136,7 +147,13 @@ def figure_poi(pairs: pd.DataFrame, alpha: float = 0.05,
     fig.add_trace(go.Heatmap(
         z=z, x=labels, y=labels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
         colorscale="RdBu", colorbar={"title": {"text": "P(row<br>better)"}},
-        hovertemplate="P(%{y} better than %{x}) = %{text}<extra></extra>"))
+        hovertemplate="P(%{y} better than %{x}) = %{text}<extra></extra>", name="tested"))
+    if np.isfinite(grey).any():
+        fig.add_trace(go.Heatmap(
+            z=grey, x=labels, y=labels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+            colorscale=[[0, UNTESTED_GREY], [1, UNTESTED_GREY]], showscale=False,
+            name="untested", hovertemplate="%{y} vs %{x}: untested (one seed on a side: "
+            "run more seeds)<extra></extra>"))
     base_layout(fig, title, height=max(300, 140 + 30 * n))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(tickangle=-30)

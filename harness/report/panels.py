@@ -198,9 +198,12 @@ def suite_sections(runs: pd.DataFrame, curves: pd.DataFrame, samples: pd.DataFra
         "and dequantization schemes); right: its share of the forward pass.", timed))
     sections.append(_single(
         "asymmetry", "Density against sampling time (MAF / IAF asymmetry)",
-        derive.speed_frame(per_arch), figure_asymmetry,
-        "Median ms per batch of log_prob (density) and of sample (sampling), per architecture "
-        "and data set; MAF needs D passes to sample and IAF D passes to evaluate a density.",
+        derive.speed_frame(per_arch, timed), figure_asymmetry,
+        "Ms per batch (first quartile of the timing blocks, mean over seeds) of log_prob "
+        "(density) and of sample (sampling), per architecture and data set; MAF needs D "
+        "passes to sample and IAF D passes to evaluate a density. The hover gives sampling ÷ "
+        "density with its 95 % bootstrap interval over the runs' recorded blocks ('not "
+        "resolved' when it straddles 1 or lies within ±5 % of it).",
         timed))
     from .compile_panel import compile_section
 

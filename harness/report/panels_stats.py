@@ -140,7 +140,8 @@ def significance_section(runs: pd.DataFrame, pairs: pd.DataFrame | None = None) 
             f"Every pair of configurations on {dataset} (test {unit}, lower is better): "
             "P(X better than Y) over seeds as rliable defines it (the Mann–Whitney U "
             "statistic over n_X · n_Y); a paired t-test over the seeds both ran, Welch's "
-            "t-test when their seeds differ, no test with one seed on a side; p-values "
+            "t-test when their seeds differ, no test with one seed on a side (such a pair "
+            "is drawn grey, untested: its P from two numbers is 0, ½ or 1); p-values "
             f"Holm-corrected over the pairs of this data set; * marks p (Holm) < {ALPHA:g}. "
             "Cohen's d: the difference over the seeds' standard deviation (paired: of the "
             "differences).")

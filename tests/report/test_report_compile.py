@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import COMPILE_S, COMPILED_SPEED
@@ -67,3 +68,42 @@ def test_no_panel_without_both_runtimes(store, compiled):
 def test_compiled_suite_page_has_the_panel(compiled_site):
     html = compiled_site.read_text()
     assert 'id="compile"' in html and "break-even batches" in html and "never" in html
+
+
+def _with_blocks(runs: pd.DataFrame, compiled_factor: dict[str, float] | None) -> pd.DataFrame:
+    """The runs with recorded blocks (16, log-normal σ 0.05) around each eager run's times:
+    a compiled run's times are the eager run's × ``compiled_factor`` of its arch (None: the
+    written runs' own factor)."""
+    import json
+
+    rng = np.random.default_rng(7)
+    eager = runs[runs["runtime"] == "eager"].set_index(["arch", "seed"])
+    tags = []
+    for r in runs.itertuples(index=False):
+        base = eager.loc[(r.arch, r.seed)]
+        factor = 1.0 if r.runtime == "eager" else (
+            COMPILED_SPEED[r.arch] if compiled_factor is None else compiled_factor[r.arch])
+        tags.append(json.dumps({key: list(base[key] * factor
+                                          * np.exp(0.05 * rng.standard_normal(16)))
+                                for key in OPERATIONS.values()}))
+    return runs.assign(**{keys.TAG_TIMING_BLOCKS: tags})
+
+
+def test_compiled_ratios_carry_a_bootstrap_interval_and_a_verdict(compiled):
+    """Blocks recorded: realnvp compiled 2× faster is resolved (interval about 0.5, below 1),
+    maf 1.25× slower is resolved slower; the same times on both sides are 'not resolved'."""
+    from harness.report.compile_panel import figure_compile
+
+    frame = compile_frame(_with_blocks(compiled, None))
+    for row in frame.itertuples(index=False):
+        arch = "realnvp" if row.architecture.lower().startswith("realnvp") else "maf"
+        truth = COMPILED_SPEED[arch]
+        assert row.ratio_lo < row.ratio < row.ratio_hi
+        assert row.ratio_lo <= truth * 1.05 and row.ratio_hi >= truth / 1.05
+        assert row.verdict == ("compiled faster" if truth < 1 else "compiled slower")
+    bars = figure_compile(frame).data
+    assert all(bar.error_y.visible and max(bar.error_y.array) > 0 for bar in bars)
+    same = compile_frame(_with_blocks(compiled, {"realnvp": 1.0, "maf": 1.0}))
+    assert (same["verdict"] == "not resolved").all()
+    assert ((same["ratio_lo"] < 1) & (same["ratio_hi"] > 1)
+            | (same["ratio_lo"] >= 0.95) & (same["ratio_hi"] <= 1.05)).all()

@@ -223,3 +223,27 @@ def test_aggregate_interval_small_cases():
     point, lo, hi = stats.aggregate_interval([[0.4, 0.6], [0.7]])
     # block 1 resamples to 0.4, 0.5 or 0.6; block 2 stays 0.7
     assert (point, lo, hi) == pytest.approx((0.6, 0.55, 0.65))
+
+
+def test_pairs_without_seeds_to_test_them_are_drawn_grey_not_certain():
+    """One seed a side (the smoke suite): P(row better) is 0 or 1 from two numbers and the
+    table says "test: none"; the heatmap leaves those cells out of its colour scale and draws
+    them grey, "untested". Pairs with seeds on both sides keep their probability."""
+    from harness.report.figures_stats import UNTESTED_GREY, figure_poi
+
+    scores = {"a": {0: 1.0, 1: 1.1, 2: 1.05}, "b": {0: 1.2, 1: 1.3, 2: 1.25}, "c": {0: 0.9}}
+    pairs = stats.pairwise(scores)
+    assert set(pairs.loc[pairs["y"] == "c", "test"]) == {"none"}
+    fig = figure_poi(pairs)
+    tested, untested = fig.data
+    names = list(tested.x)
+    a, b, c = (names.index(k) for k in "abc")
+    z, grey = np.asarray(tested.z, float), np.asarray(untested.z, float)
+    assert np.isnan(z[a, c]) and np.isnan(z[c, b])  # no colour from a certain-looking P
+    assert not np.isnan(grey[a, c]) and not np.isnan(grey[c, b]) and np.isnan(grey[a, b])
+    assert tested.text[a][c] == tested.text[c][b] == "untested"
+    assert z[a, b] == pytest.approx(1.0) and z[b, a] == pytest.approx(0.0)  # a better: tested
+    assert {cs[1] for cs in untested.colorscale} == {UNTESTED_GREY}
+    assert untested.showscale is False
+    # all tested: no grey layer at all
+    assert len(figure_poi(stats.pairwise({k: scores[k] for k in "ab"})).data) == 1
