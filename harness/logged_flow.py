@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -57,6 +58,10 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise RuntimeError(f"{path}: not a state dict (names → tensors); re-log the model "
                            "from its run (nfbench run --force)")
     return state
+
+
+warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*",
+                        category=UserWarning)  # MLflow's advice, for signature inference
 
 
 class LoggedFlow(PythonModel):

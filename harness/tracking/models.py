@@ -30,7 +30,7 @@ from .. import keys
 from .conventions import DIGEST_LEN
 
 __all__ = ["CODE", "MODEL_TYPE", "ModelRefused", "check_model_dir", "load_flow", "log_flow",
-           "model_url"]
+           "register"]
 
 CODE = Path(__file__).resolve().parents[1] / "logged_flow.py"  # the models-from-code file
 MODEL_TYPE = "normalizing-flow"
@@ -40,11 +40,6 @@ WEIGHTS_ARTIFACT, SPEC_ARTIFACT = "weights", "spec"  # as harness/logged_flow.py
 
 class ModelRefused(RuntimeError):
     """A model directory that could run code other than nfbench's on loading."""
-
-
-def model_url(ui_base: str, experiment_id: str, model_id: str) -> str:
-    """The MLflow UI page of one LoggedModel."""
-    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/models/{model_id}"
 
 
 def _requirements() -> list[str]:
@@ -116,6 +111,29 @@ def log_flow(client, run_id: str, local: Path, name: str, *, metrics: dict[str, 
     linked = _linked(client, run_id, model.model_id, metrics, step, link, ds)
     call(client.log_batch, run_id, metrics=linked, tags=[_tag(model.model_id)])
     return model.model_id
+
+
+def register(client, name: str, alias: str, model_id: str, run_id: str,
+             description: str = "") -> int:
+    """Point ``models:/name@alias`` at LoggedModel ``model_id`` (of run ``run_id``): the
+    registered model ``name`` is made when missing, the model's version is reused when it was
+    registered before (promoting twice adds no version). The version number."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description=description or None)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    # the source is the model's own location: MLflow's store resolves a models:/ source
+    # through the process's default tracking URI, not the client's
+    source = client.get_logged_model(model_id).artifact_location
+    version = next((v for v in client.search_model_versions(f"name = '{name}'")
+                    if v.source == source), None)
+    if version is None:
+        version = client.create_model_version(name, source, run_id=run_id, model_id=model_id)
+    client.set_registered_model_alias(name, alias, version.version)
+    return int(version.version)
 
 
 def _tag(model_id: str):
