@@ -29,11 +29,12 @@ from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
 from .. import keys
 from .conventions import DIGEST_LEN
 
-__all__ = ["CODE", "MODEL_TYPE", "ModelRefused", "check_model_dir", "load_flow", "log_flow",
-           "register"]
+__all__ = ["CODE", "MODEL_TYPE", "ModelRefused", "check_model_dir", "download", "load_flow",
+           "log_flow", "register"]
 
 CODE = Path(__file__).resolve().parents[1] / "logged_flow.py"  # the models-from-code file
 MODEL_TYPE = "normalizing-flow"
+CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # MLflow's loader of models-from-code
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
 WEIGHTS_ARTIFACT, SPEC_ARTIFACT = "weights", "spec"  # as harness/logged_flow.py names them
 
@@ -165,9 +166,13 @@ def check_model_dir(root: Path) -> None:
     flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get(
         "python_function", {})
     code = flavor.get("model_code_path")
-    if not code or flavor.get("loader_module") != "mlflow.pyfunc.model":
-        raise ModelRefused(f"{root}/MLmodel: not a models-from-code pyfunc model (no "
-                           "model_code_path): not an nfbench flow; re-log it from its run")
+    if not code or flavor.get("loader_module") != CODE_LOADER or "python_model" in flavor:
+        raise ModelRefused(f"{root}/MLmodel: not a models-from-code pyfunc model (loader "
+                           f"{flavor.get('loader_module')!r}): not an nfbench flow; re-log it "
+                           "from its run")
+    if flavor.get("code") or (root / "code").exists():
+        raise ModelRefused(f"{root}: it ships code paths (code/), which loading would put "
+                           "first on sys.path; an nfbench flow has none: re-log it from its run")
     shipped = root / Path(code).name
     if not shipped.is_file() or _code_digest(shipped) != _code_digest(CODE):
         raise ModelRefused(f"{root}: its code {Path(code).name} is not this nfbench's "
@@ -175,14 +180,41 @@ def check_model_dir(root: Path) -> None:
                            "re-log it from its run")
 
 
+def _location(client, uri: str) -> str:
+    """Where the model of ``models:/<model id>``, ``models:/NAME@ALIAS`` or
+    ``models:/NAME/VERSION`` lies (through ``client``, not the process's default store)."""
+    ref = uri.removeprefix("models:/").strip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_by_alias(name, alias).source
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        return client.get_model_version(name, version).source
+    return client.get_logged_model(ref).artifact_location
+
+
+def download(uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
+    """A local copy of the model at ``models:/…`` ``uri`` of the store ``tracking_uri``, in
+    ``dst``; nothing in it is run."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.tracking import MlflowClient
+
+    from .store import resolve_uri
+
+    store = resolve_uri(tracking_uri)
+    location = _location(MlflowClient(store, registry_uri=store), uri)
+    dst.mkdir(parents=True, exist_ok=True)
+    repo = get_artifact_repository(location, tracking_uri=store)
+    return Path(repo.download_artifacts("", str(dst)))
+
+
 def load_flow(uri: str, tracking_uri: str | None = None):
-    """``mlflow.pyfunc.load_model(uri)`` after :func:`check_model_dir` on a local copy; the
-    :class:`harness.logged_flow.LoggedFlow` (``log_prob``, ``sample``) it holds."""
-    import mlflow.artifacts
+    """The :class:`harness.logged_flow.LoggedFlow` (``log_prob``, ``sample``) at ``uri`` (a
+    ``models:/`` URI of the store ``tracking_uri``, or a local model directory), loaded with
+    ``mlflow.pyfunc.load_model`` after :func:`check_model_dir` on a local copy."""
     import mlflow.pyfunc
 
-    dst = Path(tempfile.mkdtemp(prefix="nfbench-model-"))
-    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(dst),
-                                                     tracking_uri=tracking_uri))
+    local = download(uri, Path(tempfile.mkdtemp(prefix="nfbench-model-")), tracking_uri) \
+        if uri.startswith("models:/") else Path(uri)
     check_model_dir(local)
     return mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
