@@ -141,8 +141,8 @@ ART_SAMPLES = "samples.png"  # density and samples (2-D), or a grid of samples (
 ART_TIMING = "timing.json"  # every measurement: block times, estimator, attempts, machine load
 
 # ── the trained flow as an MLflow LoggedModel (harness.job.export, harness.tracking.models) ──
-MODEL_WEIGHTS = "weights.pt"  # the flow's state dict (tensors only; loaded weights-only)
-MODEL_SPEC = "flow.json"  # what rebuilds the flow: architecture, shapes, job config
+ART_MODEL_WEIGHTS = "weights.pt"  # in a logged flow: its state dict (tensors; loaded weights-only)
+ART_MODEL_SPEC = "flow.json"  # in a logged flow: what rebuilds it (architecture, shapes, config)
 MODEL_LINKED = (EVAL_BPD, EVAL_NLL, PERF_SAMPLE_THROUGHPUT)  # metrics linked to the model
 TAG_MODEL = "nfbench.model"  # on a run: the id of the LoggedModel of its best weights
 

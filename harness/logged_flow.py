@@ -50,7 +50,7 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         lines = [ln for ln in str(err).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
         why = (lines or ["it holds more than weights"])[0].strip()[:300]
         raise RuntimeError(f"{path}: refused to load these weights: {why}. A logged flow's "
-                           f"{keys.MODEL_WEIGHTS} may hold only a state dict of tensors; "
+                           f"{keys.ART_MODEL_WEIGHTS} may hold only a state dict of tensors; "
                            "re-log the model from its run (nfbench run --force)") from None
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):

@@ -193,7 +193,7 @@ def test_pickles_in_a_model_are_refused_and_never_run(lm, tmp_path):
     marker = tmp_path / "ran"
     # 1. a pickled program in place of the weights: refused by the weights-only load
     root = _local_copy(uri, model_id, tmp_path / "a")
-    (weights,) = root.rglob(keys.MODEL_WEIGHTS)
+    (weights,) = root.rglob(keys.ART_MODEL_WEIGHTS)
     weights.write_bytes(pickle.dumps(_Payload(marker)))
     with pytest.raises(RuntimeError, match=r"refused to load these weights.*re-log"):
         mlflow.pyfunc.load_model(str(root))

@@ -59,9 +59,9 @@ def log_flow(tracker: Tracker, cfg: JobConfig, flow, deq, ds, metrics: dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         state = {k: v.detach().cpu().contiguous() for k, v in flow.state_dict().items()}
-        torch.save(state, root / keys.MODEL_WEIGHTS)
+        torch.save(state, root / keys.ART_MODEL_WEIGHTS)
         spec = flow_spec(cfg, flow, deq, ds)
-        (root / keys.MODEL_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True))
+        (root / keys.ART_MODEL_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True))
         return tracker.log_model(root, model_name(cfg), metrics=linked, step=step,
                                  link=keys.MODEL_LINKED, dataset=(ds.name, ds.fingerprint),
                                  tags=tags)

@@ -104,8 +104,8 @@ def log_flow(client, run_id: str, local: Path, name: str, *, metrics: dict[str, 
             mlflow.pyfunc.save_model(
                 path, python_model=str(CODE), mlflow_model=meta,
                 pip_requirements=_requirements(),
-                artifacts={WEIGHTS_ARTIFACT: str(local / keys.MODEL_WEIGHTS),
-                           SPEC_ARTIFACT: str(local / keys.MODEL_SPEC)})
+                artifacts={WEIGHTS_ARTIFACT: str(local / keys.ART_MODEL_WEIGHTS),
+                           SPEC_ARTIFACT: str(local / keys.ART_MODEL_SPEC)})
         call(client.log_model_artifacts, model.model_id, str(path))
     call(client.finalize_logged_model, model.model_id, LoggedModelStatus.READY)
     call(client.log_outputs, run_id, [LoggedModelOutput(model.model_id, step=int(step))])
