@@ -42,8 +42,7 @@ def flow_spec(cfg: JobConfig, flow, deq, ds) -> dict[str, Any]:
         "layout": cfg.data.layout,
         "space": {"data": ds.name, "kind": ds.kind, "levels": ds.levels,
                   "dequantization": cfg.dequant.scheme, "dims": deq.dims,
-                  "logit_alpha": getattr(deq, "logit_alpha", None),
-                  "shift": getattr(deq, "shift", 0.0)},
+                  "logit_alpha": deq.logit_alpha, "shift": deq.shift},
         "config": cfg.as_dict(),
         "params": sum(p.numel() for p in flow.parameters()),
     }

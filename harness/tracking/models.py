@@ -194,14 +194,14 @@ def _location(client, uri: str) -> str:
 
 
 def download(uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
-    """A local copy of the model at ``models:/…`` ``uri`` of the store ``tracking_uri``, in
-    ``dst``; nothing in it is run."""
+    """A local copy of the model at ``models:/…`` ``uri`` of the store ``tracking_uri`` (None:
+    MLflow's current one, as ``mlflow.pyfunc.load_model`` would use), in ``dst``; nothing in
+    it is run."""
+    import mlflow
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.tracking import MlflowClient
 
-    from .store import resolve_uri
-
-    store = resolve_uri(tracking_uri)
+    store = tracking_uri or mlflow.get_tracking_uri()
     location = _location(MlflowClient(store, registry_uri=store), uri)
     dst.mkdir(parents=True, exist_ok=True)
     repo = get_artifact_repository(location, tracking_uri=store)
