@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from .. import keys
 from .conventions import DIGEST_LEN
 
 __all__ = ["CODE", "MODEL_TYPE", "ModelRefused", "check_model_dir", "download", "load_flow",
-           "log_flow", "register"]
+           "log_flow", "register", "warm_up"]
 
 CODE = Path(__file__).resolve().parents[1] / "logged_flow.py"  # the models-from-code file
 MODEL_TYPE = "normalizing-flow"
@@ -54,6 +55,22 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:  # pragma: no cover - every worker has them
             out.append(name)
     return out
+
+
+def warm_up() -> threading.Thread:
+    """Start building, in a background thread, what logging a model needs once per process:
+    MLflow checks a model's pinned requirements against the installed packages through a map
+    of every installed distribution, built on first use (2 s, more on a busy machine). A
+    worker calls this when it starts, so that its first job does not wait for it."""
+
+    def build() -> None:
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+        warn_dependency_requirement_mismatches(_requirements())
+
+    thread = threading.Thread(target=build, name="nfbench-model-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _linked(client, run_id: str, model_id: str, metrics: dict[str, float], step: int,
