@@ -9,8 +9,10 @@ A job whose runtime is not eager trains and is timed through a compiled view of 
 (:func:`harness.flows.compiled_view`, sharing the flow's parameters: the optimizer and the
 checkpoints hold the flow's own state); the test-split evaluation and the diagnostics run the
 same weights eagerly. The timing phase compiles before it times (``perf/compile_s``) and checks
-the view against eager on the timing batch first; a mismatch fails the job. Everything is
-written through a :class:`~harness.job.tracker.Tracker`.
+the view against eager on the timing batch first; a mismatch fails the job. The job's last
+phase (timing; training when timing is off) then hands the best weights to the tracker as a
+model of the run (:mod:`.export`; MLflow: a LoggedModel), with ``keys.MODEL_LINKED`` linked to
+it. Everything is written through a :class:`~harness.job.tracker.Tracker`.
 """
 
 from __future__ import annotations
