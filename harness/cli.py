@@ -329,8 +329,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_promote(args) -> int:
+    import re
+
     from .report.promote import promote
 
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}", args.name):
+        raise UsageError(f"--name: {args.name[:200]!r} is not a registered model name nfbench "
+                         "makes; use letters, digits, '_', '.' and '-' (default: the suite's "
+                         "name)")
     uri = refusals.tracking_uri(args, must_exist=True)
     promote(args.suite, uri, name=args.name)
     return 0

@@ -146,6 +146,8 @@ def test_search_logged_models_promote_and_the_report_agree(lm, capsys, tmp_path)
     assert table[table["run_id"] == version.run_id]["config"].item() == report_best
     assert main(["promote", "lm", "--tracking-uri", uri]) == 0  # again: the same version
     assert MlflowClient(uri).get_model_version_by_alias("lm", alias).version == version.version
+    assert main(["promote", "lm", "--tracking-uri", uri, "--name", "it's"]) == 2
+    assert "--name: \"it's\" is not a registered model name" in capsys.readouterr().err
     code = textwrap.dedent(f"""
         import json, sys, mlflow
         flow = mlflow.pyfunc.load_model("models:/lm@{alias}").unwrap_python_model()
