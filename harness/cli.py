@@ -1,4 +1,4 @@
-"""The ``nfbench`` command: run, plan, report, status, compare, submit, list.
+"""The ``nfbench`` command: run, plan, report, status, compare, promote, submit, list.
 
 Bad input (a malformed suite, an unknown name or option, a suite over the job limit, an
 impossible resource request, an unusable tracking URI, a bad flag, a flow that fails its
@@ -408,6 +408,20 @@ def cmd_compare(args) -> int:
     return 1 if result.worse else 0
 
 
+def cmd_promote(args) -> int:
+    import re
+
+    from .report.promote import promote
+
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}", args.name):
+        raise UsageError(f"--name: {args.name[:200]!r} is not a registered model name nfbench "
+                         "makes; use letters, digits, '_', '.' and '-' (default: the suite's "
+                         "name)")
+    uri = refusals.tracking_uri(args, must_exist=True)
+    promote(args.suite, uri, name=args.name)
+    return 0
+
+
 def cmd_list(args) -> int:
     from . import data, flows
 
@@ -561,6 +575,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--missing-is-worse", action="store_true",
                    help="a configuration of A missing from B counts as worse")
     c.set_defaults(fn=cmd_compare)
+
+    pm = sub.add_parser("promote", help="register each data set's best flow of a suite under "
+                                        "the alias best-<data set> (the report's choice)")
+    pm.add_argument("suite", help="the suite (its MLflow experiment)")
+    pm.add_argument("--name", default=None,
+                    help="the registered model's name (default: the suite's name)")
+    tracking(pm)
+    pm.set_defaults(fn=cmd_promote)
 
     s = sub.add_parser("submit", help="send a suite to a Ray cluster as a Ray job")
     s.add_argument("suite")

@@ -150,6 +150,12 @@ ART_DIAGNOSTICS = "diagnostics.json"  # why training stopped, best step, final m
 ART_SAMPLES = "samples.png"  # density and samples (2-D), or a grid of samples (images)
 ART_TIMING = "timing.json"  # every measurement: block times, estimator, attempts, machine load
 
+# ── the trained flow as an MLflow LoggedModel (harness.job.export, harness.tracking.models) ──
+ART_MODEL_WEIGHTS = "weights.pt"  # in a logged flow: its state dict (tensors; loaded weights-only)
+ART_MODEL_SPEC = "flow.json"  # in a logged flow: what rebuilds it (architecture, shapes, config)
+MODEL_LINKED = (EVAL_BPD, EVAL_NLL, PERF_SAMPLE_THROUGHPUT)  # metrics linked to the model
+TAG_MODEL = "nfbench.model"  # on a run: the id of the LoggedModel of its best weights
+
 # ── flow-layer diagnostics (harness.flows: Flow.stability() of the last transform) ────
 STAB_LAYER_LOGDET_ABSMAX = "stab/layer_logdet_absmax"  # max over layers of |per-layer log-det|
 STAB_SCALE_ABSMAX = "stab/scale_absmax"  # largest |log-scale| of a bounded affine scale

@@ -4,7 +4,8 @@ server and store:
 
 * MLflow's UI (MLflow 3.17) as a new user sees it in headless Chromium: the link nfbench
   prints opens the experiment on its runs table, the Dataset column shows each run's data
-  set and digest, and a run's system-metrics chart has points;
+  set and digest, a run's system-metrics chart has points, and the experiment's Models tab
+  lists one LoggedModel per run with its metrics;
 * `nfbench report` reads the suite back through the server and straight from the database;
 * `nfbench status` reads it through the server.
 
@@ -161,6 +162,31 @@ def test_a_runs_system_metrics_chart_has_points(smoke_store, ui, browser):
     assert points == len(history), (points, len(history))
     assert re.search(r"System metrics\s*\(\d+\)", page.inner_text("body"))
     page.close()
+
+
+def test_the_models_tab_lists_one_model_per_run(smoke_store, ui, browser):
+    """Every run's flow is a LoggedModel (logged by the Ray workers through the server), shown
+    in the experiment's Models tab with its metric columns; search_logged_models ranks them as
+    ``nfbench promote`` does."""
+    uri, exp_id, runs, _ = smoke_store
+    client = MlflowClient(uri)
+    models = {m.model_id: m for m in client.search_logged_models([exp_id])}
+    assert sorted(models) == sorted(r.data.tags[keys.TAG_MODEL] for r in runs)
+    page = browser.new_page()
+    page.set_viewport_size({"width": 3200, "height": 1000})  # every column rendered
+    page.goto(f"{ui}/#/experiments/{exp_id}/models?{mc.UI_MODE}", wait_until="load")
+    for m in models.values():
+        page.get_by_text(m.name, exact=True).first.wait_for(timeout=60_000)
+    assert page.get_by_role("row").filter(has_text="Ready").count() == SMOKE_RUNS
+    for metric in (keys.EVAL_BPD, keys.EVAL_NLL, keys.PERF_SAMPLE_THROUGHPUT):
+        assert page.get_by_role("columnheader", name=metric, exact=True).count() >= 1, metric
+    page.close()
+    best = client.search_logged_models(
+        [exp_id], filter_string=f"tags.`{keys.TAG_DATASET}` = 'digits'", max_results=1,
+        order_by=[{"field_name": f"metrics.{keys.EVAL_BPD}", "ascending": True}])[0]
+    assert main(["promote", "smoke", "--tracking-uri", uri]) == 0
+    alias = client.get_model_version_by_alias("smoke", "best-digits-flatten-true")
+    assert alias.run_id == best.source_run_id
 
 
 def test_report_and_status_read_the_suite_back(smoke_store, store_uri, capsys):

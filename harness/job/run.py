@@ -9,8 +9,10 @@ A job whose runtime is not eager trains and is timed through a compiled view of 
 (:func:`harness.flows.compiled_view`, sharing the flow's parameters: the optimizer and the
 checkpoints hold the flow's own state); the test-split evaluation and the diagnostics run the
 same weights eagerly. The timing phase compiles before it times (``perf/compile_s``) and checks
-the view against eager on the timing batch first; a mismatch fails the job. Everything is
-written through a :class:`~harness.job.tracker.Tracker`.
+the view against eager on the timing batch first; a mismatch fails the job. The job's last
+phase (timing; training when timing is off) then hands the best weights to the tracker as a
+model of the run (:mod:`.export`; MLflow: a LoggedModel), with ``keys.MODEL_LINKED`` linked to
+it. Everything is written through a :class:`~harness.job.tracker.Tracker`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .artifacts import picture_of, write_reference_artifacts, write_training_art
 from .components import build, contexts, fetch_state, load_data, on_device, rows, test_inputs
 from .environment import environment_tags, seed_all
 from .evaluate import evaluate, training_metrics
+from .export import log_flow
 from .reference import closed_form, fit_reference, time_reference
 from .tracker import Tracker
 from .train import train
@@ -72,6 +75,17 @@ def _job_tags(cfg: JobConfig, device: torch.device) -> dict[str, Any]:
     if flows.entry(cfg.arch.name).meta.get("reference"):  # a baseline row, for the report
         tags[keys.TAG_REFERENCE] = keys.REFERENCE_YES
     return tags
+
+
+def _log_model(tracker: Tracker, cfg: JobConfig, flow, deq, ds, final: dict[str, Any]) -> None:
+    """The job's last phase: its flow (the best weights, loaded) as a model of the run; the
+    metrics linked to the model are written with it, so they leave the final batch."""
+    tags = {keys.TAG_ARCH: cfg.arch.name, keys.TAG_DATASET: cfg.data.name,
+            keys.TAG_DEQUANT: cfg.dequant.scheme, keys.TAG_SEED: cfg.seed,
+            keys.TAG_RUNTIME: cfg.runtime.label}
+    if log_flow(tracker, cfg, flow, deq, ds, final["metrics"], final.get("step", 0), tags):
+        final["metrics"] = {k: v for k, v in final["metrics"].items()
+                            if k not in keys.MODEL_LINKED}
 
 
 def compiler_for(cfg: JobConfig):
@@ -140,6 +154,8 @@ def run_training(config: JobConfig | dict[str, Any], tracker: Tracker, device: t
     tags[keys.TAG_STOPPED_BY] = outcome.stopped_by
     final = {"params": params, "metrics": finite, "tags": {**tags, PHASE_TAG: "trained"},
              "step": outcome.steps, "points": outcome.pending}
+    if status == keys.STATUS_FINISHED and not cfg.timing.enabled:  # the job ends here
+        _log_model(tracker, cfg, flow, deq, ds, final)
     return _finish(tracker, final, status, metrics, t0, defer_record)
 
 
@@ -168,7 +184,8 @@ def run_timing(config: JobConfig | dict[str, Any], tracker: Tracker, device: tor
                        context=rows(ctx["test"], t.batch_size, device),
                        compiled=compiler_for(cfg))
     tracker.log_json(timing.detail, keys.ART_TIMING)  # every measurement's blocks and load
-    final = {"tags": {**timing.info, PHASE_TAG: "timed"}, "metrics": timing.metrics}
+    final = {"tags": {**timing.info, PHASE_TAG: "timed"}, "metrics": dict(timing.metrics)}
+    _log_model(tracker, cfg, flow, deq, ds, final)
     return _finish(tracker, final, keys.STATUS_FINISHED, timing.metrics, t0, defer_record)
 
 

@@ -6,6 +6,7 @@ it (:class:`harness.tracking.MlflowTracker`) and the scheduler hands one to each
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +49,13 @@ class Tracker(Protocol):
         """The data set the job trains on: registry name, fingerprint, options, split sizes
         (MLflow: a dataset input)."""
 
+    def log_model(self, local: Path, name: str, metrics: dict[str, float], step: int,
+                  link: Sequence[str], dataset: tuple[str, str],
+                  tags: dict[str, Any]) -> str | None:
+        """The trained flow in ``local`` (``weights.pt``, ``flow.json``) as a model of the run
+        (MLflow: a LoggedModel); ``metrics`` written linked to it, ``link`` (metrics the run
+        has already) linked too, with ``dataset`` (name, fingerprint); the model's id."""
+
 
 class NullTracker:
     """A tracker that keeps nothing: a job run in memory (a tuning trial, whose results go to
@@ -78,4 +86,9 @@ class NullTracker:
 
     def log_dataset(self, name: str, fingerprint: str, options: dict[str, Any],
                     splits: dict[str, Any]) -> None:
+        return None
+
+    def log_model(self, local: Path, name: str, metrics: dict[str, float], step: int,
+                  link: Sequence[str], dataset: tuple[str, str],
+                  tags: dict[str, Any]) -> str | None:
         return None

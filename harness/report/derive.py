@@ -76,8 +76,9 @@ def leaderboard_frame(agg: pd.DataFrame) -> pd.DataFrame:
     """
     cols = [*_ID, "n_runs", "n_ok", "seeds", "score", "score std", keys.EVAL_BPD_IW,
             keys.EVAL_NLL_GAP, keys.PERF_SAMPLE_THROUGHPUT, keys.PERF_DENSITY_MS,
-            keys.PERF_TRAIN_STEP_MS, "flow.params", "standard_data", "url"]
+            keys.PERF_TRAIN_STEP_MS, "flow.params", "standard_data", "url", "model_url"]
     board = _cols(agg, cols)
+    board["model_url"] = board["model_url"].fillna("")
     pub_value, pub_model, pub_all, pub_source = [], [], [], []
     names = board["dataset_name"] if "dataset_name" in board else board["dataset"]
     standard = board["standard_data"] if "standard_data" in board else [True] * len(board)

@@ -30,7 +30,7 @@ def _leaderboard_table(board: pd.DataFrame) -> str:
     extra = [c for c in (keys.EVAL_BPD_IW, keys.EVAL_NLL_GAP) if board[c].notna().any()]
     cols = ["#", "configuration", f"{unit} mean [95 % CI]", "against the best",
             "seeds (finished / runs)", *extra,
-            "samples / s", "density ms", "parameters", "published", "run"]
+            "samples / s", "density ms", "parameters", "published", "run", "model"]
     rows, classes = [], []
     for d in board.to_dict("records"):
         rows.append([
@@ -41,10 +41,11 @@ def _leaderboard_table(board: pd.DataFrame) -> str:
             *[fmt(d[c]) for c in extra],
             fmt(d[keys.PERF_SAMPLE_THROUGHPUT]), fmt(d[keys.PERF_DENSITY_MS]),
             fmt(d["flow.params"]), d["published_all"] or "—", Link(d["url"], "MLflow"),
+            Link(d["model_url"], "model") if d.get("model_url") else "—",
         ])
         classes.append("ref" if d["reference"] else "")
     numeric = [True, False, True, False, False, *[True] * len(extra), True, True, True, False,
-               False]
+               False, False]
     return table(cols, rows, numeric=numeric, row_classes=classes)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "aggregate",
     "config_label",
     "dataset_label",
+    "model_url",
     "pareto_mask",
     "prepare",
     "provenance",
@@ -59,6 +60,13 @@ _MLFLOW_STATUS = {
 def run_url(ui_base: str, experiment_id: str, run_id: str) -> str:
     """The MLflow UI page of one run."""
     return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_url(ui_base: str, experiment_id: str, model_id: object) -> str:
+    """The MLflow UI page of a run's LoggedModel (its flow), or "" for a run without one."""
+    if not isinstance(model_id, str) or not model_id:
+        return ""
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/models/{model_id}"
 
 
 def config_label(arch_label: str, dequant: str | float | None) -> str:
@@ -114,7 +122,8 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     (continuous | discrete, per data set), ``score_key`` / ``score`` / ``unit`` (the data set's
     quality metric), ``ok`` (status finished with a finite score), ``reference`` (a baseline row:
     the run's ``nfbench.reference`` tag, which the job sets from the model's registry entry) and
-    ``url`` (the run's MLflow page).
+    ``url`` (the run's MLflow page) and ``model_url`` (its flow's LoggedModel page, "" when
+    it has none).
     """
     check_ui_base(ui_base)
     df = runs.copy()
@@ -160,6 +169,7 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     df["reference"] = (_column(df, keys.TAG_REFERENCE) == keys.REFERENCE_YES).to_numpy(bool)
     exp = _column(df, "experiment_id").astype(str)
     df["url"] = [run_url(ui_base, e, r) for e, r in zip(exp, df["run_id"])]
+    df["model_url"] = [model_url(ui_base, e, m) for e, m in zip(exp, _column(df, keys.TAG_MODEL))]
     return df
 
 
@@ -170,7 +180,9 @@ def aggregate(df: pd.DataFrame, metrics: Iterable[str], by: Sequence[str] = GROU
     """One row per configuration: ``by`` columns, then ``arch arch_label dequant kind unit
     reference``, ``n_runs`` (all statuses), ``n_ok``, ``seeds`` (of finished runs, "0,1,2"),
     ``m`` (mean over finished runs) and ``m std`` (sample std, ddof 1) for each metric ``m``,
-    and ``url``: the finished run whose score is nearest the median (the one a point links to).
+    ``url``: the finished run whose score is nearest the median (the one a point links to),
+    and ``model_url``: the flow of the finished run with the lowest score that has one (the one
+    ``nfbench promote`` registers when the configuration is the best), "" when none has.
 
     ``by = ("dataset", "arch_label")`` pools the dequantization schemes of an architecture
     (for timings, which do not depend on them); ``config`` is then the architecture label.
@@ -200,6 +212,10 @@ def aggregate(df: pd.DataFrame, metrics: Iterable[str], by: Sequence[str] = GROU
     rep = ok.assign(_d=dist).sort_values("_d", kind="stable").groupby(list(by)).first()["url"]
     fallback = groups["url"].first()
     out["url"] = rep.reindex(out.index).fillna(fallback)
+    if "model_url" in ok:
+        with_model = ok[ok["model_url"].astype(bool)].sort_values("score", kind="stable")
+        best = with_model.groupby(list(by))["model_url"].first()
+        out["model_url"] = best.reindex(out.index).fillna("")
     out = out.reset_index()
     if "config" not in out:  # grouped by architecture label: every scheme together
         out["config"] = out["arch_label"]

@@ -66,6 +66,7 @@ class PhaseRunner:
 
         self.device = pick_device(device)
         self.threads = threads
+        self.warm = False  # whether what logging a flow needs is built (or being built)
 
     def run(self, p: Payload) -> dict[str, Any]:
         """Run one phase into MLflow run ``p.run_id``; a dict the driver settles."""
@@ -74,6 +75,11 @@ class PhaseRunner:
         from ..tracking.system_metrics import SystemMetrics
 
         t0 = time.perf_counter()
+        if p.phase == "train" and not self.warm:  # never beside a timing phase's measurements
+            from ..tracking.models import warm_up
+
+            warm_up()  # built while the first job trains, not when its flow is logged
+            self.warm = True
         tracker = MlflowTracker(p.uri, p.run_id, artifact_uri=p.artifact_uri)
         monitor = SystemMetrics(p.uri, p.run_id, p.system_metrics if p.phase == "train"
                                 else None, resume=p.resumed, defer_last=True)

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,21 @@ class MlflowTracker:
             return None
         dst.mkdir(parents=True, exist_ok=True)
         return Path(self._retry(self.artifacts.download_artifacts, artifact, str(dst)))
+
+    def log_model(self, local: Path, name: str, metrics: dict[str, float], step: int,
+                  link: Sequence[str], dataset: tuple[str, str],
+                  tags: dict[str, Any]) -> str | None:
+        """The flow in ``local`` as a LoggedModel of this run, with its metrics linked (see
+        :func:`harness.tracking.models.log_flow`); the buffered points are sent first."""
+        from .models import log_flow
+
+        self.flush()
+        t0 = time.perf_counter()
+        try:
+            return log_flow(self.client, self.run_id, local, name, metrics=metrics, step=step,
+                            link=link, dataset=dataset, tags=tags, call=self._call)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _call(self, fn, *args, **kwargs):
+        return retrying(fn, *args, retries=self.retries, **kwargs)
