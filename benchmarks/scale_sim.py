@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 SUITE = """\
 name: {name}
 matrix:
-  architectures: [{{name: realnvp, layers: 2, hidden: 8}}]
+  architectures: [{archs}]
   datasets: [moons]
   dequantization: [none]
   seeds: [{seeds}]
@@ -81,11 +81,10 @@ def driver(args) -> None:
     """Run the suite once as one driver; stats go to ``args.stats`` every second and at the
     end (a killed driver leaves its last ones)."""
     calls = _count_client_calls()
-    from harness.schedule.costs import CostModel
-    from harness.schedule.sim_backend import Faults, SimBackend, SimNode
-
     from harness.cli import load_jobs
     from harness.schedule import run_jobs
+    from harness.schedule.costs import CostModel
+    from harness.schedule.sim_backend import Faults, SimBackend, SimNode
     from harness.tracking import index as index_module
 
     index_ops = {"n": 0}
@@ -220,8 +219,15 @@ def _wait_for(pred, proc: subprocess.Popen, what: str, limit_s: float = 7200) ->
 
 
 def _suite_file(work: Path, name: str, n: int) -> Path:
+    """A suite of ``n`` jobs: up to 1,000 seeds of each of ``n / 1,000`` architectures (a
+    suite file is at most 256 KB)."""
+    archs = max(1, n // 1000)
+    if n % archs:
+        raise SystemExit(f"--sizes: {n} is not a multiple of {archs} (use round sizes)")
+    items = ", ".join(f"{{name: realnvp, layers: 2, hidden: {8 + i}}}" for i in range(archs))
     path = work / f"{name}.yaml"
-    path.write_text(SUITE.format(name=name, seeds=", ".join(map(str, range(n)))))
+    path.write_text(SUITE.format(name=name, archs=items,
+                                 seeds=", ".join(map(str, range(n // archs)))))
     return path
 
 
