@@ -122,13 +122,23 @@ def _submit(slurm, tmp_path: Path, suite: Path, store: Path) -> str:
                         str(SCRIPT), str(suite), "--no-report", cwd=tmp_path, env=_env(store))
 
 
-def _runs(store: Path, suite: str) -> list:
+def _server(out: Path) -> str | None:
+    """The URI of the MLflow server the job's script started (from its output), or None."""
+    text = out.read_text() if out.is_file() else ""
+    found = re.search(r"^nfbench: MLflow server on \S+ at (http://\S+)", text, re.MULTILINE)
+    return found[1] if found else None
+
+
+def _runs(uri: str | None, suite: str) -> list:
     from mlflow.tracking import MlflowClient
 
-    if not (store / "mlflow.db").is_file():
+    if uri is None:
         return []
-    client = MlflowClient(f"sqlite:///{store}/mlflow.db")  # the server's store, read here
-    exp = client.get_experiment_by_name(suite)
+    client = MlflowClient(uri)
+    try:
+        exp = client.get_experiment_by_name(suite)
+    except Exception:  # noqa: BLE001 (the server is still starting)
+        return []
     return [] if exp is None else client.search_runs([exp.experiment_id])
 
 
@@ -156,10 +166,11 @@ def _assert_nothing_left(job_id: str) -> None:
 
 
 def _once_each(store: Path, path: Path) -> list:
+    """Each job key of the suite has exactly one run in the store, finished."""
     from harness.cli import load_jobs
 
-    _suite_obj, jobs = load_jobs(str(path), quiet=True)
-    runs = _runs(store, _suite_obj.name)
+    suite, jobs = load_jobs(str(path), quiet=True)
+    runs = _runs(f"sqlite:///{store}/mlflow.db", suite.name)  # the server's store, read here
     by_key: dict[str, list] = {}
     for r in runs:
         by_key.setdefault(r.data.tags[keys.TAG_KEY], []).append(r)
@@ -189,21 +200,22 @@ def test_sbatch_runs_a_suite_across_both_nodes(slurm, tmp_path):
 
 @pytest.mark.slow
 def test_a_node_lost_mid_suite_then_resubmitted_leaves_every_job_once(slurm, tmp_path):
-    path = _suite(tmp_path, "lost", 400, [0, 1, 2])
+    path = _suite(tmp_path, "lost", 300, [0, 1, 2])
     store = tmp_path / "store"
     first = _submit(slurm, tmp_path, path, store)
-    deadline = time.monotonic() + 300
+    log1 = tmp_path / f"out-{first}.txt"
+    deadline = time.monotonic() + 480
     while time.monotonic() < deadline:  # a job finished, and one runs on n2
-        runs = _runs(store, "lost")
+        runs = _runs(_server(log1), "lost")
         tags = [r.data.tags for r in runs]
         if (any(t.get(keys.TAG_STATUS) == keys.STATUS_FINISHED for t in tags)
                 and any(t.get(keys.TAG_SLURM_NODE) == "n2"
                         and t.get(keys.TAG_STATUS) == keys.STATUS_RUNNING for t in tags)):
             break
-        assert slurm.job_state(first) is not None, (tmp_path / f"out-{first}.txt").read_text()
-        time.sleep(0.5)
+        assert slurm.job_state(first) is not None, log1.read_text()[-4000:]
+        time.sleep(1.0)
     else:
-        raise AssertionError((tmp_path / f"out-{first}.txt").read_text()[-4000:])
+        raise AssertionError(log1.read_text()[-4000:])
     slurm.kill_node("n2")  # the node dies: its slurmd, its raylet and every process on it
     for pid in _job_processes(first, "n2"):
         try:
@@ -211,7 +223,7 @@ def test_a_node_lost_mid_suite_then_resubmitted_leaves_every_job_once(slurm, tmp
         except ProcessLookupError:
             pass
     slurm.wait_job(first, 600)  # Slurm marks n2 down and ends the job, or the suite ends
-    out1 = (tmp_path / f"out-{first}.txt").read_text()
+    out1 = log1.read_text()
     _assert_nothing_left(first)
 
     slurm.start_node("n2")  # the node is back; the same script, submitted again
