@@ -58,6 +58,17 @@ def test_the_allocation_becomes_rays_resources():
     assert len(opened) == len(set(opened)) == 13
 
 
+def test_a_run_records_the_slurm_node_it_ran_on(monkeypatch):
+    import torch
+
+    from harness.job import environment_tags
+
+    monkeypatch.delenv("SLURMD_NODENAME", raising=False)
+    assert keys.TAG_SLURM_NODE not in environment_tags(torch.device("cpu"))
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu-017")
+    assert environment_tags(torch.device("cpu"))[keys.TAG_SLURM_NODE] == "gpu-017"
+
+
 def _suite(tmp_path: Path, name: str, steps: int, seeds: list[int], cpus: int = 1) -> Path:
     """suites/smoke.yaml made small: eager only, ``steps`` steps, the given seeds."""
     suite = yaml.safe_load((ROOT / "suites" / "smoke.yaml").read_text())
@@ -187,8 +198,17 @@ def test_sbatch_runs_a_suite_across_both_nodes(slurm, tmp_path):
     store = tmp_path / "store"
     t0 = time.monotonic()
     job = _submit(slurm, tmp_path, path, store)
+    # beside it, a submission with a flag the script sets itself: refused, nothing started
+    bad = slurm.sbatch("--nodes=2", "--cpus-per-task=1", f"--output={tmp_path}/bad-%j.txt",
+                       str(SCRIPT), str(path), "--num-cpus", "2", cwd=tmp_path,
+                       env=_env(tmp_path / "unused"))
     slurm.wait_job(job, 600)
     took = time.monotonic() - t0
+    slurm.wait_job(bad, 60)
+    refused = (tmp_path / f"bad-{bad}.txt").read_text()
+    assert "error: --num-cpus: scripts/slurm/nfbench.sbatch sets it" in refused, refused
+    assert "nfbench: " not in refused and not (tmp_path / "unused").exists(), refused
+    _assert_nothing_left(bad)
     out = (tmp_path / f"out-{job}.txt").read_text()
     assert "suite slurm: 4 finished, 0 diverged, 0 failed, 0 skipped" in out, out[-4000:]
     assert "nfbench: the driver exited with status 0" in out
