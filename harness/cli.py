@@ -164,8 +164,11 @@ def _arch_place(path: str, suite, root):
 
 # ── commands ────────────────────────────────────────────────────────────────────────────
 def cmd_plan(args) -> int:
+    cluster = _forecast_cluster(args)  # the flags first: bad ones are refused before anything
     suite, jobs = load_jobs(args.suite, check_flows=not args.no_preflight,
                             max_jobs=args.max_jobs)
+    if cluster is not None:
+        return _forecast(args, suite, jobs, cluster)
     res = suite.resources
     out = [f"suite {suite.name}: {len(jobs)} jobs, each {res.cpus:g} CPU"
            + (f" + {res.gpus:g} GPU" if res.gpus else "")]
@@ -181,6 +184,83 @@ def cmd_plan(args) -> int:
     sys.stdout.write("\n".join(out) + "\n")
     if args.seeds_for is not None:
         _seeds_for(args, suite)
+    return 0
+
+
+_FORECAST_FLAGS = ("nodes", "cpus_per_node", "gpus_per_node", "memory_per_node", "cluster",
+                   "worker_type", "costs_from", "startup_s")
+
+
+def _forecast_cluster(args):
+    """``plan --forecast``'s cluster from its flags (None without --forecast)."""
+    if not args.forecast:
+        given = [f for f in _FORECAST_FLAGS if getattr(args, f) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag}: only with --forecast (add --forecast, or drop {flag})")
+        return None
+    if args.seeds_for is not None:
+        raise UsageError("--seeds-for: not with --forecast (run plan twice)")
+    if args.costs_from is None:
+        raise UsageError("--forecast: --costs-from URI is required (a store with finished "
+                         "runs of the suite's architectures and data sets, whose phase "
+                         "times the forecast uses)")
+    from .tracking.uri import TrackingUriError, check_tracking_uri
+
+    try:
+        check_tracking_uri(args.costs_from, "--costs-from", must_exist=True)
+    except TrackingUriError as exc:  # its fix names the flag this command has
+        raise UsageError(str(exc).replace("--tracking-uri", "--costs-from")) from None
+    from .schedule.forecast import Cluster, ClusterFileError, cluster_from_yaml
+
+    if args.cluster is not None:
+        if not Path(args.cluster).is_file():
+            raise UsageError(f"--cluster: {args.cluster[:200]} is not a file (give a Ray "
+                             "cluster-launcher YAML such as cluster.yaml)")
+        try:
+            base = cluster_from_yaml(args.cluster, args.worker_type)
+        except (ClusterFileError, OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+    elif args.worker_type is not None:
+        raise UsageError("--worker-type: only with --cluster FILE")
+    elif args.nodes is None or args.cpus_per_node is None:
+        raise UsageError("--forecast: give the cluster's shape: --nodes N --cpus-per-node C "
+                         "[--gpus-per-node G] [--memory-per-node GIB], or --cluster "
+                         "cluster.yaml")
+    else:
+        base = Cluster(1, 0.0)
+    return Cluster(
+        int(args.nodes) if args.nodes is not None else base.nodes,
+        args.cpus_per_node if args.cpus_per_node is not None else base.cpus,
+        args.gpus_per_node if args.gpus_per_node is not None else base.gpus,
+        args.memory_per_node if args.memory_per_node is not None else base.memory_gb)
+
+
+def _forecast(args, suite, jobs, cluster) -> int:
+    """``plan --forecast``: the suite's makespan on ``cluster``, with costs fitted from the
+    finished runs in ``--costs-from`` (read only; nothing is written anywhere)."""
+    from .schedule.costs import CostModel, NoCostError
+    from .schedule.forecast import forecast, format_forecast
+    from .tracking import resolve_uri
+    from .tracking.uri import mask_uri
+
+    uri = resolve_uri(args.costs_from)
+    costs = CostModel.from_store(uri)
+    costs.source = f"--costs-from {mask_uri(uri)}"
+    res = suite.resources
+    print(f"suite {suite.name}: {len(jobs)} jobs, each {res.cpus:g} CPU"
+          + (f" + {res.gpus:g} GPU" if res.gpus else "")
+          + f"; costs from {len(costs.rows)} group(s) of finished runs in {mask_uri(uri)}")
+    try:
+        f = forecast(suite, jobs, cluster, costs,
+                     startup_s=args.startup_s if args.startup_s is not None else 5.0)
+    except NoCostError as exc:
+        raise UsageError(f"{exc}; run those jobs first (a few seeds are enough: the forecast "
+                         "takes the median), or point --costs-from at a store that has "
+                         "them") from None
+    format_forecast(f)
+    if suite.tune is not None:
+        print("  (the tuning stage's trials are not in the forecast: only the suite's jobs)")
     return 0
 
 
@@ -430,6 +510,26 @@ def parser() -> argparse.ArgumentParser:
                     "finished runs in the store")
     tracking(pl)
     max_jobs(pl)
+    fc = pl.add_argument_group("forecast", "the suite's makespan on a cluster, simulated with "
+                               "phase times from earlier runs (writes nothing anywhere)")
+    fc.add_argument("--forecast", action="store_true",
+                    help="print the makespan, device-hours, utilisation, longest job and the "
+                         "makespan at ½×–4× the nodes instead of the job table")
+    fc.add_argument("--costs-from", default=None, metavar="URI",
+                    help="MLflow store whose finished runs give each job's phase times "
+                         "(matched by architecture, data set, runtime and training steps)")
+    fc.add_argument("--nodes", type=refusals.job_limit, default=None, metavar="N")
+    fc.add_argument("--cpus-per-node", type=refusals.positive_number, default=None)
+    fc.add_argument("--gpus-per-node", type=refusals.tolerance, default=None)
+    fc.add_argument("--memory-per-node", type=refusals.positive_number, default=None,
+                    metavar="GIB")
+    fc.add_argument("--cluster", default=None, metavar="FILE",
+                    help="a Ray cluster-launcher YAML: its worker type's max_workers nodes "
+                         "and their size (flags above override)")
+    fc.add_argument("--worker-type", default=None,
+                    help="the worker type of --cluster (default: its only one)")
+    fc.add_argument("--startup-s", type=refusals.tolerance, default=None, metavar="S",
+                    help="seconds a worker takes to start (default 5)")
     pl.set_defaults(fn=cmd_plan)
 
     rp = sub.add_parser("report", help="write the HTML report of one or more suites")

@@ -63,6 +63,8 @@ PERF_TRAIN_STEP_MS = "perf/train_step_ms"  # one optimizer step on one batch
 PERF_PEAK_MEM_MB = "perf/peak_mem_mb"  # peak device memory (CUDA only)
 PERF_BATCH = "perf/batch_size"  # rows per timed call
 PERF_NFE = "perf/nfe"  # CNF: function evaluations of one test batch
+PERF_PHASE_S = "perf/phase_s"  # seconds the timing phase took on its worker (compiling
+#   included): the forecast's cost of timing the job
 # compiled runtimes (not eager): what compiling cost, apart from the steady-state timings
 PERF_COMPILE_S = "perf/compile_s"  # seconds to the first compiled call of every timed operation
 PERF_RECOMPILES = "perf/recompiles"  # recompilations after each operation's first call
@@ -128,6 +130,8 @@ TRAIN_NFE_FORWARD = "train/nfe_forward"  # CNF: function evaluations of the forw
 TRAIN_NFE_BACKWARD = "train/nfe_backward"  # CNF: … of the backward (adjoint) solve
 TRAIN_STEPS_DONE = "train/steps_done"  # training steps actually done
 TRAIN_SECONDS = "train/seconds"  # seconds of training actually done
+TRAIN_PHASE_S = "train/phase_s"  # seconds the train phase took on its worker (data, training,
+#   evaluation, artifacts; this attempt): the forecast's cost of training the job
 
 # ── the options every data set takes, read by the job (the rest go to its loader) ─────────
 DATA_JOB_OPTIONS = ("flatten", "condition", "data_dir", "seed", "download")

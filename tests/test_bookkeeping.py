@@ -17,6 +17,7 @@ from harness.cli import load_jobs
 from harness.schedule import InlineBackend, WorkerLost, run_jobs
 from harness.schedule import driver as driver_module
 from harness.tracking import MlflowTracker, Store
+from harness.tracking.index import JobIndex
 
 SUITE = """\
 name: book
@@ -151,8 +152,19 @@ def test_a_second_driver_leaves_claimed_jobs_and_takes_over_when_their_driver_st
     threading.Timer(1.0, finish_seed_0_then_stop).start()
     script = Script()
     lines: list[str] = []
+    reads: list[tuple] = []
+    real_read = JobIndex.read
+
+    def counted(self, keys_=None, since_ms=None):
+        reads.append((keys_ is None, since_ms is None))
+        return real_read(self, keys_, since_ms)
+
+    monkeypatch.setattr(JobIndex, "read", counted)
     summary = run_jobs(s, jobs, uri=uri, backend=InlineBackend(1, runner=script),
                        out=lines.append, tty=False)
+    # the whole suite is read once, at the start; waiting reads only what changed
+    assert reads.count((True, True)) == 1 and reads[0] == (True, True), reads
+    assert (True, False) in reads
     assert summary.elsewhere == [jobs[0].key]
     assert sorted(summary.finished) == sorted([jobs[1].key, jobs[2].key])
     assert (0, "train") not in script.calls and (1, "train") in script.calls

@@ -196,3 +196,50 @@ def test_report_and_status_read_the_suite_back(smoke_store, store_uri, capsys):
             inputs = con.execute(sa.text("SELECT count(*) FROM inputs")).scalar()
         engine.dispose()
         assert n == len(runs) == SMOKE_RUNS and inputs == SMOKE_RUNS
+
+
+def test_claims_through_the_server_are_exclusive(ui):
+    """Three drivers race for 150 keys through the server's REST API (the same one-writer
+    parameter primitive as on a database): one holder per key, then a take-over of an ended
+    driver's keys, each exactly once; the job index falls back to MLflow's API here."""
+    import threading
+
+    from harness.tracking import Store
+
+    wanted = [f"srv{i:03d}" for i in range(150)]
+    ledgers = [Store(ui, "race-server").ledger(ttl=60, jobs=len(wanted)) for _ in range(3)]
+    for led in ledgers:
+        led.renew()
+    start = threading.Barrier(len(ledgers))
+
+    def grab(led, order):
+        start.wait()
+        for i in range(0, len(order), 30):
+            led.claim(order[i : i + 30])
+
+    orders = [wanted, wanted[::-1], wanted[1::2] + wanted[::2]]
+    threads = [threading.Thread(target=grab, args=(led, o)) for led, o in zip(ledgers, orders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    owners: dict[str, str] = {}
+    for led in ledgers:
+        for k in led.held:
+            assert k not in owners, f"{k} held twice"
+            owners[k] = led.me
+    assert sorted(owners) == wanted
+    gone = ledgers[0]
+    gone.stop()
+    takers = [Store(ui, "race-server").ledger(ttl=60, jobs=len(wanted)) for _ in range(2)]
+    for led in takers:
+        led.renew()
+    mine = [k for k, o in owners.items() if o == gone.me]
+    threads = [threading.Thread(target=led.claim, args=(mine,)) for led in takers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(takers[0].held) | set(takers[1].held)) == sorted(mine)
+    assert not set(takers[0].held) & set(takers[1].held)
+    assert Store(ui, "race-server").index._url is None  # a server: read through the API

@@ -7,7 +7,12 @@ gone). It also says which nodes are alive and what is free on them, so that the 
 can re-plan from live capacity. Ray is the backend that ships
 (:mod:`harness.schedule.ray_backend`); :class:`InlineBackend` runs phases one at a time in
 the driver's own process, for debugging (``nfbench run --backend inline``) and for testing
-the bookkeeping's fault paths in milliseconds.
+the bookkeeping's fault paths in milliseconds; :mod:`harness.schedule.sim_backend` simulates
+nodes and phases on a virtual clock, for the bookkeeping at scale and for forecasts.
+
+A backend may have a clock of its own, ``now()`` (seconds, monotonic): the pool and the driver
+read it for their throttles, time-outs and the wall time (a simulated backend's is virtual);
+without one they read ``time.monotonic``.
 """
 
 from __future__ import annotations

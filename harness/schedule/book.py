@@ -26,8 +26,12 @@ from ..suite import Job, Suite
 from ..tracking import Store
 from ..tracking.claims import Holder, Ledger
 from ..tracking.conventions import NOTE, job_note, source_tags
+from ..tracking.index import RunRef
 
 __all__ = ["Book", "RunSummary", "Task", "describe"]
+
+CLOCK_MARGIN_MS = 120_000  # how far back a waiting driver's "what changed" reaches: clocks
+# of the hosts that write runs may disagree by this much
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Task:
     started: float = 0.0
     opened: bool = False
     resumed: bool = False  # its run continues an earlier attempt
+    params: dict[str, str] | None = None  # the job's config, not yet written to its run
 
 
 @dataclass
@@ -91,10 +96,15 @@ class Book:
     """Claims, runs, results and retries (see the module docstring)."""
 
     def __init__(self, store: Store, ledger: Ledger, suite: Suite, summary: RunSummary,
-                 existing: dict[str, list], force: bool, event: Callable[[str], None],
-                 revision: str = "", system_metrics: float | None = None):
+                 existing: dict[str, list[RunRef]], force: bool, event: Callable[[str], None],
+                 revision: str = "", system_metrics: float | None = None,
+                 gone: set[str] | None = None, read_at: float | None = None):
         self.store, self.ledger, self.suite, self.summary = store, ledger, suite, summary
         self.existing, self.force, self.event = existing, force, event
+        # ``existing`` was read at ``read_at`` (wall clock), after the drivers in ``gone``
+        # had stopped: a key taken over from one of them needs no second look at its runs
+        self.gone = set(gone or ())
+        self._seen_ms = int(1000 * (read_at if read_at is not None else time.time()))
         self.revision = revision  # of the code that runs the jobs (MLflow's source tags)
         self.system_metrics = system_metrics  # seconds between samples while jobs train
         self.open_tasks: dict[str, Task] = {}  # runs opened and not yet closed, by job key
@@ -108,9 +118,13 @@ class Book:
         t0 = time.perf_counter()
         todo = [t for t in tasks if t.job.key not in self.ledger.held]
         lost = self.ledger.claim([t.job.key for t in todo]) if todo else {}
-        for t in todo:  # a key taken over from a dead driver: its runs may have moved on
-            if t.job.key not in lost and self.ledger.held.get(t.job.key, 0) > 0:
-                self._fresh.add(t.job.key)
+        fresh = [t.job.key for t in todo if t.job.key not in lost
+                 and self.ledger.took.get(t.job.key, "") not in self.gone
+                 and self.ledger.held.get(t.job.key, 0) > 0]
+        if fresh:  # taken over from a driver that stopped after the runs were read
+            self.existing.update({k: [] for k in fresh})
+            self.existing.update(self.store.runs_of(fresh))
+            self._fresh.update(fresh)
         mine = []
         for t in tasks:
             if t.job.key in lost:
@@ -128,15 +142,22 @@ class Book:
 
     def resolve_deferred(self) -> list[Task]:
         """Deferred keys whose holder is gone become tasks of this driver (taken over);
-        those settled meanwhile are counted; the rest stay deferred."""
+        those settled meanwhile are counted; the rest stay deferred.
+
+        Reads what changed, not the whole suite: the runs created or ended since the last
+        look (less a margin for clocks), the leases, and the runs of the keys taken over."""
         if not self.deferred:
             return []
-        holders = self.ledger.holders(list(self.deferred))
-        runs = self.store.runs_by_key()
-        tasks = []
+        now_ms = int(1000 * time.time())
+        for key, refs in self.store.changed_since(self._seen_ms - CLOCK_MARGIN_MS).items():
+            if key in self.deferred:
+                self.existing[key] = refs
+        self._seen_ms = now_ms
+        holders = self.ledger.holders(list(self.deferred), fresh=False)
+        taken = []
         for key, job in list(self.deferred.items()):
-            existing = runs.get(key, [])
-            status = Store.status_of(existing[0]) if existing else None
+            existing = self.existing.get(key, [])
+            status = existing[0].status if existing else None
             holder = holders.get(key)
             if status in keys.DONE_STATUSES and not self.force:
                 self._settled_elsewhere(job, status)
@@ -146,10 +167,21 @@ class Book:
                     self._settled_elsewhere(job, status)  # closed by its live driver
                 continue
             if self.ledger.take(key, holder):
-                del self.deferred[key]
-                self.existing[key] = existing
-                self.event(f"  ↪ {describe(job)}: taken over from a driver that is gone")
-                tasks.append(self.task_for(job))
+                taken.append(key)
+        if not taken:
+            return []
+        runs = self.store.runs_of(taken)  # what the gone driver left of them
+        tasks = []
+        for key in taken:
+            job = self.deferred.pop(key)
+            existing = runs.get(key, [])
+            if Store.is_done(existing) and not self.force:
+                self.summary.elsewhere.append(key)
+                self.event(f"  · {describe(job)}: {existing[0].status} by another driver")
+                continue
+            self.existing[key] = existing
+            self.event(f"  ↪ {describe(job)}: taken over from a driver that is gone")
+            tasks.append(self.task_for(job))
         return tasks
 
     def _settled_elsewhere(self, job: Job, status: str) -> None:
@@ -161,7 +193,7 @@ class Book:
     def task_for(self, job: Job) -> Task:
         """A job's first task: timing only, when its run was trained by an earlier driver."""
         runs = [] if self.force else self.existing.get(job.key, [])
-        phase = runs[0].data.tags.get(keys.TAG_PHASE, "") if runs else ""
+        phase = runs[0].phase if runs else ""
         timed = phase in ("trained", "timed") and self.suite.timing.enabled
         return Task(job, "time" if timed else "train")
 
@@ -173,8 +205,7 @@ class Book:
         t0 = time.perf_counter()
         job = task.job
         existing = self.existing.get(job.key)
-        if job.key in self._fresh:
-            existing = self.store.runs_by_key(job.key).get(job.key, [])
+        if job.key in self._fresh:  # read again when it was claimed
             self._fresh.discard(job.key)
             if Store.is_done(existing) and not self.force:
                 self.summary.elsewhere.append(job.key)
@@ -188,7 +219,8 @@ class Book:
             **source_tags(self.revision, self.suite.name),
             NOTE: job_note(job.axes, job.config.train.model_dump(), self.suite.name,
                            job.key), **job.tags},
-            existing, self.force, params=job.flat_params())
+            existing, self.force)
+        task.params = job.flat_params()  # written with the first live mark (one call less)
         if self.force:  # replaced once: a retry resumes the new run, not another new one
             self.existing[job.key] = []
         task.run_id, task.artifact_uri = jr.run_id, jr.artifact_uri
@@ -203,19 +235,27 @@ class Book:
         a store that does not answer only costs the news."""
         t0 = time.perf_counter()
         try:
-            self.store.mark_live(task.run_id, phase)
+            self.store.mark_live(task.run_id, phase, task.params)
+            task.params = None
         except Exception as exc:  # noqa: BLE001
             self.event(f"  ! {describe(task.job)}: could not mark its run live ({exc})")
         self.summary.driver_log_seconds += time.perf_counter() - t0
 
-    def close(self, task: Task, status: str, error: str | None = None) -> None:
+    def close(self, task: Task, status: str, error: str | None = None,
+              record: dict[str, Any] | None = None) -> None:
+        """Close the task's run with ``status``, writing its last ``record`` (and its config,
+        when no live mark wrote it) in the same call."""
         if not self.ledger.still_mine(task.job.key):
             self.event(f"  ! {describe(task.job)}: another driver took this job over while "
                        "this one could not reach the store; leaving its run to that driver")
             self.open_tasks.pop(task.job.key, None)
             return
+        batch = dict(record or {})
+        if task.params:
+            batch["params"] = {**task.params, **(batch.get("params") or {})}
+            task.params = None
         self.store.close_run(task.run_id, status, error,
-                             attempts=task.prior_attempts + task.attempts)
+                             attempts=task.prior_attempts + task.attempts, batch=batch)
         self.open_tasks.pop(task.job.key, None)
 
     # ── results ────────────────────────────────────────────────────────────────────────
@@ -232,19 +272,20 @@ class Book:
             last = result["error"].strip().splitlines()[-1] if result["error"].strip() else "?"
             self.event(f"  ✗ {describe(task.job)} ({task.phase}): {last}")
             return None
-        t0 = time.perf_counter()
-        self.store.record(task.run_id, result.get("record"))
-        s.driver_log_seconds += time.perf_counter() - t0
         status = result["status"]
+        t0 = time.perf_counter()
         if task.phase == "train" and status == keys.STATUS_FINISHED and \
                 self.suite.timing.enabled:
+            self.store.record(task.run_id, result.get("record"))
+            s.driver_log_seconds += time.perf_counter() - t0
             self.event(f"  ✓ {describe(task.job)}: trained {_headline(result['metrics'])} "
                        f"({result['seconds']:.0f} s)")
             task.phase = "time"
             return task
         if task.phase == "time":
             status = keys.STATUS_FINISHED
-        self.close(task, status)
+        self.close(task, status, record=result.get("record"))
+        s.driver_log_seconds += time.perf_counter() - t0
         (s.diverged if status == keys.STATUS_DIVERGED else s.finished).append(task.job.key)
         tail = (f"sampling {result['metrics'].get(keys.PERF_SAMPLE_THROUGHPUT, 0):,.0f}/s"
                 if task.phase == "time" else _headline(result["metrics"]))

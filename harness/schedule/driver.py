@@ -27,6 +27,7 @@ from typing import Any
 from .. import keys
 from ..suite import Job, Suite
 from ..tracking import Store
+from ..tracking.claims import POLL_OTHERS_S
 from ..tracking.system_metrics import interval_setting
 from .backend import Backend, InlineBackend
 from .book import Book, RunSummary, Task
@@ -36,14 +37,22 @@ from .resources import fit_count, timing_specs, train_slots, train_spec
 
 __all__ = ["BACKENDS", "RunSummary", "WorkerStartError", "make_backend", "run_jobs"]
 
-BACKENDS = ("ray", "inline")
-POLL_OTHERS_S = 5.0
+BACKENDS = ("ray", "inline", "sim")
 
 
 def make_backend(name: str, address: str | None = None,
                  num_cpus: float | None = None) -> Backend:
-    """The backend called ``name``: "ray" (local, or the cluster at ``address``) or "inline"
-    (phases in this process, one at a time)."""
+    """The backend called ``name``: "ray" (local, or the cluster at ``address``), "inline"
+    (phases in this process, one at a time) or "sim" (one simulated node of ``num_cpus``
+    CPUs on a virtual clock, every phase a second: a dry run of the bookkeeping, see
+    :mod:`harness.schedule.sim_backend`)."""
+    if name == "sim":
+        if address:
+            raise ValueError("--backend sim simulates its own nodes: it joins no cluster "
+                             "(drop --address)")
+        from .sim_backend import SimBackend
+
+        return SimBackend.single(num_cpus)
     if name == "inline":
         if address:
             raise ValueError("--backend inline runs in this process: it joins no cluster "
@@ -62,9 +71,10 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
              tty: bool | None = None,
              on_start: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
     """Run ``jobs`` of ``suite`` to completion (or Ctrl-C); see the module docstring."""
-    t_wall = time.monotonic()
-    monitor_s = interval_setting(suite.system_metrics.enabled, suite.system_metrics.interval)
     be = make_backend(backend, address, num_cpus) if isinstance(backend, str) else backend
+    clock = getattr(be, "now", time.monotonic)  # a simulated backend's clock is virtual
+    t_wall = clock()
+    monitor_s = interval_setting(suite.system_metrics.enabled, suite.system_metrics.interval)
     res = suite.resources
     if address:  # a cluster's resources are checked before the store is touched
         be.connect()
@@ -72,13 +82,16 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
     store = Store(uri, suite.name)  # creates the store and experiment before any worker
     store.note_jobs(len(jobs))
     summary = RunSummary(experiment_id=store.experiment_id)
+    ledger = store.ledger(jobs=len(jobs))
+    gone = ledger.gone_drivers()  # before the runs are read: their runs are final in it
+    read_at = time.time()
     existing = store.runs_by_key()
     todo: list[Job] = []
     for job in jobs:
         runs = existing.get(job.key, [])
         if not force and Store.is_done(runs):
             summary.skipped.append(job.key)
-            summary.run_ids[job.key] = runs[0].info.run_id
+            summary.run_ids[job.key] = runs[0].run_id
         else:
             todo.append(job)
     if summary.skipped:
@@ -88,12 +101,11 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         be.close()
         return summary
     previous = None
-    ledger = store.ledger()
     progress = Progress(out, tty)
     from ..job.environment import code_revision
 
     book = Book(store, ledger, suite, summary, existing, force, progress.event,
-                revision=code_revision(), system_metrics=monitor_s)
+                revision=code_revision(), system_metrics=monitor_s, gone=gone, read_at=read_at)
     try:
         be.connect()
         # SIGTERM stops the suite as Ctrl-C does; installed after connecting, because
@@ -101,6 +113,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         previous = _stop_on_sigterm()
         summary.slots = train_slots(be.shape(), res.cpus, res.gpus, len(todo))
         ledger.start()
+        todo = ledger.order(todo, key=lambda j: j.key)  # claims in few writes a window
         _rounds(be, book, suite, store.uri, [book.task_for(j) for j in todo], progress,
                 on_start, t_wall)
     except KeyboardInterrupt:
@@ -113,7 +126,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         summary.failed.extend(book.close_all(keys.STATUS_FAILED, "no worker could start"))
         raise
     finally:
-        summary.wall_seconds = time.monotonic() - t_wall
+        summary.wall_seconds = clock() - t_wall
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         ledger.stop()

@@ -41,7 +41,7 @@ class WorkerStartError(RuntimeError):
 class _Worker:
     spec: WorkerSpec
     state: str = "starting"  # "starting" | "idle" | "busy"
-    since: float = field(default_factory=time.monotonic)
+    since: float = 0.0  # on the backend's clock
     task: Task | None = None
     where: dict[str, Any] = field(default_factory=dict)  # from its "started" event
 
@@ -62,7 +62,9 @@ class Pool:
         self.specs, self.repeat, self.uri, self.progress = specs, repeat, uri, progress
         self.weight, self.on_start = weight, on_start
         self.lookahead = lookahead
-        self.t_wall = t_wall if t_wall is not None else time.monotonic()
+        # the backend's clock when it has one (a simulated backend's is virtual)
+        self.now: Callable[[], float] = getattr(backend, "now", time.monotonic)
+        self.t_wall = t_wall if t_wall is not None else self.now()
         self.workers: dict[int, _Worker] = {}
         self.next_phase: list[Task] = []
         self.capacity_wait_s = float(os.environ.get("NFBENCH_CAPACITY_WAIT_SECONDS", 600))
@@ -80,7 +82,7 @@ class Pool:
         """Start workers up to what the queue needs and the free resources hold. Nothing is
         started while another worker is still starting (Ray's view of free resources lags
         behind a worker that is being placed)."""
-        now = time.monotonic()
+        now = self.now()
         if not force and now - self._last_plan < PLAN_EVERY_S:
             return
         self._last_plan = now
@@ -115,7 +117,7 @@ class Pool:
 
     def _start(self, spec: WorkerSpec) -> None:
         wid = self.backend.start(spec)
-        self.workers[wid] = _Worker(spec)
+        self.workers[wid] = _Worker(spec, since=self.now())
 
     def _drop(self, wid: int) -> None:
         self.backend.stop(wid)
@@ -126,7 +128,7 @@ class Pool:
         if self.workers or not self.queue:
             self._no_capacity_since = None
             return
-        now = time.monotonic()
+        now = self.now()
         if self._no_capacity_since is None:
             self._no_capacity_since = now
             self.progress.event(
@@ -170,9 +172,9 @@ class Pool:
                                              self.book.system_metrics,
                                              task.resumed or task.attempts > 0))
             self.book.mark_live(task, self.name)
-            w.state, w.task, w.since = "busy", task, time.monotonic()
+            w.state, w.task, w.since = "busy", task, self.now()
             if self.first_dispatch is None:
-                self.first_dispatch = time.monotonic()
+                self.first_dispatch = self.now()
             if self.on_start:
                 self.on_start({"phase": self.name, "worker": wid, "key": task.job.key,
                                "actor": self.backend.handle(wid), "run_id": task.run_id,
@@ -217,7 +219,7 @@ class Pool:
         if w is None:  # a worker already dropped
             return None
         if ev.kind == "started":
-            w.state, w.since, w.where = "idle", time.monotonic(), ev.info or {}
+            w.state, w.since, w.where = "idle", self.now(), ev.info or {}
             return None
         if ev.kind == "start_failed":
             self.workers.pop(ev.worker)
@@ -254,7 +256,7 @@ class Pool:
     def _reap_stuck(self) -> None:
         """A worker that has not started after ``start_timeout_s`` waits for resources that
         will not come (its node gone, or held by others): stop it and re-plan."""
-        now = time.monotonic()
+        now = self.now()
         for wid, w in list(self.workers.items()):
             if w.state == "starting" and now - w.since > self.start_timeout_s:
                 self._drop(wid)

@@ -42,12 +42,12 @@ from ..suite.expand import flatten
 from ..suite.studies import Study
 from ..suite.tune_schema import Distribution
 from ..tracking import Store
+from ..tracking.claims import POLL_OTHERS_S, hold_or_wait
 from ..tracking.studies import StudyRuns, TrialRuns, best_values
 
 __all__ = ["StudyOutcome", "default_storage", "run_studies", "tune_domain"]
 
 MARKER = "nfbench-study.json"  # beside Ray Tune's state: the study run it belongs to
-POLL_OTHERS_S = 5.0
 
 
 @dataclass
@@ -166,24 +166,18 @@ def _tuner(study: Study, path: Path, runs: TrialRuns, resume: bool, suite: Suite
     )
 
 
-def _claim(ledger, key: str, study_runs: StudyRuns, study: Study,
-           out: Callable[[str], None]) -> None:
-    """Hold the study's claim: wait while another live driver runs it, take it over when
-    that driver is gone (or return at once when it finished the study meanwhile)."""
-    claim = f"study-{study.key}"
-    lost = ledger.claim([claim])
-    said = False
-    while claim in lost:
+def _claim(ledger, study_runs: StudyRuns, study: Study, out: Callable[[str], None]) -> None:
+    """Hold the study's claim through the ledger's one claim helper: wait while another live
+    driver runs it, take it over when that driver is gone (or return at once when it
+    finished the study meanwhile)."""
+
+    def settled() -> bool:
         run = study_runs.find(study.key)
-        if run is not None and run.data.tags.get(keys.TAG_STATUS) in keys.DONE_STATUSES:
-            return
-        holder = ledger.holders([claim])[claim]
-        if ledger.take(claim, holder):
-            return
-        if not said:
-            out(f"  ⋯ study {study.describe()}: run by another driver; waiting for it")
-            said = True
-        time.sleep(POLL_OTHERS_S)
+        return run is not None and run.data.tags.get(keys.TAG_STATUS) in keys.DONE_STATUSES
+
+    hold_or_wait(ledger, f"study-{study.key}", settled,
+                 lambda: out(f"  ⋯ study {study.describe()}: run by another driver; "
+                             "waiting for it"), poll_s=POLL_OTHERS_S)
 
 
 def _read_outcome(study: Study, run, study_runs: StudyRuns, skipped: bool) -> StudyOutcome:
@@ -234,7 +228,7 @@ def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, for
 
     t0 = time.monotonic()
     study_runs = StudyRuns(store)
-    _claim(ledger, study.key, study_runs, study, out)
+    _claim(ledger, study_runs, study, out)
     run_id, before = study_runs.open(study.key, f"tune · {study.describe()}", _tags(study),
                                      _params(study), force=force)
     if before in keys.DONE_STATUSES:
@@ -309,7 +303,7 @@ def run_studies(suite: Suite, studies: list[Study], *, store: Store, storage: st
         return []
     _quiet_ray_tune()
     storage = storage or default_storage(store.uri)
-    ledger = store.ledger()
+    ledger = store.ledger(jobs=len(studies))
     ledger.start()
     try:
         return [_run_one(s, suite, store, ledger, storage, force, out, on_result)

@@ -105,8 +105,12 @@ class PhaseRunner:
                 pass
             return {"ok": False, "error": error_text(exc), "seconds": time.perf_counter() - t0,
                     "log_seconds": tracker.seconds + monitor.seconds, "pid": os.getpid()}
+        seconds = time.perf_counter() - t0
+        if result.record is not None:  # what the phase cost, for forecasts (plan --forecast)
+            key = keys.TRAIN_PHASE_S if p.phase == "train" else keys.PERF_PHASE_S
+            result.record.setdefault("metrics", {})[key] = seconds
         return {"ok": True, "status": result.status, "metrics": result.metrics,
-                "record": result.record, "seconds": time.perf_counter() - t0,
+                "record": result.record, "seconds": seconds,
                 "log_seconds": tracker.seconds + monitor.seconds,
                 "system_metrics_seconds": monitor.seconds,
                 "system_metrics_points": monitor.points, "pid": os.getpid()}

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 
 from .. import keys
+from .database import database_url, fast_tables
 from .store import resolve_uri
 from .uri import mask_uri
 
@@ -123,30 +124,8 @@ def _numeric(col: pd.Series) -> pd.Series:
 Records = tuple[list[dict], list[dict[str, float]]]
 
 
-DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-
-
-def _database_url(uri: str) -> str | None:
-    """The SQLAlchemy URL of a database tracking URI (SQLite: the existing file, opened
-    read-only), None for any other store (a server, a file store)."""
-    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
-    if scheme not in DATABASE_SCHEMES:
-        return None
-    if scheme == "sqlite":
-        path = Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
-        if not uri.startswith("sqlite:///") or not path.is_file():
-            return None
-        return f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
-    return uri
-
-
-def _fast_tables():
-    """The tables the fast path reads, as MLflow's own SQLAlchemy models declare them (so a
-    query is quoted for each database's dialect, and a column MLflow renames is an
-    ``AttributeError`` here, not a wrong answer)."""
-    from mlflow.store.tracking.dbmodels import models as m
-
-    return m.SqlExperiment, m.SqlRun, m.SqlParam, m.SqlTag, m.SqlLatestMetric
+_database_url = database_url  # the names this module's tests know them by
+_fast_tables = fast_tables
 
 
 #: ``table: columns`` read by the fast path (``tests/test_postgres.py`` checks them against

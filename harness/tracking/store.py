@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import RunStatus, RunTag, ViewType
+from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .. import keys
-from .claims import LEDGER_EXPERIMENT, Ledger
+from .claims import LEDGER_EXPERIMENT, Ledger, shard_count
 from .conventions import experiment_tags
+from .index import JobIndex, RunRef
 from .writer import retrying
 
 __all__ = ["JobRun", "Store", "resolve_uri"]
@@ -95,11 +96,16 @@ class Store:
     def __init__(self, uri: str | None, suite: str):
         self.uri = resolve_uri(uri)
         self.suite = suite
+        self.ops = 0  # store operations made through this object (its index's and ledger's
+        # are counted by them)
+        self._tracker = None  # the writer of the run last recorded into
         with _first_connection(self.uri):  # the client makes the schema when it is new
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id, self.ledger_run_id = self._experiment()
+        self.index = JobIndex(self.client, self.uri, self.experiment_id, retry=self._call)
 
     def _call(self, fn, *args, **kwargs):
+        self.ops += 1
         return retrying(fn, *args, **kwargs)
 
     # ── the suite's experiment and its ledger ──────────────────────────────────────────
@@ -170,38 +176,35 @@ class Store:
         counts those not started yet from it)."""
         self._call(self.client.set_experiment_tag, self.experiment_id, keys.TAG_JOBS, str(n))
 
-    def ledger(self, ttl: float | None = None) -> Ledger:
-        """This driver's claims in the suite's ledger (not started: call ``start()``)."""
-        return Ledger(self.client, self.ledger_run_id, ttl=ttl, retry=self._call)
+    def ledger(self, ttl: float | None = None, jobs: int = 1) -> Ledger:
+        """This driver's claims in the suite's ledger (not started: call ``start()``);
+        ``jobs``: the suite's size, which sizes a new ledger's shards."""
+        return Ledger(self.client, self.ledger_run_id, ttl=ttl, retry=self._call,
+                      shards=shard_count(jobs))
 
     # ── runs ────────────────────────────────────────────────────────────────────────────
-    def runs_by_key(self, key: str | None = None) -> dict[str, list]:
-        """Active runs of this suite grouped by job key, newest first (``key``: that key's)."""
-        out: dict[str, list] = {}
-        token = None
-        flt = f"tags.`{keys.TAG_KEY}` = '{key}'" if key else ""
-        while True:
-            page = self._call(
-                self.client.search_runs, [self.experiment_id], filter_string=flt,
-                run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
-                order_by=["attributes.start_time DESC"], page_token=token)
-            for run in page:
-                k = run.data.tags.get(keys.TAG_KEY)
-                if k:
-                    out.setdefault(k, []).append(run)
-            token = page.token
-            if not token:
-                return out
+    def runs_by_key(self, key: str | None = None) -> dict[str, list[RunRef]]:
+        """Active runs of this suite grouped by job key, newest first (``key``: that key's);
+        see :class:`~harness.tracking.index.JobIndex`."""
+        return self.index.read(None if key is None else [key])
+
+    def runs_of(self, job_keys: list[str]) -> dict[str, list[RunRef]]:
+        """The active runs of these keys (one query per 500 keys on a database store)."""
+        return self.index.read(job_keys)
+
+    def changed_since(self, since_ms: int) -> dict[str, list[RunRef]]:
+        """The runs created or ended at ``since_ms`` (ms since the epoch) or later."""
+        return self.index.read(since_ms=since_ms)
 
     @staticmethod
-    def status_of(run) -> str:
-        return run.data.tags.get(keys.TAG_STATUS, keys.STATUS_RUNNING)
+    def status_of(run: RunRef) -> str:
+        return run.status
 
     @staticmethod
-    def is_done(runs: list | None) -> bool:
-        return bool(runs) and Store.status_of(runs[0]) in keys.DONE_STATUSES
+    def is_done(runs: list[RunRef] | None) -> bool:
+        return bool(runs) and runs[0].status in keys.DONE_STATUSES
 
-    def open_run(self, job, tags: dict[str, str], existing: list | None, force: bool,
+    def open_run(self, job, tags: dict[str, str], existing: list[RunRef] | None, force: bool,
                  params: dict[str, str] | None = None) -> JobRun:
         """The run for ``job``: resume an unfinished one, or create it (``force``: replace);
         a new run gets ``params`` (the flattened job config) at once. A resumed run loses the
@@ -211,23 +214,21 @@ class Store:
         existing = existing or []
         if force:
             for run in existing:
-                self._call(self.client.delete_run, run.info.run_id)
+                self._call(self.client.delete_run, run.run_id)
             existing = []
         if existing:
             run = existing[0]
             for extra in existing[1:]:  # from before claims existed; keep one run per key
-                self._call(self.client.delete_run, extra.info.run_id)
-            rid = run.info.run_id
+                self._call(self.client.delete_run, extra.run_id)
+            rid = run.run_id
             self._call(self.client.update_run, rid, status=RunStatus.to_string(RunStatus.RUNNING))
             self._call(self.client.log_batch, rid,
                        tags=[RunTag(keys.TAG_STATUS, keys.STATUS_RUNNING)]
                        + [RunTag(k, v) for k, v in tags.items()
                           if k.startswith(("mlflow.", keys.LIVE_TAG_PREFIX))])
-            if keys.TAG_ERROR in run.data.tags:
+            if run.has_error:
                 self._call(self.client.delete_tag, rid, keys.TAG_ERROR)
-            return JobRun(rid, True, run.data.tags.get(keys.TAG_PHASE, ""),
-                          run.info.artifact_uri,
-                          int(run.data.tags.get(keys.TAG_ATTEMPTS, 0) or 0))
+            return JobRun(rid, True, run.phase, run.artifact_uri, run.attempts)
         run = self._call(
             self.client.create_run, self.experiment_id,
             run_name=f"{job.arch.display}·{job.dataset.display}·{job.dequant.display}"
@@ -246,28 +247,37 @@ class Store:
         if batch:
             from .writer import MlflowTracker, log_datasets
 
+            self.ops += 1
             batch = dict(batch)
             inputs = batch.pop("inputs", None)
             if inputs:
+                self.ops += 1
                 log_datasets(self.client, run_id, inputs, self._call)
-            MlflowTracker(self.uri, run_id).record(**batch)
+            if self._tracker is None or self._tracker.run_id != run_id:
+                self._tracker = MlflowTracker(self.uri, run_id, client=self.client)
+            self._tracker.record(**batch)
 
-    def mark_live(self, run_id: str, phase: str) -> None:
-        """A worker starts ``phase`` of the run now (for ``nfbench status``)."""
-        self._call(self.client.log_batch, run_id, tags=[
-            RunTag(keys.TAG_LIVE_PHASE, phase), RunTag(keys.TAG_LIVE_STEP, "0"),
-            RunTag(keys.TAG_LIVE_STARTED, f"{time.time():.0f}")])
+    def mark_live(self, run_id: str, phase: str, params: dict[str, str] | None = None
+                  ) -> None:
+        """A worker starts ``phase`` of the run now (for ``nfbench status``); ``params``: the
+        job's config, when this run does not have it yet (written in the same call)."""
+        tags = {keys.TAG_LIVE_PHASE: phase, keys.TAG_LIVE_STEP: "0",
+                keys.TAG_LIVE_STARTED: f"{time.time():.0f}"}
+        self.record(run_id, {"tags": tags, "params": params or None})
 
     def close_run(self, run_id: str, status: str, error: str | None = None,
-                  attempts: int = 0) -> None:
+                  attempts: int = 0, batch: dict[str, Any] | None = None) -> None:
         """Mark a run done with nfbench ``status`` and the matching MLflow status
-        (``attempts``: how many of its workers died, when any did)."""
-        tags = [RunTag(keys.TAG_STATUS, status), RunTag(keys.TAG_LIVE_PHASE, keys.LIVE_ENDED)]
+        (``attempts``: how many of its workers died, when any did); ``batch``: the job's
+        final record, written in the same call as the status."""
+        tags = {keys.TAG_STATUS: status, keys.TAG_LIVE_PHASE: keys.LIVE_ENDED}
         if attempts:
-            tags.append(RunTag(keys.TAG_ATTEMPTS, str(attempts)))
+            tags[keys.TAG_ATTEMPTS] = str(attempts)
         if error:
-            tags.append(RunTag(keys.TAG_ERROR, error[-4900:]))
-        self._call(self.client.log_batch, run_id, tags=tags)
+            tags[keys.TAG_ERROR] = error[-4900:]
+        batch = dict(batch or {})
+        batch["tags"] = {**(batch.get("tags") or {}), **tags}  # the status has the last word
+        self.record(run_id, batch)
         mlflow_status = {
             keys.STATUS_FINISHED: "FINISHED",
             keys.STATUS_DIVERGED: "FINISHED",

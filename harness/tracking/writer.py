@@ -60,8 +60,9 @@ class MlflowTracker:
     """Writes into one existing MLflow run (the driver created or resumed it); the job
     layer's :class:`~harness.job.tracker.Tracker`, implemented for MLflow."""
 
-    def __init__(self, uri: str, run_id: str, retries: int = 8, artifact_uri: str | None = None):
-        self.client = MlflowClient(tracking_uri=uri)
+    def __init__(self, uri: str, run_id: str, retries: int = 8, artifact_uri: str | None = None,
+                 client: MlflowClient | None = None):
+        self.client = client or MlflowClient(tracking_uri=uri)
         self.uri = uri
         self.run_id = run_id
         self.retries = retries
