@@ -26,6 +26,7 @@ TAG_DEVICE = "nfbench.device"  # e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H200"
 TAG_TORCH = "nfbench.torch"  # torch version of the worker
 TAG_REVISION = "nfbench.revision"  # git revision of the code (+dirty)
 TAG_HOST = "nfbench.host"  # host name of the worker
+TAG_SLURM_NODE = "nfbench.slurm_node"  # Slurm node of the worker ($SLURMD_NODENAME), on Slurm
 TAG_PHASE = "nfbench.phase"  # "trained" (timing left) or "timed"
 TAG_RESUMED_STEP = "nfbench.resumed_step"  # the checkpoint step a retried job resumed from
 TAG_LEDGER = "nfbench.ledger"  # on a suite's experiment: its claims ledger run

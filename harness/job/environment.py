@@ -59,9 +59,14 @@ def code_revision() -> str:
 
 
 def environment_tags(device: torch.device) -> dict[str, str]:
-    return {
+    """Device, versions and host; on a Slurm allocation also the Slurm node's name (the
+    worker inherits ``$SLURMD_NODENAME`` from the job step that started its Ray node)."""
+    tags = {
         keys.TAG_DEVICE: describe_device(device),
         keys.TAG_TORCH: torch.__version__,
         keys.TAG_REVISION: code_revision(),
         keys.TAG_HOST: platform.node(),
     }
+    if os.environ.get("SLURMD_NODENAME"):
+        tags[keys.TAG_SLURM_NODE] = os.environ["SLURMD_NODENAME"]
+    return tags
