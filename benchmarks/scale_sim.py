@@ -13,8 +13,8 @@ run. Two scenarios, for each N of ``--sizes``:
   and opening runs, its peak memory, and the simulated makespan against the ideal
   Σ(job time) / slots;
 * ``drivers``: driver A runs the suite; a second driver B joins when a quarter of the jobs
-  have finished; A is SIGKILLed at half; a re-run C starts then and says how long it took
-  (real seconds) to start its first new job; B and C finish the suite.
+  are trained; A is SIGKILLed when half are; a re-run C starts then and says how long it
+  took (real seconds) to start its first new job; B and C finish the suite.
 
 Both end with an audit read straight from the store: every key has exactly one run, finished.
 The growth exponent between sizes is log(x₂/x₁) / log(N₂/N₁) of the per-suite totals (1.0:
@@ -147,7 +147,8 @@ def driver(args) -> None:
 
 
 # ── the orchestrator ───────────────────────────────────────────────────────────────────
-def _finished_count(uri: str, suite: str) -> int:
+def _trained_count(uri: str, suite: str) -> int:
+    """Jobs past their training (phase "trained" or "timed"), read straight from the store."""
     import sqlalchemy as sa
 
     from harness.tracking.database import database_url
@@ -159,7 +160,8 @@ def _finished_count(uri: str, suite: str) -> int:
                 "SELECT count(*) FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
                 "JOIN experiments e ON e.experiment_id = r.experiment_id "
                 "WHERE e.name = :s AND r.lifecycle_stage = 'active' "
-                "AND t.key = 'nfbench.status' AND t.value = 'finished'"), {"s": suite}).scalar()
+                "AND t.key = 'nfbench.phase' AND t.value IN ('trained', 'timed')"),
+                {"s": suite}).scalar()
     except Exception:  # noqa: BLE001 (the store is being created)
         return 0
     finally:
@@ -245,12 +247,12 @@ def drivers(args, uri: str, n: int, work: Path) -> dict:
     name = f"scale-drivers-{n}"
     suite = _suite_file(work, name, n)
     a, a_stats = _spawn(args, uri, suite, n, f"A-{n}", work)
-    _wait_for(lambda: _finished_count(uri, name) >= n // 4, a, "a quarter finished")
+    _wait_for(lambda: _trained_count(uri, name) >= n // 4, a, "a quarter trained")
     b, b_stats = _spawn(args, uri, suite, n, f"B-{n}", work, nodes=max(1, args.nodes // 4))
-    _wait_for(lambda: _finished_count(uri, name) >= n // 2, a, "half finished")
+    _wait_for(lambda: _trained_count(uri, name) >= n // 2, a, "half trained")
     a.send_signal(signal.SIGKILL)
     a.wait()
-    killed_at = _finished_count(uri, name)
+    killed_at = _trained_count(uri, name)
     c, c_stats = _spawn(args, uri, suite, n, f"C-{n}", work)
     for p, role in ((b, "B"), (c, "C")):
         if p.wait() != 0:
@@ -301,7 +303,7 @@ def report_drivers(results: dict[int, dict]) -> None:
     print("\ndrivers: A runs; B joins at 1/4; A SIGKILLed at 1/2; re-run C")
     for n, r in sorted(results.items()):
         a, b, c = r["A"], r["B"], r["C"]
-        print(f"N={n:,}: A killed with {r['killed_at']:,} finished "
+        print(f"N={n:,}: A killed with {r['killed_at']:,} trained "
               f"(CPU {_per_job_ms(a):.1f} ms a job started); re-run C started its first "
               f"job {c['first_dispatch_s']:.1f} s after it began; B finished "
               f"{b.get('finished', 0):,} (CPU {_per_job_ms(b):.1f} ms a job), C finished "
