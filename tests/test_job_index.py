@@ -47,6 +47,7 @@ def test_the_direct_index_reads_what_mlflows_api_reads(backend, request, sqlite_
     for args in [{}, {"keys_": [jobs[0].key, jobs[3].key, "nope"]}, {"since_ms": since}]:
         got, want = direct.read(**args), api.read(**args)
         assert got == want, args
+    assert direct._url is not None  # the direct query answered (it falls back on any error)
     whole = direct.read()
     assert len(whole) == 4 and [r.run_id for r in whole[jobs[3].key]] == [d.run_id]
     ref = whole[jobs[0].key][0]
