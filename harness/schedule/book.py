@@ -220,7 +220,9 @@ class Book:
             NOTE: job_note(job.axes, job.config.train.model_dump(), self.suite.name,
                            job.key), **job.tags},
             existing, self.force)
-        task.params = job.flat_params()  # written with the first live mark (one call less)
+        # a new run's config goes with its first live mark (one call less); a resumed run has
+        # it already (unless its driver was killed between opening it and its first mark)
+        task.params = None if jr.resumed else job.flat_params()
         if self.force:  # replaced once: a retry resumes the new run, not another new one
             self.existing[job.key] = []
         task.run_id, task.artifact_uri = jr.run_id, jr.artifact_uri
