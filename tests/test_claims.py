@@ -9,12 +9,16 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from harness import keys
 from harness.tracking import Store
 from harness.tracking.claims import LEDGER_EXPERIMENT, Ledger, shard_count
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from claims_race import race  # noqa: E402
 
 
 def _store(uri, suite="s") -> Store:
@@ -135,25 +139,7 @@ def test_drivers_racing_on_a_sharded_ledger_get_one_holder_each(backend, request
     ledgers = [Store(uri, "race").ledger(ttl=60, jobs=len(wanted)) for _ in range(4)]
     for led in ledgers:
         led.renew()
-    start = threading.Barrier(len(ledgers))
-
-    def grab(led, order):
-        start.wait()
-        for i in range(0, len(order), 40):
-            led.claim(order[i : i + 40])
-
-    orders = [wanted, wanted[::-1], wanted[1::2] + wanted[::2], wanted]
-    threads = [threading.Thread(target=grab, args=(led, o)) for led, o in zip(ledgers, orders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    owners: dict[str, str] = {}
-    for led in ledgers:
-        for k in led.held:
-            assert k not in owners, f"{k} held twice"
-            owners[k] = led.me
-    assert sorted(owners) == wanted
+    owners = race(ledgers, wanted, 40)
     judge = Store(uri, "race").ledger()
     truth = judge.holders(wanted)
     assert all(truth[k].driver == owners[k] and truth[k].generation == 0 for k in wanted)

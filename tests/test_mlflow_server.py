@@ -237,25 +237,9 @@ def test_claims_through_the_server_are_exclusive(ui):
     ledgers = [Store(ui, "race-server").ledger(ttl=60, jobs=len(wanted)) for _ in range(3)]
     for led in ledgers:
         led.renew()
-    start = threading.Barrier(len(ledgers))
+    from claims_race import race
 
-    def grab(led, order):
-        start.wait()
-        for i in range(0, len(order), 30):
-            led.claim(order[i : i + 30])
-
-    orders = [wanted, wanted[::-1], wanted[1::2] + wanted[::2]]
-    threads = [threading.Thread(target=grab, args=(led, o)) for led, o in zip(ledgers, orders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    owners: dict[str, str] = {}
-    for led in ledgers:
-        for k in led.held:
-            assert k not in owners, f"{k} held twice"
-            owners[k] = led.me
-    assert sorted(owners) == wanted
+    owners = race(ledgers, wanted, 30)
     gone = ledgers[0]
     gone.stop()
     takers = [Store(ui, "race-server").ledger(ttl=60, jobs=len(wanted)) for _ in range(2)]
