@@ -1,6 +1,6 @@
 """Suites: the YAML schema, checks against the registries, matrix expansion, job keys.
 
-This package imports no torch (the layer rule in the README): the registries reach it as a
+This package imports no torch (the layer rule of ``docs/architecture.md``): the registries reach it as a
 :class:`Catalog` of plain data (names, option specs).
 """
 
