@@ -82,6 +82,8 @@ def test_the_api_reference_documents_each_layers_public_interface(site):
         page = (site / "api" / package / "index.html").read_text()
         missing = [n for n in names if f'id="harness.{package}.{n}"' not in page]
         assert not missing, (package, missing)
+        roles = re.findall(r":(?:mod|class|func|meth|data|attr):<code>", page)
+        assert not roles, (package, "reST roles left in the rendered docstrings", roles[:3])
 
 
 def test_the_readme_is_a_front_door():
