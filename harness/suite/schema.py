@@ -5,8 +5,8 @@ with one training budget, evaluation and timing settings and resources per job. 
 checked here (types, ranges, unknown keys); names are checked against the registries by
 :mod:`harness.suite.checks`, which gets the catalogue injected (this layer imports no torch).
 
-Numbers are finite and bounded (the ``MAX_*`` constants below, listed in the README's "Bad
-input" section), and a boolean is never a number: YAML reads ``yes``, ``no``, ``on``, ``off``,
+Numbers are finite and bounded (the ``MAX_*`` constants below, listed in ``docs/suites.md``,
+"Bad input"), and a boolean is never a number: YAML reads ``yes``, ``no``, ``on``, ``off``,
 ``true`` and ``false`` as booleans, and ``steps: yes`` must not quietly become one step.
 """
 
