@@ -124,8 +124,7 @@ def figure_cd(ranks: pd.DataFrame, result: RankResult,
     left, the rest on the right); a thick bar joins configurations whose average ranks
     differ by no more than the Nemenyi critical difference (shown above the axis).
 
-    ``ranks``: :func:`rank_frames`'s rows; ``result`` its
-    :class:`~harness.report.stats.RankResult`."""
+    ``ranks``: :func:`rank_frames`'s rows; ``result`` its :class:`~.stats.RankResult`."""
     k = len(ranks)
     fig = go.Figure()
     base_layout(fig, title, height=max(260, 150 + 34 * math.ceil(max(k, 1) / 2)))

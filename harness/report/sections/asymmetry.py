@@ -63,8 +63,8 @@ def figure_asymmetry(speed: pd.DataFrame,
                      title: str = "Density against sampling time") -> go.Figure:
     """Sampling time against density-evaluation time, log–log, with the diagonal.
 
-    ``speed``: :func:`speed_frame`. Above the diagonal a flow samples
-    slower than it evaluates densities (MAF: D passes to sample); below, the reverse (IAF).
+    ``speed``: :func:`speed_frame`. Above the diagonal a flow samples slower than it
+    evaluates densities (MAF: D passes to sample); below, the reverse (IAF).
     """
     fig = go.Figure()
     base_layout(fig, title, height=460)

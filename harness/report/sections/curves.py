@@ -64,8 +64,8 @@ def _numbers(values: pd.Series, digits: int = 4) -> np.ndarray:
 def figure_curves(bands: pd.DataFrame, title: str = "Training curves") -> go.Figure:
     """bpd / NLL against step (left) and wall time (right), mean ± std over seeds.
 
-    ``bands``: :func:`curve_frame` rows of one data set (``config arch
-    key step wall_s mean std n url``); training keys are solid with a band (± one std),
+    ``bands``: :func:`curve_frame` rows of one data set (``config arch key step wall_s mean
+    std n url``); training keys are solid with a band (± one std),
     validation keys dashed. A line links to its representative run through its ``meta.url``
     (not one URL per point: that would double the page). Traces are built as plain dicts
     without Plotly's per-property validation (a suite of 1,000 runs has hundreds of lines

@@ -39,9 +39,9 @@ def heatmap_frame(agg: pd.DataFrame) -> pd.DataFrame:
 def figure_heatmap(cells: pd.DataFrame, title: str = "Architecture × data set") -> go.Figure:
     """Relative score per architecture (rows) and data set (columns).
 
-    ``cells``: :func:`heatmap_frame` (``row column score unit relative
-    url``). Colour is ``relative`` = (score − best) / (worst − best) within the column
-    (0 = best there); the text is the score itself.
+    ``cells``: :func:`heatmap_frame` (``row column score unit relative url``). Colour is
+    ``relative`` = (score − best) / (worst − best) within the column (0 = best there); the
+    text is the score itself.
     """
     fig = go.Figure()
     if cells.empty:

@@ -115,11 +115,10 @@ def _error_x(part: pd.DataFrame) -> dict:
 def figure_leaderboard(board: pd.DataFrame, title: str = "Leaderboard") -> go.Figure:
     """Score (bpd or NLL) per configuration with its interval over seeds, best at the top.
 
-    ``board``: one data set's rows of :func:`leaderboard_frame`
-    (``config arch reference score`` ``score std`` ``n_ok unit url``, optionally
-    ``published published_model``, and the seed columns ``ci_lo ci_hi vs_best`` of
-    :func:`leaderboard_with_seeds`: then the bars are the 95 %
-    bootstrap interval, else ± std, and stars mark the group tied with the best).
+    ``board``: one data set's rows of :func:`leaderboard_frame` (``config arch reference
+    score`` ``score std`` ``n_ok unit url``, optionally ``published published_model``, and
+    the seed columns ``ci_lo ci_hi vs_best`` of :func:`leaderboard_with_seeds`: then the bars
+    are the 95 % bootstrap interval, else ± std, and stars mark the group tied with the best).
     Reference rows are grey squares; published figures are open diamonds on the same axis.
     """
     fig = go.Figure()

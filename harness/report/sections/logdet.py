@@ -31,8 +31,8 @@ def logdet_frame(agg: pd.DataFrame) -> pd.DataFrame:
 
 def figure_logdet(cost: pd.DataFrame, title: str = "Cost of the log-determinant") -> go.Figure:
     """Log-det time against data dimension per configuration (left, log–log) and its share
-    of the forward pass (right). ``cost``: :func:`logdet_frame`.
-    The log-det time is the difference of two timed forward passes, with and without it."""
+    of the forward pass (right). ``cost``: :func:`logdet_frame`. The log-det time is the
+    difference of two timed forward passes, with and without it."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09,
                         subplot_titles=("log-det time (ms per batch)",
                                         "share of the forward pass"))

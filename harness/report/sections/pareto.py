@@ -51,10 +51,9 @@ def _front_line(part: pd.DataFrame, x: str) -> tuple[list, list]:
 def figure_pareto(points: pd.DataFrame, title: str = "Pareto fronts") -> go.Figure:
     """Score against sampling throughput (left) and density-evaluation time (right).
 
-    ``points``: :func:`pareto_frame` rows of one data set
-    (``config arch reference score url perf/sample_throughput perf/density_ms front_sampling
-    front_density``). The front (no configuration is both better and faster) is drawn as a
-    staircase; references are squares.
+    ``points``: :func:`pareto_frame` rows of one data set (``config arch reference score url
+    perf/sample_throughput perf/density_ms front_sampling front_density``). The front (no
+    configuration is both better and faster) is drawn as a staircase; references are squares.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
                         subplot_titles=("against sampling throughput",
