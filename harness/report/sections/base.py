@@ -62,7 +62,7 @@ METRICS = (  # what the aggregates carry: the mean and std over seeds of each
     "flow.params",
 )
 ID = ["dataset", "config", "arch", "arch_label", "dequant", "reference", "unit",
-      "dataset_name"]  # the columns that name a configuration, first in every frame
+      "dataset_name"]  # what names a configuration: first in each frame made from `agg`
 SAMPLE_COLUMNS = ["run_id", "dataset", "config", "seed", "url", "src"]
 
 
