@@ -25,10 +25,13 @@ from harness import keys
 from harness.cli import load_jobs, main
 from harness.job.components import build
 from harness.measure import evaluate_likelihood
-from harness.report import derive, derive_stats
-from harness.report.panels import _leaderboard_table
-from harness.report.panels_stats import leaderboard_with_seeds
+from harness.report.pairwise import seed_frame
 from harness.report.promote import alias_for
+from harness.report.sections.leaderboards import (
+    leaderboard_frame,
+    leaderboard_table,
+    leaderboard_with_seeds,
+)
 from harness.report.table import aggregate, prepare
 from harness.schedule import run_jobs
 from harness.tracking.models import ModelRefused, download, load_flow
@@ -130,7 +133,7 @@ def test_search_logged_models_promote_and_the_report_agree(lm, capsys, tmp_path)
     finally:
         mlflow.set_tracking_uri(None)
     table = prepare(load_runs(uri, ["lm"]))
-    seeds = derive_stats.seed_frame(table)
+    seeds = seed_frame(table)
     report_best = seeds[seeds["vs_best"] == "best"]["config"].item()
     best_config = table[table["run_id"] == best.source_run_id]["config"].item()
     assert best_config == report_best
@@ -267,5 +270,5 @@ def test_the_leaderboard_links_each_configuration_to_its_model(lm):
     for config, part in table.groupby("config"):
         best = part.sort_values("score").iloc[0]
         assert agg[agg["config"] == config]["model_url"].item() == best["model_url"]
-    html = _leaderboard_table(leaderboard_with_seeds(derive.leaderboard_frame(agg), table))
+    html = leaderboard_table(leaderboard_with_seeds(leaderboard_frame(agg), table))
     assert html.count(f'href="{ui}/#/experiments/{exp_id}/models/m-') == 2

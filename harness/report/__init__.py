@@ -1,18 +1,26 @@
 """Reports: MLflow runs → tidy tables → Plotly figures → a static HTML site; and ``compare``.
 
 Pipeline: :func:`harness.tracking.read.load_runs` / ``load_curves`` read MLflow in
-bulk; :mod:`.table` and :mod:`.derive` make the frame behind each figure; the ``figure_*``
-functions are pure (frame in, Plotly figure out); :func:`write_report` is the one writer,
-and :mod:`.safety` checks what it publishes (http(s) run links, no formulas in CSV cells).
+bulk; :mod:`.table` makes the results table; each section of a page is one module of
+:mod:`.sections` (listed once, in page order, in :data:`.sections.SECTIONS`) that derives
+its frame from that table and draws it with pure ``figure_*`` functions (frame in, Plotly
+figure out); :func:`write_report` is the one writer, and :mod:`.safety` checks what it
+publishes (http(s) run links, no formulas in CSV cells).
 """
 
 from __future__ import annotations
 
 from .compare import CompareResult, Tolerance, compare
-from .figures import figure_curves, figure_heatmap, figure_leaderboard, figure_pareto
-from .figures_cost import figure_asymmetry, figure_dequant, figure_logdet
-from .figures_stability import figure_stability, figure_triangle
 from .safety import ReportInputError
+from .sections.asymmetry import figure_asymmetry
+from .sections.curves import figure_curves
+from .sections.dequant import figure_dequant
+from .sections.heatmap import figure_heatmap
+from .sections.leaderboards import figure_leaderboard
+from .sections.logdet import figure_logdet
+from .sections.pareto import figure_pareto
+from .sections.stability import figure_stability
+from .sections.triangle import figure_triangle
 from .site import write_report
 
 __all__ = [

@@ -1,6 +1,6 @@
 """``nfbench promote``: each data set's best flow of a suite, registered under an alias.
 
-The choice is the report's own (:func:`harness.report.derive_stats.seed_frame`, the
+The choice is the report's own (:func:`harness.report.pairwise.seed_frame`, the
 leaderboard's "against the best" column): per data set, the configurations *tied with the
 best* (the lowest mean score over seeds, and every configuration whose Holm-corrected p against
 it is ≥ 0.05) are one group; the tie is broken by the mean over seeds, among the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import keys
-from . import derive_stats
+from .pairwise import seed_frame
 from .stats import ALPHA
 
 __all__ = ["Choice", "alias_for", "choose", "describe", "promote"]
@@ -55,7 +55,7 @@ def alias_for(dataset: str) -> str:
 def choose(runs: pd.DataFrame, alpha: float = ALPHA) -> tuple[list[Choice], list[str]]:
     """Per data set of ``runs`` (:func:`harness.report.table.prepare`'s table), the
     :class:`Choice` (see the module docstring), and a line for each data set with none."""
-    seeds = derive_stats.seed_frame(runs, alpha)
+    seeds = seed_frame(runs, alpha)
     ok = runs[runs["ok"].astype(bool)] if len(runs) else runs
     model_col = ok.get(keys.TAG_MODEL, pd.Series(None, index=ok.index, dtype=object))
     with_model = ok[model_col.notna() & (model_col.astype(str) != "")]

@@ -3,7 +3,7 @@
 From the finished runs of the suite in the store: per data set, the pooled standard
 deviation over seeds of its flows and the seeds per configuration that a two-sided
 two-sample t-test at α = 0.05 needs to detect D with 80 % power
-(:func:`harness.report.derive_stats.seeds_frame`).
+(:func:`harness.report.sections.seeds.seeds_frame`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 
 from ..tracking.read import UnknownSuiteError, load_runs
 from ..tracking.uri import mask_uri
-from .derive_stats import seeds_frame
+from .sections.seeds import seeds_frame
 from .table import prepare
 
 __all__ = ["NoRunsError", "seeds_plan"]

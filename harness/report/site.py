@@ -15,31 +15,29 @@ Nothing else in ``out_dir`` is touched.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from .. import keys
-from ..tracking.read import load_curves, load_runs, local_artifact_path
+from ..tracking.read import load_curves, load_runs
 from ..tracking.store import resolve_uri
 from ..tracking.uri import mask_uri
 from .html import ASSETS, Link, Raw, data_links, e, figure_block, page, table, write_assets
-from .panels import Section, slug, suite_sections
+from .page import Section, slug
 from .safety import check_ui_base, escape_formulas
+from .sections import Context, suite_sections
+from .sections.across import across_section
+from .sections.curves import CURVES_SHOWN
+from .sections.samples import collect as collect_samples
+from .sections.tuning import TUNING_KINDS, with_urls
 from .table import DEFAULT_UI, prepare
-from .tuning import TUNING_KINDS, with_urls
-from .tuning_section import tuning_sections
 
 __all__ = ["write_report"]
 
 MANIFEST = ".nfbench-report.json"
-CURVES_SHOWN = (keys.TRAIN_NLL, keys.TRAIN_BPD, keys.VAL_NLL, keys.VAL_BPD)  # what pages draw
 
 
 def _publishable(df: pd.DataFrame) -> pd.DataFrame:
@@ -58,43 +56,6 @@ def _write_data(df: pd.DataFrame, folder: Path, stem: str, written: list[Path]) 
     escape_formulas(data).to_csv(folder / f"{stem}.csv", index=False)  # no formula runs
     data.to_parquet(folder / f"{stem}.parquet", index=False)
     written += [folder / f"{stem}.csv", folder / f"{stem}.parquet"]
-
-
-@functools.lru_cache(maxsize=4)
-def _client(uri: str):
-    """An MLflow client, made only when needed (creating one opens the store: ~1 s)."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def _samples(runs: pd.DataFrame, uri: str, folder: Path, prefix: str,
-             written: list[Path]) -> pd.DataFrame:
-    """Copy the samples.png of each configuration's best finished seed into ``folder``."""
-    cols = ["run_id", "dataset", "config", "seed", "url", "src"]
-    ok = runs[runs["ok"]].sort_values("score", kind="stable")
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for _, best in ok.groupby(["dataset", "config"], sort=True):
-            run = best.iloc[0]
-            target = folder / f"{run['run_id']}.png"
-            local = local_artifact_path(run["artifact_uri"], keys.ART_SAMPLES)
-            try:
-                if local is not None:
-                    if not local.is_file():
-                        continue
-                    source = local
-                else:
-                    source = Path(_client(uri).download_artifacts(run["run_id"],
-                                                                  keys.ART_SAMPLES, tmp))
-            except (MlflowException, OSError):  # no samples.png for this run
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            written.append(target)
-            rows.append([run["run_id"], run["dataset"], run["config"], run["seed"], run["url"],
-                         f"{prefix}/{target.name}"])
-    return pd.DataFrame(rows, columns=cols)
 
 
 def _meta(runs: pd.DataFrame, uri: str) -> str:
@@ -130,9 +91,8 @@ def _suite_page(suite: str, runs: pd.DataFrame, curves: pd.DataFrame, folder: Pa
                 assets: str, uri: str, written: list[Path], home: str | None,
                 tuning: pd.DataFrame | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    samples = _samples(runs, uri, folder / "samples", "samples", written)
-    sections = suite_sections(runs, curves, samples)
-    sections[1:1] = tuning_sections(tuning, runs)  # after the leaderboards
+    samples = collect_samples(runs, uri, folder / "samples", "samples", written)
+    sections = suite_sections(Context(runs, curves, samples, tuning))
     for sec in sections:
         for panel in sec.panels:
             _write_data(panel.data, folder / "data", panel.id, written)
@@ -192,8 +152,6 @@ def _index(suites: list[str], runs: pd.DataFrame, folders: dict[str, str], out: 
 
 def _across(runs: pd.DataFrame, out: Path, written: list[Path]) -> str:
     """The front page's ranks and aggregate score over every suite of the report."""
-    from .panels_stats import across_section
-
     sec = across_section(runs, " Over every suite of this report: an architecture is "
                                "matched across suites by its label.")
     for panel in sec.panels:

@@ -31,6 +31,7 @@ __all__ = [
     "run_url",
     "runtime_label",
     "score_key",
+    "scored",
 ]
 
 DEFAULT_UI = "http://127.0.0.1:5000"  # `mlflow ui`'s default address
@@ -171,6 +172,11 @@ def prepare(runs: pd.DataFrame, ui_base: str = DEFAULT_UI) -> pd.DataFrame:
     df["url"] = [run_url(ui_base, e, r) for e, r in zip(exp, df["run_id"])]
     df["model_url"] = [model_url(ui_base, e, m) for e, m in zip(exp, _column(df, keys.TAG_MODEL))]
     return df
+
+
+def scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs a statistic counts: finished with a finite score (:func:`prepare`'s ``ok``)."""
+    return runs[runs["ok"].astype(bool)] if len(runs) else runs
 
 
 GROUP = ["dataset", "config"]

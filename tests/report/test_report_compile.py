@@ -11,7 +11,7 @@ import pytest
 from conftest import COMPILE_S, COMPILED_SPEED
 
 from harness import keys
-from harness.report.compile_panel import OPERATIONS, break_even, compile_frame
+from harness.report.sections.compiled import OPERATIONS, break_even, compile_frame
 from harness.report.table import aggregate, prepare
 from harness.tracking.read import load_runs
 
@@ -92,7 +92,7 @@ def _with_blocks(runs: pd.DataFrame, compiled_factor: dict[str, float] | None) -
 def test_compiled_ratios_carry_a_bootstrap_interval_and_a_verdict(compiled):
     """Blocks recorded: realnvp compiled 2× faster is resolved (interval about 0.5, below 1),
     maf 1.25× slower is resolved slower; the same times on both sides are 'not resolved'."""
-    from harness.report.compile_panel import figure_compile
+    from harness.report.sections.compiled import figure_compile
 
     frame = compile_frame(_with_blocks(compiled, None))
     for row in frame.itertuples(index=False):

@@ -13,7 +13,6 @@ import pytest
 
 from harness import keys
 from harness.report import (
-    derive,
     figure_asymmetry,
     figure_curves,
     figure_dequant,
@@ -24,7 +23,16 @@ from harness.report import (
     figure_stability,
     figure_triangle,
 )
-from harness.report.scores import triangle_scores
+from harness.report.sections.asymmetry import speed_frame
+from harness.report.sections.base import METRICS
+from harness.report.sections.curves import curve_frame
+from harness.report.sections.dequant import dequant_frame
+from harness.report.sections.heatmap import heatmap_frame
+from harness.report.sections.leaderboards import leaderboard_frame
+from harness.report.sections.logdet import logdet_frame
+from harness.report.sections.pareto import pareto_frame
+from harness.report.sections.stability import stability_frame
+from harness.report.sections.triangle import triangle_scores
 from harness.report.table import aggregate, prepare
 from harness.tracking.read import load_curves, load_runs
 
@@ -36,24 +44,24 @@ def frames(store):
     raw = load_runs(store.uri, ["zoo"])
     runs = prepare(raw)
     curves = load_curves(store.uri, raw)
-    agg = aggregate(runs, derive.METRICS)
-    per_arch = aggregate(runs, derive.METRICS, by=("dataset", "arch_label"))
+    agg = aggregate(runs, METRICS)
+    per_arch = aggregate(runs, METRICS, by=("dataset", "arch_label"))
     return {"runs": runs, "curves": curves, "agg": agg, "per_arch": per_arch}
 
 
 def _builders(f):
-    board = derive.leaderboard_frame(f["agg"])
-    pts = derive.pareto_frame(f["agg"])
-    curves = derive.curve_frame(f["runs"], f["curves"], f["agg"])
+    board = leaderboard_frame(f["agg"])
+    pts = pareto_frame(f["agg"])
+    curves = curve_frame(f["runs"], f["curves"], f["agg"])
     return {
         "leaderboard": (figure_leaderboard, board[board["dataset"] == "digits"]),
         "pareto": (figure_pareto, pts[pts["dataset"] == "moons"]),
-        "heatmap": (figure_heatmap, derive.heatmap_frame(f["agg"])),
+        "heatmap": (figure_heatmap, heatmap_frame(f["agg"])),
         "curves": (figure_curves, curves[curves["dataset"] == "digits"]),
-        "logdet": (figure_logdet, derive.logdet_frame(f["per_arch"])),
-        "asymmetry": (figure_asymmetry, derive.speed_frame(f["per_arch"])),
-        "dequant": (figure_dequant, derive.dequant_frame(f["agg"])),
-        "stability": (figure_stability, derive.stability_frame(f["runs"])),
+        "logdet": (figure_logdet, logdet_frame(f["per_arch"])),
+        "asymmetry": (figure_asymmetry, speed_frame(f["per_arch"])),
+        "dequant": (figure_dequant, dequant_frame(f["agg"])),
+        "stability": (figure_stability, stability_frame(f["runs"])),
         "triangle": (figure_triangle, triangle_scores(f["per_arch"])),
     }
 
@@ -91,7 +99,7 @@ def test_empty_frames_give_an_annotated_figure(frames, name):
 
 
 def test_leaderboard_draws_means_with_std_and_published(frames):
-    board = derive.leaderboard_frame(frames["agg"])
+    board = leaderboard_frame(frames["agg"])
     mnist = board[board["dataset"] == "mnist"]
     fig = figure_leaderboard(mnist)
     drawn = {}
@@ -111,7 +119,7 @@ def test_leaderboard_draws_means_with_std_and_published(frames):
 
 
 def test_pareto_front_staircase_passes_through_the_front(frames):
-    pts = derive.pareto_frame(frames["agg"])
+    pts = pareto_frame(frames["agg"])
     moons = pts[pts["dataset"] == "moons"]
     fig = figure_pareto(moons)
     stairs = [t for t in fig.data if t.name == "Pareto front"]
@@ -125,7 +133,7 @@ def test_pareto_front_staircase_passes_through_the_front(frames):
 
 
 def test_heatmap_is_zero_at_each_columns_best(frames):
-    cells = derive.heatmap_frame(frames["agg"])
+    cells = heatmap_frame(frames["agg"])
     fig = figure_heatmap(cells)
     z = np.asarray(fig.data[0].z, dtype=float)
     assert np.nanmin(z) == 0 and np.nanmax(z) == 1
@@ -134,7 +142,7 @@ def test_heatmap_is_zero_at_each_columns_best(frames):
 
 
 def test_curve_means_are_seed_means_of_the_logged_curves(frames, store):
-    bands = derive.curve_frame(frames["runs"], frames["curves"], frames["agg"])
+    bands = curve_frame(frames["runs"], frames["curves"], frames["agg"])
     truths = [t for t in store.runs("zoo") if t.dataset == "moons" and t.arch == "realnvp"]
     assert all(t.status == keys.STATUS_FINISHED for t in truths)
     line = bands[(bands["dataset"] == "moons") & (bands["config"] == "realnvp")
@@ -151,7 +159,7 @@ def test_curve_means_are_seed_means_of_the_logged_curves(frames, store):
 
 
 def test_curves_are_thinned_to_at_most_max_points(frames):
-    bands = derive.curve_frame(frames["runs"], frames["curves"], frames["agg"], max_points=5)
+    bands = curve_frame(frames["runs"], frames["curves"], frames["agg"], max_points=5)
     sizes = bands.groupby(["dataset", "config", "key"]).size()
     assert sizes.max() <= 6 and sizes.min() >= 2  # every k-th step, plus the last
     last = bands.groupby(["dataset", "config", "key"])["step"].max()
@@ -159,7 +167,7 @@ def test_curves_are_thinned_to_at_most_max_points(frames):
 
 
 def test_text_from_runs_is_escaped_in_figures(frames):
-    board = derive.leaderboard_frame(frames["agg"])
+    board = leaderboard_frame(frames["agg"])
     part = board[board["dataset"] == "moons"].copy()
     part.loc[part.index[0], "config"] = "<script>alert(1)</script>"
     fig = figure_leaderboard(part, title="<b>t</b>")
@@ -170,7 +178,7 @@ def test_text_from_runs_is_escaped_in_figures(frames):
 
 
 def test_dequant_gap_is_uniform_minus_variational(frames):
-    gap = derive.dequant_frame(frames["agg"]).set_index(["dataset", "config"])
+    gap = dequant_frame(frames["agg"]).set_index(["dataset", "config"])
     u = gap.loc[("digits", "nsf-coupling [uniform]"), "score"]
     v = gap.loc[("digits", "nsf-coupling [variational]"), "score"]
     assert gap.loc[("digits", "nsf-coupling [variational]"), "gap"] == pytest.approx(u - v)
@@ -181,7 +189,7 @@ def test_dequant_gap_is_uniform_minus_variational(frames):
 
 
 def test_stability_shows_diverged_runs_apart(frames):
-    stab = derive.stability_frame(frames["runs"])
+    stab = stability_frame(frames["runs"])
     assert (stab["status"] == keys.STATUS_DIVERGED).sum() == 1
     fig = figure_stability(stab)
     diverged = [t for t in fig.data if "(diverged)" in (t.name or "")]

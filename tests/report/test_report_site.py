@@ -13,7 +13,7 @@ from report_synth import HOSTILE, HOSTILE_DEVICE, HOSTILE_LABEL
 
 from harness import keys
 from harness.report import write_report
-from harness.report.panels import slug
+from harness.report.page import slug
 from harness.tracking.read import UnknownSuiteError
 
 FIGURE = re.compile(r'<div class="nf-figure" id="(fig-[^"]+)"[^>]*></div>'

@@ -229,7 +229,7 @@ def test_pairs_without_seeds_to_test_them_are_drawn_grey_not_certain():
     """One seed a side (the smoke suite): P(row better) is 0 or 1 from two numbers and the
     table says "test: none"; the heatmap leaves those cells out of its colour scale and draws
     them grey, "untested". Pairs with seeds on both sides keep their probability."""
-    from harness.report.figures_stats import UNTESTED_GREY, figure_poi
+    from harness.report.sections.significance import UNTESTED_GREY, figure_poi
 
     scores = {"a": {0: 1.0, 1: 1.1, 2: 1.05}, "b": {0: 1.2, 1: 1.3, 2: 1.25}, "c": {0: 0.9}}
     pairs = stats.pairwise(scores)

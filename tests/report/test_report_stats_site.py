@@ -18,7 +18,7 @@ from scipy import stats as sps
 
 from harness.cli import main
 from harness.report import stats, write_report
-from harness.report.panels import slug
+from harness.report.page import slug
 
 RANKED = [(a, d, "none" if d in ("moons", "8gaussians", "power") else "uniform", [0, 1, 2])
           for a in ("realnvp", "glow", "nsf-coupling", "ffjord", "gaussian")

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from harness import keys
-from harness.report import derive
 from harness.report.published import published_for
-from harness.report.scores import triangle_scores
+from harness.report.sections.base import METRICS
+from harness.report.sections.leaderboards import leaderboard_frame
+from harness.report.sections.pareto import pareto_frame
+from harness.report.sections.triangle import triangle_scores
 from harness.report.table import aggregate, config_label, pareto_mask, prepare, provenance
 from harness.tracking.read import load_runs
 
@@ -48,7 +50,7 @@ def test_variants_of_a_data_set_stay_apart(store):
     assert runs.set_index("dataset")["standard_data"].to_dict() == {
         "digits(flatten=True)": True, "digits(flatten=False, n_bits=5)": False}
     fake = pd.concat([runs.assign(dataset_name="mnist", arch="glow")])
-    board = derive.leaderboard_frame(aggregate(fake, derive.METRICS)).set_index("dataset")
+    board = leaderboard_frame(aggregate(fake, METRICS)).set_index("dataset")
     assert board.loc["digits(flatten=True)", "published"] == pytest.approx(1.05)
     assert np.isnan(board.loc["digits(flatten=False, n_bits=5)", "published"])
 
@@ -115,8 +117,8 @@ def test_pareto_front_by_hand():
 
 
 def test_pareto_frame_excludes_failed_and_diverged_runs(zoo):
-    agg = aggregate(zoo, derive.METRICS)
-    pts = derive.pareto_frame(agg)
+    agg = aggregate(zoo, METRICS)
+    pts = pareto_frame(agg)
     assert np.isfinite(pts["score"]).all()
     # realnvp [variational] on digits has a diverged seed: averaged over finished ones only
     row = pts[(pts["dataset"] == "digits") & (pts["config"] == "realnvp [variational]")]
@@ -160,7 +162,7 @@ def test_published_figures_keep_units_and_signs():
 
 
 def test_leaderboard_frame_ranks_and_publishes(zoo):
-    board = derive.leaderboard_frame(aggregate(zoo, derive.METRICS))
+    board = leaderboard_frame(aggregate(zoo, METRICS))
     mnist = board[board["dataset"] == "mnist"].set_index("config")
     assert mnist.loc["glow [uniform]", "published"] == pytest.approx(1.05)
     assert np.isnan(mnist.loc["gaussian [uniform]", "published"])

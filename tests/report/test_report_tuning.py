@@ -15,8 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import keys
 from harness.report import write_report
-from harness.report.table import prepare
-from harness.report.tuning import (
+from harness.report.sections.tuning import (
     NEAR,
     TUNING_KINDS,
     gain_frame,
@@ -25,6 +24,7 @@ from harness.report.tuning import (
     trials_frame,
     with_urls,
 )
+from harness.report.table import prepare
 from harness.tracking import Store
 from harness.tracking.read import load_runs
 from harness.tracking.studies import StudyRuns, TrialRuns

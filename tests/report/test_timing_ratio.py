@@ -197,17 +197,17 @@ def test_two_runs_of_the_same_code_end_to_end_resolve_no_timing(sqlite_uri):
 def test_the_asymmetry_panel_gives_sampling_over_density_an_interval(timed):
     """The report's density-against-sampling panel: per architecture, sampling ÷ density with
     its bootstrap interval over the runs' blocks (maf samples in D = 2 passes: resolved)."""
-    from harness.report import derive
-    from harness.report.figures_cost import figure_asymmetry
+    from harness.report.sections.asymmetry import figure_asymmetry, speed_frame
+    from harness.report.sections.base import METRICS
     from harness.report.table import aggregate
 
     runs = prepare(load_runs(timed, ["same-a"]))
-    per_arch = aggregate(runs, derive.METRICS, by=("dataset", "arch_label"))
-    speed = derive.speed_frame(per_arch, runs[runs["ok"]]).set_index("arch")
+    per_arch = aggregate(runs, METRICS, by=("dataset", "arch_label"))
+    speed = speed_frame(per_arch, runs[runs["ok"]]).set_index("arch")
     for arch, r in speed.iterrows():
         assert r["ratio_lo"] <= r["sample_over_density"] <= r["ratio_hi"], arch
     assert speed.loc["maf", "resolved"] and speed.loc["maf", "ratio_lo"] > 1.5
     hovers = " ".join(t for trace in figure_asymmetry(speed.reset_index()).data
                       for t in (trace.text or ()))
     assert "95 % interval" in hovers
-    assert derive.speed_frame(per_arch)["ratio_lo"].isna().all()  # no runs: no interval
+    assert speed_frame(per_arch)["ratio_lo"].isna().all()  # no runs: no interval

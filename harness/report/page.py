@@ -1,7 +1,7 @@
 """A report page's parts: :class:`Section` s of :class:`Panel` s, and :func:`slug` for the
-ids and file names they get. The modules that build sections (:mod:`~harness.report.panels`,
-:mod:`~harness.report.panels_stats`, :mod:`~harness.report.tuning_section`) import these from
-here, so that none of them imports another to share them."""
+ids and file names they get. Every section module (:mod:`harness.report.sections`) builds
+these, and the writer (:mod:`harness.report.site`) turns them into HTML and data files; they
+live here so that neither imports the other to share them."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class Panel:
 
 @dataclass
 class Section:
+    """One section of a page: its anchor (the element's id), its title (the heading and the
+    table of contents' entry) and its panels."""
+
     anchor: str
     title: str
     panels: list[Panel] = field(default_factory=list)

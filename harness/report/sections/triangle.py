@@ -1,4 +1,6 @@
-"""The invertibility–expressivity–efficiency triangle: three normalised scores per configuration.
+"""The invertibility–expressivity–efficiency triangle: three normalised scores per
+configuration (:func:`triangle_scores`), drawn as a ternary plot (:func:`figure_triangle`) with
+the scores and their definitions in a table under it.
 
 All three lie in [0, 1], 1 best, and are relative to the configurations of one suite:
 
@@ -20,10 +22,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
-from .. import keys
+from ... import keys
+from ..html import Link, e, table
+from ..page import Section
+from ..style import arch_colour, base_layout, esc, fmt, hover, no_data, unique
+from .base import Context, single
 
-__all__ = ["DEFINITIONS", "triangle_scores"]
+__all__ = ["ANCHOR", "DEFINITIONS", "TITLE", "build", "figure_triangle", "triangle_scores"]
+
+ANCHOR = "triangle"
+TITLE = "Invertibility – expressivity – efficiency"
 
 DEFINITIONS = {
     "invertibility": "I = (L_max − L) / (L_max − L_min), L = mean over data sets of "
@@ -37,6 +47,7 @@ DEFINITIONS = {
     "placement": "Each configuration sits at (I, E, F) / (I + E + F); marker size grows with "
                  "I + E + F. Scores are relative to the configurations of this suite.",
 }
+
 FLOOR = 1e-12
 
 
@@ -85,3 +96,61 @@ def triangle_scores(agg: pd.DataFrame) -> pd.DataFrame:
     out["a"], out["b"], out["c"] = share["invertibility"], share["expressivity"], \
         share["efficiency"]
     return out.reset_index()[cols]
+
+
+def figure_triangle(scores: pd.DataFrame,
+                    title: str = "Invertibility – expressivity – efficiency") -> go.Figure:
+    """Each configuration placed in a ternary plot by its three normalised scores.
+    ``scores``: :func:`triangle_scores`; definitions in :data:`DEFINITIONS` (the page prints
+    them under the figure)."""
+    fig = go.Figure()
+    base_layout(fig, title, height=560)
+    placed = scores.dropna(subset=["a", "b", "c"]) if not scores.empty else scores
+    if placed.empty:
+        return no_data(fig, "not enough measurements to place any configuration")
+    for arch in unique(placed["arch"]):
+        part = placed[placed["arch"] == arch]
+        fig.add_trace(go.Scatterternary(
+            a=part["a"], b=part["b"], c=part["c"], mode="markers+text", name=esc(arch),
+            text=[esc(c) for c in part["config"]], textposition="top center",
+            textfont={"size": 10},
+            marker={"size": 8 + 6 * part["total"].astype(float),
+                    "color": arch_colour(arch, bool(part["reference"].any())),
+                    "line": {"width": 1, "color": "#333"},
+                    "symbol": ["square" if r else "circle" for r in part["reference"]]},
+            customdata=part["url"],
+            hovertext=[hover(("", c), ("invertibility", i), ("expressivity", e),
+                             ("efficiency", f), ("data sets", n))
+                       for c, i, e, f, n in zip(part["config"], part["invertibility"],
+                                                part["expressivity"], part["efficiency"],
+                                                part["n_datasets"])],
+            hovertemplate="%{hovertext}<extra></extra>",
+        ))
+    fig.update_layout(ternary={
+        "sum": 1,
+        "aaxis": {"title": {"text": "invertibility"}, "min": 0},
+        "baxis": {"title": {"text": "expressivity"}, "min": 0},
+        "caxis": {"title": {"text": "efficiency"}, "min": 0},
+    }, meta={"definitions": DEFINITIONS})
+    return fig
+
+
+def _triangle_after(scores: pd.DataFrame) -> str:
+    rows = [[s.config, fmt(s.invertibility, 3), fmt(s.expressivity, 3), fmt(s.efficiency, 3),
+             fmt(s.total, 3), Link(s.url, "MLflow")] for s in scores.itertuples(index=False)]
+    defs = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in DEFINITIONS.items())
+    return (table(["architecture", "invertibility I", "expressivity E", "efficiency F",
+                   "I + E + F", "run"], rows, numeric=[False, True, True, True, True, False])
+            + f'<dl class="defs">{defs}</dl>')
+
+
+def build(ctx: Context) -> Section:
+    """One panel: the triangle of the finished runs' architectures, the scores under it."""
+    scores = triangle_scores(ctx.per_arch)
+    if scores["a"].isna().all():  # no configuration has all three scores: nothing to place
+        scores = scores.iloc[:0]
+    return single(
+        ANCHOR, TITLE, scores, figure_triangle,
+        "Each architecture (its label; dequantization schemes pooled) placed by three "
+        "normalised scores (definitions under the figure; all relative to this suite).",
+        ctx.timed, _triangle_after(scores))

@@ -1,4 +1,4 @@
-"""The compile panel: what a compiled runtime gains per architecture and operation, and what
+"""The compile section: what a compiled runtime gains per architecture and operation, and what
 compiling it costs.
 
 Runs are paired: a compiled run (runtime ``compile`` / ``cuda-graphs``) with the eager run of
@@ -34,13 +34,18 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import keys
-from . import ratio as ratios
-from .html import Link, Raw, table
-from .sections import Panel, Section
-from .style import base_layout, esc, fmt, hover, no_data, unique
+from ... import keys
+from .. import ratio as ratios
+from ..html import Link, Raw, table
+from ..page import Panel, Section
+from ..style import base_layout, esc, fmt, hover, no_data, unique
+from .base import Context
 
-__all__ = ["OPERATIONS", "compile_frame", "compile_section", "figure_compile"]
+__all__ = ["ANCHOR", "OPERATIONS", "TITLE", "break_even", "build", "compile_frame",
+           "figure_compile"]
+
+ANCHOR = "compile"
+TITLE = "Compiled against eager"
 
 OPERATIONS = {  # operation → its timed metric
     "density": keys.PERF_DENSITY_MS,
@@ -156,12 +161,12 @@ def _interval(lo: float, hi: float) -> str:
     return f"{lo:.3f} – {hi:.3f}" if math.isfinite(lo) and math.isfinite(hi) else "—"
 
 
-def compile_section(runs: pd.DataFrame):
+def build(ctx: Context) -> Section | None:
     """The compile section (None when the suite lacks either runtime)."""
-    frame = compile_frame(runs)
+    frame = compile_frame(ctx.runs)
     if frame.empty:
         return None
-    sec = Section("compile", "Compiled against eager")
+    sec = Section(ANCHOR, TITLE)
     rows = [[r.dataset, r.architecture, r.runtime, r.operation, r.pairs, fmt(r.ratio, 3),
              _interval(r.ratio_lo, r.ratio_hi), r.verdict or "—", fmt(r.eager_ms, 4),
              fmt(r.compiled_ms, 4), fmt(r.compile_s, 3),

@@ -1,7 +1,9 @@
-"""The stability panel and the invertibility–expressivity–efficiency triangle.
+"""The stability section: one point per finished or diverged run for each diagnostic
+(round-trip error, saturated scales, non-finite steps, latent KS statistic, CNF function
+evaluations, Glow's 1×1 convolution condition number), per architecture label.
 
-Pure functions of the frames of :mod:`harness.report.derive` and
-:mod:`harness.report.scores`; every point links to a run.
+:func:`stability_frame` is the runs' diagnostics (:data:`~.base.STABILITY_KEYS`);
+:func:`figure_stability` draws them, every point linking to its run.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .. import keys
-from .scores import DEFINITIONS
-from .style import arch_colour, base_layout, esc, hover, no_data, unique
+from ... import keys
+from ..page import Section
+from ..style import arch_colour, base_layout, esc, hover, no_data, unique
+from .base import STABILITY_KEYS, Context, columns, single
 
-__all__ = ["PANELS", "figure_stability", "figure_triangle"]
+__all__ = ["ANCHOR", "PANELS", "TITLE", "build", "figure_stability", "stability_frame"]
+
+ANCHOR = "stability"
+TITLE = "Stability"
 
 # (metric, subplot title, log axis)
 PANELS = (
@@ -30,6 +36,17 @@ PANELS = (
 )
 
 
+def stability_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished or diverged run that recorded a stability diagnostic."""
+    cols = ["run_id", "dataset", "config", "arch", "arch_label", "seed", "status",
+            *STABILITY_KEYS, "url"]
+    keep = runs["status"].isin([keys.STATUS_FINISHED, keys.STATUS_DIVERGED])
+    out = columns(runs[keep], cols)
+    out = out[out[list(STABILITY_KEYS)].notna().any(axis=1)]
+    return out.sort_values(["arch_label", "config", "dataset", "seed"],
+                           kind="stable").reset_index(drop=True)
+
+
 def _jitter(run_id: str) -> float:
     """A fixed horizontal offset per run in [−0.25, 0.25] (deterministic, not random)."""
     return (zlib.crc32(run_id.encode()) % 1000) / 2000 - 0.25
@@ -37,8 +54,8 @@ def _jitter(run_id: str) -> float:
 
 def figure_stability(stab: pd.DataFrame, title: str = "Stability") -> go.Figure:
     """Each diagnostic per architecture label, one point per run (finished: dots; diverged:
-    red crosses). ``stab``: :func:`harness.report.derive.stability_frame`. Panels whose
-    metric no run logged (NFE without FFJORD, the condition number without Glow) are empty."""
+    red crosses). ``stab``: :func:`stability_frame`. Panels whose metric no run logged (NFE
+    without FFJORD, the condition number without Glow) are empty."""
     fig = make_subplots(rows=2, cols=3, vertical_spacing=0.22, horizontal_spacing=0.07,
                         subplot_titles=[esc(t) for _, t, _ in PANELS])
     configs = sorted(unique(stab["arch_label"])) if not stab.empty else []
@@ -83,38 +100,13 @@ def figure_stability(stab: pd.DataFrame, title: str = "Stability") -> go.Figure:
     return fig
 
 
-def figure_triangle(scores: pd.DataFrame,
-                    title: str = "Invertibility – expressivity – efficiency") -> go.Figure:
-    """Each configuration placed in a ternary plot by its three normalised scores.
-    ``scores``: :func:`harness.report.scores.triangle_scores`; definitions in
-    :data:`harness.report.scores.DEFINITIONS` (the page prints them under the figure)."""
-    fig = go.Figure()
-    base_layout(fig, title, height=560)
-    placed = scores.dropna(subset=["a", "b", "c"]) if not scores.empty else scores
-    if placed.empty:
-        return no_data(fig, "not enough measurements to place any configuration")
-    for arch in unique(placed["arch"]):
-        part = placed[placed["arch"] == arch]
-        fig.add_trace(go.Scatterternary(
-            a=part["a"], b=part["b"], c=part["c"], mode="markers+text", name=esc(arch),
-            text=[esc(c) for c in part["config"]], textposition="top center",
-            textfont={"size": 10},
-            marker={"size": 8 + 6 * part["total"].astype(float),
-                    "color": arch_colour(arch, bool(part["reference"].any())),
-                    "line": {"width": 1, "color": "#333"},
-                    "symbol": ["square" if r else "circle" for r in part["reference"]]},
-            customdata=part["url"],
-            hovertext=[hover(("", c), ("invertibility", i), ("expressivity", e),
-                             ("efficiency", f), ("data sets", n))
-                       for c, i, e, f, n in zip(part["config"], part["invertibility"],
-                                                part["expressivity"], part["efficiency"],
-                                                part["n_datasets"])],
-            hovertemplate="%{hovertext}<extra></extra>",
-        ))
-    fig.update_layout(ternary={
-        "sum": 1,
-        "aaxis": {"title": {"text": "invertibility"}, "min": 0},
-        "baxis": {"title": {"text": "expressivity"}, "min": 0},
-        "caxis": {"title": {"text": "efficiency"}, "min": 0},
-    }, meta={"definitions": DEFINITIONS})
-    return fig
+def build(ctx: Context) -> Section:
+    """One panel of the finished and diverged runs' diagnostics."""
+    runs = ctx.runs
+    return single(
+        ANCHOR, TITLE, stability_frame(runs), figure_stability,
+        "One point per finished (dot) or diverged (red cross) run: max round-trip error on test "
+        "data, share of bounded scales near their bound, training steps skipped for a "
+        "non-finite loss, mean KS statistic of the latent against N(0, 1), CNF function "
+        "evaluations, Glow's 1×1 convolution condition number.",
+        runs[runs["status"].isin([keys.STATUS_FINISHED, keys.STATUS_DIVERGED])], timing=False)
