@@ -53,8 +53,8 @@ def _rel(path: Path) -> str:
 
 # ── layers and cycles ─────────────────────────────────────────────────────────────────
 def test_the_layer_rule_holds():
-    """The import-linter contracts in pyproject.toml (one per layer boundary, and inside
-    harness.flows)."""
+    """The import-linter contracts in pyproject.toml (one per layer boundary, inside
+    harness.flows, and one that forbids every import cycle)."""
     proc = subprocess.run(
         [_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, check=False
     )
