@@ -3,7 +3,7 @@
 The job's entry point is ``nfbench run SUITE --address auto`` on the head node, with this
 checkout as its working directory (Ray uploads it), so the cluster runs exactly this code.
 The cluster must expose the Jobs API (the dashboard, port 8265); cluster.yaml keeps it on the
-head's loopback and the README shows the port-forwarding. Ray ≥ 2.5x uses token
+head's loopback and ``docs/clusters.md`` shows the port-forwarding. Ray ≥ 2.5x uses token
 authentication: the client sets ``RAY_AUTH_MODE=token`` and Ray reads the token itself.
 
 Tracking URI: by default the entry point names none, so the job logs wherever the cluster's

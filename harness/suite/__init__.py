@@ -1,7 +1,7 @@
 """Suites: the YAML schema, checks against the registries, matrix expansion, job keys.
 
-This package imports no torch (the layer rule in the README): the registries reach it as a
-:class:`Catalog` of plain data (names, option specs).
+This package imports no torch (the layer rule of ``docs/architecture.md``): the registries
+reach it as a :class:`Catalog` of plain data (names, option specs).
 """
 
 from __future__ import annotations

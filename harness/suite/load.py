@@ -107,7 +107,8 @@ def _pydantic_problems(source: str, root: yaml.Node | None, err: ValidationError
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
         msg = clip(e["msg"].removeprefix("Value error, "), 300)
         if e["type"] == "extra_forbidden":
-            msg = "unknown field; remove it or check its spelling (see the README's suite schema)"
+            msg = ("unknown field; remove it or check its spelling (the suite schema: "
+                   "docs/suites.md)")
         elif e["type"] == "missing":
             msg = "required field is missing"
         got = e.get("input")

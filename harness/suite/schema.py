@@ -7,7 +7,7 @@ checked here (types, ranges, unknown keys); names are checked against the regist
 
 Numbers are finite and bounded (the ``MAX_*`` constants below, and ``MAX_STEPS`` and
 ``MAX_SEED``, which the ``tune:`` section shares, in :mod:`harness.suite.base`; all listed in
-the README's "Bad input" section), and a boolean is never a number: YAML reads ``yes``, ``no``,
+``docs/suites.md``, "Bad input"), and a boolean is never a number: YAML reads ``yes``, ``no``,
 ``on``, ``off``, ``true`` and ``false`` as booleans, and ``steps: yes`` must not quietly become
 one step. Every section is a :class:`~harness.suite.base.StrictModel`; the ``tune:`` section
 is defined in :mod:`harness.suite.tune_schema`, on the same bases.
