@@ -45,7 +45,7 @@ def catalog():
     checks."""
     from . import data, flows
     from .data.options import dataset_options, dequant_cross_problems, dequant_options
-    from .flows.hparam_specs import cross_problems, hparam_specs
+    from .flows.zoo import cross_problems, hparam_specs
     from .suite import Catalog
 
     def dequant_ok(scheme: str, kind: str) -> str | None:

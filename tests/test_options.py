@@ -12,7 +12,7 @@ import harness.flows.hparam_specs
 import harness.options
 from harness import data, flows
 from harness.data.options import dataset_options, dequant_options
-from harness.flows.hparam_specs import cross_problems, hparam_specs
+from harness.flows.zoo import cross_problems, hparam_specs
 from harness.options import Option, shown
 
 

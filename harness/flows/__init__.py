@@ -8,15 +8,19 @@ Example:
     >>> z.shape, log_det.shape
     (torch.Size([5, 2]), torch.Size([5]))
 
-The package's parts: the flow contract (:mod:`~harness.flows.base`), the registry
-(:mod:`~harness.flows.zoo`), the pre-flight check (:mod:`~harness.flows.check`), flattening
-(:mod:`~harness.flows.flattened`), compiled views (:mod:`~harness.flows.compiled`) and the
-hyper-parameter schema (:mod:`~harness.flows.hparam_specs`) at the top; the building blocks in
-:mod:`harness.flows.layers`, the conditioner networks in :mod:`harness.flows.nets`, the
-continuous-time parts in :mod:`harness.flows.continuous`, and one module per architecture family
-in :mod:`harness.flows.families`. The registry imports the families itself, on first use
-(:func:`names`/:func:`build`/:func:`entry`); third-party architectures arrive through the
-entry-point group ``nfbench.flows``.
+The package's parts, from the bottom up (imports point down only): the flow contract
+(:mod:`~harness.flows.base`) and the error a factory raises (:mod:`~harness.flows.errors`); the
+conditioner networks (:mod:`harness.flows.nets`, MADE's step plan in
+:mod:`~harness.flows.made_plan`), the building blocks (:mod:`harness.flows.layers`) and the
+continuous-time parts (:mod:`harness.flows.continuous`); the table of what each
+hyper-parameter accepts (:mod:`~harness.flows.hparam_specs`); the registry
+(:mod:`~harness.flows.zoo`), which checks every hyper-parameter against that table; the
+pre-flight check (:mod:`~harness.flows.check`) and flattening (:mod:`~harness.flows.flattened`),
+which build through the registry; compiled views of a built flow
+(:mod:`~harness.flows.compiled`); and one module per architecture family
+(:mod:`harness.flows.families`), each registering itself with the registry. The registry
+imports the families itself, on first use (:func:`names`/:func:`build`/:func:`entry`);
+third-party architectures arrive through the entry-point group ``nfbench.flows``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.flows.layers.made_plan import MadePlan, made_plan
+from harness.flows.made_plan import MadePlan, made_plan
 
 __all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "FiLM", "made_degrees"]
 
@@ -124,7 +124,7 @@ class MLP(nn.Module):
 def made_degrees(order: Tensor, hidden: int) -> Tensor:
     """Hidden-unit degrees in ``1 … D−1`` for inputs ranked by ``order`` (0-based): each
     degree equally often (cycled), sorted, so that the units a sequential solve computes at
-    one step are adjacent (:mod:`harness.flows.layers.made_plan`)."""
+    one step are adjacent (:mod:`harness.flows.made_plan`)."""
     d = order.numel()
     return torch.sort(torch.arange(hidden) % max(d - 1, 1) + 1).values
 

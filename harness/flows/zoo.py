@@ -4,7 +4,11 @@ An architecture is a factory ``factory(event_shape, context_dim, *, hp1=default1
 whose keyword-only parameters are its hyper-parameters (their defaults are what
 :func:`hparams` reports). :func:`build` checks names, shapes and hyper-parameters before it
 calls the factory, so a bad suite is refused with a message that names the architecture, the
-bad key and the valid keys with their defaults.
+bad key and the valid keys with their defaults. What each hyper-parameter accepts (type,
+range, choices) is one table, :mod:`harness.flows.hparam_specs`; :func:`hparam_specs` and
+:func:`cross_problems` give it per architecture, as plain data, to the suite checks. A factory
+raises :class:`~harness.flows.errors.HyperParameterError` for what only building can tell
+(an event shape it cannot take); :func:`build` adds the architecture and the valid keys.
 
 The built-in architectures are the modules of :mod:`harness.flows.families` (one file per
 family; modules whose name starts with ``_`` hold shared parts and are skipped). The registry
@@ -42,22 +46,24 @@ import math
 import pkgutil
 import types
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
 from harness.flows.base import Flow, _as_shape
+from harness.flows.errors import HyperParameterError
+from harness.flows.hparam_specs import cross_rule_problems, hparam_problems, specs_for
+from harness.options import Option
 from harness.registry import Entry, Registry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "REGISTRY",
-    "HyperParameterError",
     "build",
-    "check_choice",
-    "check_positive",
+    "cross_problems",
     "entry",
     "fit",
+    "hparam_specs",
     "hparams",
     "load_builtins",
     "load_plugins",
@@ -74,28 +80,6 @@ REGISTRY: Registry[Factory] = Registry("architecture")
 _builtins_loaded = False
 _plugins_loaded = False
 _plugin_errors: dict[str, str] = {}
-
-
-class HyperParameterError(ValueError):
-    """Raised by a factory for an invalid hyper-parameter value; :func:`build` adds context."""
-
-    def __init__(self, key: str, reason: str):
-        self.key, self.reason = key, reason
-        super().__init__(f"{key}: {reason}")
-
-
-def check_choice(key: str, value: object, options: Sequence[object]) -> None:
-    """Refuse ``value`` unless it is one of ``options``."""
-    if value not in options:
-        raise HyperParameterError(key, f"must be one of {list(options)!r}, got {value!r}")
-
-
-def check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
-    """Refuse a non-positive (or, with ``allow_zero``, negative) or non-finite number."""
-    bad = value < 0 if allow_zero else value <= 0
-    if bad or not math.isfinite(value):
-        need = "≥ 0" if allow_zero else "> 0"
-        raise HyperParameterError(key, f"must be a finite number {need}, got {value!r}")
 
 
 def register(
@@ -207,39 +191,49 @@ def hparams(name: str) -> dict[str, object]:
     return _signature_defaults(name, entry(name).factory)
 
 
+def hparam_specs(name: str) -> dict[str, Option]:
+    """The spec of every hyper-parameter of ``name`` (type, range or choices, default), as the
+    suite checks read them (:mod:`harness.flows.hparam_specs`)."""
+    return specs_for(name, hparams(name))
+
+
+def cross_problems(name: str, options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(hyper-parameter, reason)`` for the rules that tie two hyper-parameters of ``name``
+    together (checked after each one's own spec passed); its defaults fill what ``options``
+    does not give. An unknown name has none (it is reported elsewhere)."""
+    try:
+        defaults = hparams(name)
+    except Exception:  # noqa: BLE001 — an unknown name is reported elsewhere
+        return []
+    return cross_rule_problems({**defaults, **options})
+
+
 def _describe(defaults: dict[str, object]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"
 
 
-def _check_type(name: str, key: str, value: object, default: object, valid: str) -> None:
-    if default is None:
-        return
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ValueError(
-            f"architecture '{name}': hyper-parameter '{key}' must be a "
-            f"{type(default).__name__}, got {value!r} (valid hyper-parameters: {valid})"
-        )
+def _invalid(name: str, key: str, reason: str, valid: str) -> ValueError:
+    return ValueError(
+        f"architecture '{name}': invalid hyper-parameter '{key}' — {reason} "
+        f"(valid hyper-parameters with defaults: {valid})"
+    )
 
 
 def _checked(name: str, factory: Callable[..., Any], hp: dict[str, Any]) -> str:
-    """Refuse unknown or mistyped hyper-parameters; the description of the valid ones."""
+    """Refuse unknown hyper-parameters and values their specs refuse; the description of the
+    valid ones."""
     defaults = _signature_defaults(name, factory)
     valid = _describe(defaults)
-    for key, value in hp.items():
+    for key in hp:
         if key not in defaults:
             raise ValueError(
                 f"architecture '{name}': unknown hyper-parameter '{key}' "
                 f"(valid hyper-parameters with defaults: {valid})"
             )
-        _check_type(name, key, value, defaults[key], valid)
+    problems = hparam_problems(name, defaults, hp)
+    if problems:
+        key, reason = problems[0]
+        raise _invalid(name, key, reason, valid)
     return valid
 
 
@@ -283,10 +277,7 @@ def build(
     try:
         flow = ent.factory(shape, context_dim, **hp)
     except HyperParameterError as exc:
-        raise ValueError(
-            f"architecture '{name}': invalid hyper-parameter '{exc.key}' — {exc.reason} "
-            f"(valid hyper-parameters with defaults: {valid})"
-        ) from None
+        raise _invalid(name, exc.key, exc.reason, valid) from None
     if not isinstance(flow, Flow):
         raise TypeError(
             f"architecture '{name}': the factory returned {type(flow).__name__}, not a Flow"

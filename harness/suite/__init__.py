@@ -10,7 +10,6 @@ from .checks import MAX_JOBS, Catalog, check_suite
 from .expand import Dropped, Job, count_cells, expand, flatten, job_key
 from .load import SuiteError, line_of, load_suite, parse_suite
 from .schema import AxisItem, Resources, Suite
-from .tune_schema import TuneSection  # noqa: F401 — completes Suite's ``tune`` field
 
 __all__ = [
     "MAX_JOBS",

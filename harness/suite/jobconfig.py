@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..keys import DATA_JOB_OPTIONS
-from .schema import EvalSettings, TimingSettings, TrainBudget
+from .schema import EvalSettings, TimingSettings, TrainBudget, runtime_label
 
 __all__ = ["EAGER", "ArchConfig", "DataConfig", "DequantConfig", "JobConfig", "RuntimeConfig"]
 
@@ -125,10 +125,9 @@ class RuntimeConfig:
 
     @property
     def label(self) -> str:
-        """``compile``, or ``compile(mode=max-autotune, shapes=static)`` off the defaults."""
-        opts = [f"{k}={v}" for k, v, d in (("mode", self.mode, "default"),
-                                           ("shapes", self.shapes, "dynamic")) if v != d]
-        return f"{self.name}({', '.join(opts)})" if opts else self.name
+        """``compile``, or ``compile(mode=max-autotune, shapes=static)`` off the defaults
+        (the suite's :attr:`~harness.suite.schema.RuntimeItem.display`)."""
+        return runtime_label(self.name, self.mode, self.shapes)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "mode": self.mode, "shapes": self.shapes}

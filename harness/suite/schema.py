@@ -5,23 +5,21 @@ with one training budget, evaluation and timing settings and resources per job. 
 checked here (types, ranges, unknown keys); names are checked against the registries by
 :mod:`harness.suite.checks`, which gets the catalogue injected (this layer imports no torch).
 
-Numbers are finite and bounded (the ``MAX_*`` constants below, listed in ``docs/suites.md``,
-"Bad input"), and a boolean is never a number: YAML reads ``yes``, ``no``, ``on``, ``off``,
-``true`` and ``false`` as booleans, and ``steps: yes`` must not quietly become one step.
+Numbers are finite and bounded (the ``MAX_*`` constants below, and ``MAX_STEPS`` and
+``MAX_SEED``, which the ``tune:`` section shares, in :mod:`harness.suite.base`; all listed in
+``docs/suites.md``, "Bad input"), and a boolean is never a number: YAML reads ``yes``, ``no``,
+``on``, ``off``, ``true`` and ``false`` as booleans, and ``steps: yes`` must not quietly become
+one step. Every section is a :class:`~harness.suite.base.StrictModel`; the ``tune:`` section
+is defined in :mod:`harness.suite.tune_schema`, on the same bases.
 """
 
 from __future__ import annotations
 
-import types
-import typing
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -29,9 +27,8 @@ from pydantic import (
 
 from ..options import shown
 from ..registry import nearest
-
-if TYPE_CHECKING:  # defined on top of these classes; the field is resolved there
-    from .tune_schema import TuneSection
+from .base import MAX_SEED, MAX_STEPS, NamedModel, StrictModel
+from .tune_schema import TuneSection
 
 __all__ = [
     "MAX_BATCH",
@@ -53,15 +50,14 @@ __all__ = [
     "SystemMetricsSettings",
     "TimingSettings",
     "TrainBudget",
+    "runtime_label",
 ]
 
-MAX_STEPS = 10**8  # steps, warm-up, and every "every N steps"
 MAX_PATIENCE_EPOCHS = 1e6  # train.patience_epochs
 MAX_MINUTES = 10_080.0  # one week of wall clock per job
 MAX_BATCH = 2**20  # any batch size
 MAX_EXAMPLES = 10**9  # eval.max_examples
 MAX_IW_SAMPLES = 2**16  # eval.iw_samples (Flow++ evaluates with 4,096)
-MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 MAX_MEMORY_GB = 4096.0  # resources.memory_gb
 MAX_CPUS = 1024.0  # resources.cpus
 MAX_THREADS = 1024  # timing.threads
@@ -71,54 +67,7 @@ MIN_SYSTEM_METRICS_S = 0.5  # system_metrics.interval (each sample costs an MLfl
 MAX_SYSTEM_METRICS_S = 3600.0
 
 
-def _numeric(annotation: Any) -> str | None:
-    """``"scalar"`` for an int / float annotation (or an optional one), ``"items"`` for a
-    list or tuple of them, else None."""
-    if annotation in (int, float):
-        return "scalar"
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (Union, types.UnionType):
-        kinds = {_numeric(a) for a in args if a is not type(None)}
-        return "scalar" if "scalar" in kinds else None
-    if origin in (list, tuple) and args and all(a in (int, float, Ellipsis) for a in args):
-        return "items"
-    return None
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """Refuse ``true``/``yes``/``on`` … where a number belongs (pydantic reads them as 1)."""
-        field = cls.model_fields.get(info.field_name or "")
-        kind = _numeric(field.annotation) if field is not None else None
-        # pydantic turns a ValueError (not a TypeError) into a validation error
-        if kind == "scalar" and isinstance(value, bool):
-            raise ValueError(
-                f"a number is expected, not a boolean (got {value!r}; YAML reads "
-                "yes/no/on/off/true/false as booleans)")
-        if kind == "items" and isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                if isinstance(item, bool):
-                    raise ValueError(  # noqa: TRY004
-                        f"item {i} is a boolean, not a number (got {item!r}; YAML "
-                        "reads yes/no/on/off/true/false as booleans)")
-        return value
-
-
-class _Named(_Strict):
-    """A section that may be written as its ``name`` alone (``optimizer: adamw``)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-
-class AxisItem(_Strict):
+class AxisItem(StrictModel):
     """One value of a matrix axis: a registry name with options.
 
     In YAML either a bare name (``realnvp``) or a mapping with ``name`` and options
@@ -159,6 +108,14 @@ RUNTIME_MODES = ("default", "max-autotune")
 RUNTIME_SHAPES = ("dynamic", "static", "pad")
 
 
+def runtime_label(name: str, mode: str, shapes: str) -> str:
+    """A runtime as tables and tags show it: ``compile``, or
+    ``compile(mode=max-autotune, shapes=static)`` where it is off the defaults."""
+    opts = [f"{k}={v}" for k, v, d in (("mode", mode, RUNTIME_MODES[0]),
+                                       ("shapes", shapes, RUNTIME_SHAPES[0])) if v != d]
+    return f"{name}({', '.join(opts)})" if opts else name
+
+
 def _one_of(what: str, value: Any, valid: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be one of {', '.join(valid)} (got {shown(value)})")  # noqa: TRY004
@@ -170,7 +127,7 @@ def _one_of(what: str, value: Any, valid: tuple[str, ...]) -> str:
     return value
 
 
-class RuntimeItem(_Strict):
+class RuntimeItem(StrictModel):
     """One value of the ``runtime`` axis: how the flow's operations run, in training and
     timing.
 
@@ -226,13 +183,12 @@ class RuntimeItem(_Strict):
 
     @property
     def display(self) -> str:
-        """``compile``, or ``compile(mode=max-autotune, shapes=static)`` off the defaults."""
-        opts = [f"{k}={v}" for k, v, d in (("mode", self.mode, "default"),
-                                           ("shapes", self.shapes, "dynamic")) if v != d]
-        return f"{self.name}({', '.join(opts)})" if opts else self.name
+        """``compile``, or ``compile(mode=max-autotune, shapes=static)`` off the defaults
+        (:func:`runtime_label`)."""
+        return runtime_label(self.name, self.mode, self.shapes)
 
 
-class Matrix(_Strict):
+class Matrix(StrictModel):
     """The axes whose product is the set of jobs."""
 
     architectures: list[AxisItem] = Field(min_length=1)
@@ -256,7 +212,7 @@ class Matrix(_Strict):
         return seeds
 
 
-class Rule(_Strict):
+class Rule(StrictModel):
     """A partial job description for include / exclude (any subset of the axes).
 
     Values are names (an architecture's ``label`` also matches; a runtime matches by name,
@@ -278,7 +234,7 @@ class Rule(_Strict):
         return self
 
 
-class Optimizer(_Named):
+class Optimizer(NamedModel):
     name: Literal["adam", "adamw", "adamax", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0, le=10)
     weight_decay: float = Field(0.0, ge=0, le=1)
@@ -292,7 +248,7 @@ class Optimizer(_Named):
         return betas
 
 
-class Schedule(_Named):
+class Schedule(NamedModel):
     """Learning-rate schedule: constant or cosine annealing, with linear warm-up."""
 
     name: Literal["constant", "cosine"] = "cosine"
@@ -304,7 +260,7 @@ class Schedule(_Named):
 _OPTIONAL_TRAIN_FIELDS = ("patience", "patience_epochs")
 
 
-class TrainBudget(_Strict):
+class TrainBudget(StrictModel):
     """How long a job trains: ``steps`` and/or wall-clock ``minutes`` (whichever ends first),
     and optionally until the validation score stops improving: ``patience`` validations in
     a row (every ``eval_every`` steps) without a new best, or ``patience_epochs`` epochs of
@@ -356,7 +312,7 @@ class TrainBudget(_Strict):
         return out
 
 
-class EvalSettings(_Strict):
+class EvalSettings(StrictModel):
     batch_size: int = Field(1000, gt=0, le=MAX_BATCH)
     max_examples: int | None = Field(
         None, gt=0, le=MAX_EXAMPLES, description="cap on test examples; null: all")
@@ -364,7 +320,7 @@ class EvalSettings(_Strict):
         16, gt=0, le=MAX_IW_SAMPLES, description="K for eval/bpd_iw (variational)")
 
 
-class TimingSettings(_Strict):
+class TimingSettings(StrictModel):
     """Timing phase: each measurement is ``torch.utils.benchmark`` with warm-up,
     run for at least ``min_run_time`` seconds, median reported."""
 
@@ -380,7 +336,7 @@ class TimingSettings(_Strict):
         "inflate small operations by 10–600× (measured here)")
 
 
-class SystemMetricsSettings(_Strict):
+class SystemMetricsSettings(StrictModel):
     """MLflow's system metrics (CPU, memory, disk, network; GPU through NVML) while a job
     trains, one point every ``interval`` seconds and one when training ends. Not part of any
     job key; ``$NFBENCH_SYSTEM_METRICS`` (``off``, or an interval in seconds) overrides."""
@@ -390,7 +346,7 @@ class SystemMetricsSettings(_Strict):
                             description="seconds between samples")
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     """Resources of one job. ``gpus`` is a fraction of one GPU in [0, 1] (0: CPU only)."""
 
     cpus: float = Field(1.0, gt=0, le=MAX_CPUS)
@@ -408,7 +364,7 @@ class Resources(_Strict):
         return gpus
 
 
-class Suite(_Strict):
+class Suite(StrictModel):
     """A benchmark suite, as written in ``suites/*.yaml``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

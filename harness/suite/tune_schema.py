@@ -46,7 +46,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..options import shown
-from .schema import MAX_SEED, MAX_STEPS, Suite, _Named, _Strict
+from .base import MAX_SEED, MAX_STEPS, NamedModel, StrictModel
 
 __all__ = ["DISTRIBUTIONS", "MAX_CHOICES", "MAX_HOURS", "MAX_TRIALS", "Asha", "Distribution",
            "TuneBudget", "TuneSection"]
@@ -91,7 +91,7 @@ def _number(value: Any, kind: str, what: str) -> float | int:
     return value
 
 
-class Distribution(_Strict):
+class Distribution(StrictModel):
     """One of Ray Tune's distributions (see the module docstring): ``name`` and ``args``.
 
     In YAML a one-key mapping, ``{loguniform: [1.0e-4, 1.0e-2]}``."""
@@ -205,7 +205,7 @@ _EXAMPLE = {
 }
 
 
-class TuneBudget(_Strict):
+class TuneBudget(StrictModel):
     """The budget of each study (the same for every architecture): ``trials`` and/or
     ``cpu_hours`` / ``gpu_hours`` (trial seconds × CPUs or GPU share held); whichever ends
     first ends the study."""
@@ -222,7 +222,7 @@ class TuneBudget(_Strict):
         return self
 
 
-class Asha(_Named):
+class Asha(NamedModel):
     """Asynchronous successive halving over training steps: a trial continues past a rung
     (``grace_period`` × ``reduction_factor``^k steps) only when its validation score is in
     the best 1 / ``reduction_factor`` of the trials that reached that rung."""
@@ -233,7 +233,7 @@ class Asha(_Named):
     reduction_factor: float = Field(3.0, gt=1, le=100)
 
 
-class TuneSection(_Strict):
+class TuneSection(StrictModel):
     """A suite's ``tune:`` section (see the module docstring)."""
 
     spaces: dict[str, dict[str, Distribution]] = Field(min_length=1)
@@ -263,7 +263,3 @@ class TuneSection(_Strict):
                 raise ValueError(f"the space of '{arch}' has {len(space)} hyper-parameters; "
                                  f"at most {MAX_PARAMS}")
         return spaces
-
-
-# The suite's ``tune`` field names TuneSection, defined here on top of the suite's classes.
-Suite.model_rebuild(_types_namespace={"TuneSection": TuneSection})

@@ -17,8 +17,8 @@ import torch
 
 from harness import flows
 from harness.flows.check import autograd_log_det, randomize
-from harness.flows.hparam_specs import hparam_specs
 from harness.flows.layers.batchnorm import BatchNorm
+from harness.flows.zoo import hparam_specs
 
 FAMILIES = ["maf", "iaf", "realnvp", "nice", "nsf-coupling", "nsf-ar"]
 CTX = 3

@@ -14,8 +14,8 @@ import torch
 from harness.flows.check import randomize
 from harness.flows.families.nsf import spline
 from harness.flows.layers.elementwise import Affine, Elementwise
-from harness.flows.layers.made_plan import made_plan
 from harness.flows.layers.made_solve import solve
+from harness.flows.made_plan import made_plan
 from harness.flows.nets import MADE
 
 D64 = torch.float64

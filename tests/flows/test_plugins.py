@@ -100,6 +100,9 @@ def test_an_installed_plugin_registers_and_runs(site: Path) -> None:
     assert flows.preflight("tp-scaled", 3, {"factor": 1.5}).ok
     with pytest.raises(ValueError, match="'tp-scaled'.*'facter'.*factor=2.0"):
         flows.build("tp-scaled", 3, facter=1.0)
+    # a plugin's hyper-parameter without a spec is checked by its default's type
+    with pytest.raises(ValueError, match="'tp-scaled'.*'factor'.*must be a finite number"):
+        flows.build("tp-scaled", 3, factor="big")
 
 
 def test_a_broken_plugin_is_skipped_with_a_warning(site: Path) -> None:

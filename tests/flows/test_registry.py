@@ -7,7 +7,8 @@ import torch
 
 from harness import flows
 from harness.flows.base import Flow, Layer
-from harness.flows.zoo import REGISTRY
+from harness.flows.check import randomize
+from harness.flows.zoo import REGISTRY, hparam_specs
 from harness.registry import UnknownNameError
 
 
@@ -57,6 +58,32 @@ def test_invalid_hparam_values(hp: dict, key: str) -> None:
     with pytest.raises(ValueError) as err:
         flows.build("maf", 4, **hp)
     assert "'maf'" in str(err.value) and f"'{key}'" in str(err.value)
+
+
+def test_build_refuses_with_the_reason_of_the_hyper_parameter_table() -> None:
+    """One table of rules: ``build`` refuses a value for the reason the suite checks give."""
+    cases = [("maf", "hidden", 0), ("iaf", "layers", 2.5), ("realnvp", "activation", "relux"),
+             ("nsf-coupling", "tail_bound", -1.0), ("ffjord", "solver", "rk45"),
+             ("glow", "permute", "none"), ("gaussian", "parameterization", "qr")]
+    for name, key, value in cases:
+        reason = hparam_specs(name)[key].problem(value)
+        assert reason, (name, key, value)
+        with pytest.raises(ValueError) as err:
+            flows.build(name, 4, **{key: value})
+        assert f"'{name}'" in str(err.value) and f"'{key}' — {reason}" in str(err.value)
+
+
+def test_maf_and_iaf_are_one_factory_in_two_variants() -> None:
+    assert flows.hparams("maf") == flows.hparams("iaf")
+    x = torch.randn(3, 4, dtype=torch.float64)
+    torch.manual_seed(0)
+    maf = randomize(flows.build("maf", 4, layers=2, hidden=8).double())
+    torch.manual_seed(0)
+    iaf = randomize(flows.build("iaf", 4, layers=2, hidden=8).double())
+    # the same weights: each IAF layer is the inverse of the MAF layer
+    assert not maf.layers[0].dual and iaf.layers[0].dual
+    assert torch.allclose(iaf.layers[0].inverse(x), maf.layers[0](x)[0])
+    assert not torch.allclose(maf.layers[0](x)[0], x)  # not the identity
 
 
 def test_hparams_defaults_build_the_default_flow() -> None:

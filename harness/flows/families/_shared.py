@@ -1,8 +1,10 @@
-"""Shared wiring for the architecture constructors: hyper-parameter checks and net factories.
+"""Shared wiring for the architecture constructors: shapes, net factories, autoregressive stacks.
 
 Architectures are thin constructors (one file each) over the shared parts; this module keeps
-what they repeat: the checks of the common hyper-parameters (conditioner size, activation,
-context mode, bounded scales) and the conditioner factories for vectors and images.
+what they repeat: the vector size of an event shape, the conditioner factories for vectors and
+images, and the autoregressive stacks of MAF, IAF and NSF-AR. Their hyper-parameters' types,
+ranges and choices are checked before a factory runs, by the registry, against one table
+(:mod:`harness.flows.hparam_specs`); what is raised here is what only the shape can tell.
 """
 
 from __future__ import annotations
@@ -10,37 +12,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from harness.flows.errors import HyperParameterError
 from harness.flows.layers.autoregressive import Autoregressive
 from harness.flows.layers.coupling import NetFactory
-from harness.flows.layers.elementwise import SCALE_CLAMPS, Affine, Elementwise
-from harness.flows.nets import ACTIVATIONS, CONTEXT_MODES, MADE, MLP, ConvNet
-from harness.flows.zoo import HyperParameterError, check_choice, check_positive
+from harness.flows.layers.elementwise import Elementwise
+from harness.flows.nets import MADE, MLP, ConvNet
 
 __all__ = [
-    "affine",
     "autoregressive_layers",
-    "check_net",
     "conv_factory",
     "mlp_factory",
     "orders",
     "vector_dim",
 ]
-
-
-def check_net(layers: int, hidden: int, depth: int, activation: str, context_mode: str) -> None:
-    """Check the hyper-parameters every conditioner-based architecture has."""
-    check_positive("layers", layers)
-    check_positive("hidden", hidden)
-    check_positive("depth", depth)
-    check_choice("activation", activation, sorted(ACTIVATIONS))
-    check_choice("context_mode", context_mode, CONTEXT_MODES)
-
-
-def affine(scale_bound: float, scale_clamp: str) -> Affine:
-    """The bounded affine element-wise transform, checked."""
-    check_positive("scale_bound", scale_bound)
-    check_choice("scale_clamp", scale_clamp, SCALE_CLAMPS)
-    return Affine(scale_bound, scale_clamp)
 
 
 def vector_dim(name: str, event_shape: tuple[int, ...], minimum: int = 1) -> int:
@@ -78,7 +62,6 @@ def conv_factory(
 def orders(features: int, layers: int, order: str) -> list[Tensor]:
     """Autoregressive orders (ranks) per layer: ``reverse`` alternates the identity and its
     reverse; ``random`` draws a permutation per layer from torch's global generator."""
-    check_choice("order", order, ("reverse", "random"))
     ident = torch.arange(features)
     if order == "reverse":
         return [ident if k % 2 == 0 else ident.flip(0) for k in range(layers)]

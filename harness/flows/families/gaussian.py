@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from harness.flows.base import Flow, Layer
 from harness.flows.families._shared import vector_dim
 from harness.flows.layers.linear import LULinear
-from harness.flows.zoo import check_choice, register
+from harness.flows.zoo import register
 
 __all__ = ["ContextShift", "TriangularLinear", "gaussian"]
 
@@ -97,7 +97,6 @@ def gaussian(
     parameterization: str = "cholesky",
 ) -> Flow:
     """Build the full-covariance Gaussian (see the module doc)."""
-    check_choice("parameterization", parameterization, ("cholesky", "lu"))
     d = vector_dim("gaussian", event_shape)
     linear = TriangularLinear(d) if parameterization == "cholesky" else LULinear(d)
     return Flow([ContextShift(d, context_dim), linear], event_shape, context_dim)

@@ -16,7 +16,8 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.families._shared import affine, check_net, conv_factory, mlp_factory
+from harness.flows.families._shared import conv_factory, mlp_factory
+from harness.flows.layers.elementwise import Affine
 from harness.flows.layers.stacks import glow_layers
 from harness.flows.zoo import register
 
@@ -44,7 +45,6 @@ def glow(
     context_mode: str = "concat",
 ) -> Flow:
     """Build a Glow flow (see the module doc)."""
-    check_net(layers, hidden, depth, activation, context_mode)
     net = (hidden, depth, activation, context_dim, context_mode)
     stack = glow_layers(
         event_shape,
@@ -53,6 +53,6 @@ def glow(
         levels=levels,
         vector_net=mlp_factory(*net),
         image_net=conv_factory(*net),
-        ew=affine(scale_bound, scale_clamp),
+        ew=Affine(scale_bound, scale_clamp),
     )
     return Flow(stack, event_shape, context_dim)

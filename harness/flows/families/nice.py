@@ -12,7 +12,7 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.families._shared import check_net, conv_factory, mlp_factory
+from harness.flows.families._shared import conv_factory, mlp_factory
 from harness.flows.layers.batchnorm import with_batch_norm
 from harness.flows.layers.elementwise import Additive
 from harness.flows.layers.linear import DiagonalScale
@@ -43,7 +43,6 @@ def nice(
     batch_norm: bool = False,
 ) -> Flow:
     """Build a NICE flow (see the module doc)."""
-    check_net(layers, hidden, depth, activation, context_mode)
     net = (hidden, depth, activation, context_dim, context_mode)
     stack = coupling_layers(
         event_shape,

@@ -17,7 +17,6 @@ from __future__ import annotations
 from harness.flows.base import Flow
 from harness.flows.families._shared import (
     autoregressive_layers,
-    check_net,
     conv_factory,
     mlp_factory,
     vector_dim,
@@ -25,7 +24,7 @@ from harness.flows.families._shared import (
 from harness.flows.layers.batchnorm import with_batch_norm
 from harness.flows.layers.elementwise import Spline
 from harness.flows.layers.stacks import coupling_layers
-from harness.flows.zoo import HyperParameterError, check_positive, register
+from harness.flows.zoo import register
 
 __all__ = ["nsf_ar", "nsf_coupling", "spline"]
 
@@ -37,16 +36,8 @@ def spline(
     min_bin_height: float,
     min_derivative: float,
 ) -> Spline:
-    """The spline element-wise transform, its hyper-parameters checked."""
-    check_positive("bins", bins)
-    check_positive("tail_bound", tail_bound)
-    for key, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
-        check_positive(key, value, allow_zero=True)
-        if value * bins >= 1.0:
-            raise HyperParameterError(key, f"{key} · bins must be < 1, got {value} · {bins}")
-    check_positive("min_derivative", min_derivative, allow_zero=True)
-    if min_derivative >= 1.0:
-        raise HyperParameterError("min_derivative", f"must be < 1, got {min_derivative}")
+    """The spline element-wise transform (its hyper-parameters, and ``min_bin_width · bins <
+    1``, are checked against :mod:`harness.flows.hparam_specs` before a factory runs)."""
     return Spline(bins, tail_bound, min_bin_width, min_bin_height, min_derivative)
 
 
@@ -76,7 +67,6 @@ def nsf_coupling(
     batch_norm: bool = False,
 ) -> Flow:
     """Build a coupling NSF (see the module doc)."""
-    check_net(layers, hidden, depth, activation, context_mode)
     ew = spline(bins, tail_bound, min_bin_width, min_bin_height, min_derivative)
     net = (hidden, depth, activation, context_dim, context_mode)
     stack = coupling_layers(
@@ -117,7 +107,6 @@ def nsf_ar(
     batch_norm: bool = False,
 ) -> Flow:
     """Build an autoregressive NSF (see the module doc)."""
-    check_net(layers, hidden, depth, activation, context_mode)
     ew = spline(bins, tail_bound, min_bin_width, min_bin_height, min_derivative)
     d = vector_dim("nsf-ar", event_shape)
     ar = autoregressive_layers(

@@ -15,8 +15,9 @@ References:
 from __future__ import annotations
 
 from harness.flows.base import Flow
-from harness.flows.families._shared import affine, check_net, conv_factory, mlp_factory
+from harness.flows.families._shared import conv_factory, mlp_factory
 from harness.flows.layers.batchnorm import with_batch_norm
+from harness.flows.layers.elementwise import Affine
 from harness.flows.layers.stacks import coupling_layers
 from harness.flows.zoo import register
 
@@ -46,7 +47,6 @@ def realnvp(
     batch_norm: bool = False,
 ) -> Flow:
     """Build a RealNVP flow (see the module doc)."""
-    check_net(layers, hidden, depth, activation, context_mode)
     net = (hidden, depth, activation, context_dim, context_mode)
     stack = coupling_layers(
         event_shape,
@@ -56,7 +56,7 @@ def realnvp(
         levels=levels,
         vector_net=mlp_factory(*net),
         image_net=conv_factory(*net),
-        ew=affine(scale_bound, scale_clamp),
+        ew=Affine(scale_bound, scale_clamp),
     )
     stack = with_batch_norm("realnvp", event_shape, stack, batch_norm)
     return Flow(stack, event_shape, context_dim)

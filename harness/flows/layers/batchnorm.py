@@ -43,9 +43,9 @@ import torch
 from torch import Tensor, nn
 
 from harness.flows.base import Layer
+from harness.flows.errors import HyperParameterError
 from harness.flows.layers.autoregressive import Autoregressive
 from harness.flows.layers.coupling import MaskCoupling, SplitCoupling
-from harness.flows.zoo import HyperParameterError
 
 __all__ = ["BatchNorm", "with_batch_norm"]
 

@@ -1,7 +1,7 @@
 """The sequential direction of an autoregressive layer, each MADE node computed once.
 
 Solving ``v = τ(u; θ(u))`` for ``u`` by ``D`` full passes of the MADE costs ``D`` passes. Here step
-``s`` of the plan (:mod:`harness.flows.layers.made_plan`) computes only what becomes known at that
+``s`` of the plan (:mod:`harness.flows.made_plan`) computes only what becomes known at that
 step: the hidden units with ``τ = s`` (from the inputs and units already known), then the
 parameters ``θ_i`` of the inputs of step ``s``, then those inputs ``u_i = τ^{-1}(v_i; θ_i)``. Over
 all steps that is one masked MADE pass (about half of a dense one) plus the element-wise inverse of

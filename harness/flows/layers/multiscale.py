@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.flows.base import Layer
-from harness.flows.zoo import HyperParameterError
+from harness.flows.errors import HyperParameterError
 
 __all__ = ["FactorOut", "Squeeze", "multiscale"]
 

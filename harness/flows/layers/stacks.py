@@ -17,6 +17,7 @@ affine coupling of channel halves; images squeeze first on every level.
 from __future__ import annotations
 
 from harness.flows.base import Layer
+from harness.flows.errors import HyperParameterError, check_choice
 from harness.flows.layers.coupling import (
     MaskCoupling,
     NetFactory,
@@ -27,10 +28,10 @@ from harness.flows.layers.coupling import (
 from harness.flows.layers.elementwise import Elementwise
 from harness.flows.layers.linear import ActNorm, LULinear, Permutation
 from harness.flows.layers.multiscale import multiscale
-from harness.flows.zoo import HyperParameterError, check_choice
 
-__all__ = ["PERMUTATIONS", "coupling_layers", "glow_layers", "permutation"]
+__all__ = ["MASKS", "PERMUTATIONS", "coupling_layers", "glow_layers", "permutation"]
 
+MASKS = ("halves", "parity")
 PERMUTATIONS = ("none", "reverse", "random", "lu")
 
 
@@ -72,7 +73,7 @@ def coupling_layers(
     ew: Elementwise,
 ) -> list[Layer]:
     """The coupling stack for ``shape`` (see the module doc)."""
-    check_choice("mask", mask, ("halves", "parity"))
+    check_choice("mask", mask, MASKS)
     check_choice("permute", permute, PERMUTATIONS)
     if len(shape) == 1:
         (d,) = shape
