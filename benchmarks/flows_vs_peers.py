@@ -81,6 +81,9 @@ from torch import Tensor, nn
 from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import floors  # benchmarks/floors.py
 
 from harness import flows
 from harness.report import ratio as ratios
@@ -257,17 +260,17 @@ def build_normflows(model: str, d: int) -> Impl | None:
     return Impl("normflows", m, m.log_prob, lambda n: m.sample(n)[0], m.forward)
 
 
-# ── the dense-GEMM floor ─────────────────────────────────────────────────────────────────
-FLOOR = "gemm-floor"
+# ── the floor ────────────────────────────────────────────────────────────────────────────
+FLOOR = "floor"
 
 
 class GemmFloor(nn.Module):
     """Every ``nn.Linear`` of our model (masked ones as dense weights of the same shape), each
     applied once to a fixed input of its width: only the matrix products and bias adds that
     any implementation with these dense weights computes, with no activation, flow algebra or
-    log-det. One pass is a lower bound on every operation here (a density is one conditioner
-    pass per layer; ours samples an autoregressive flow by solving each MADE unit once), so
-    its time ÷ the fastest peer's bounds the ratio that any dense implementation can reach."""
+    log-det. One pass over every weight is the least any operation here needs (a density is
+    one conditioner pass per layer; ours samples an autoregressive flow by solving each MADE
+    unit once); :class:`FlowFloor` adds what a family needs beyond it."""
 
     def __init__(self, flow: nn.Module, batch: int):
         super().__init__()
@@ -282,18 +285,102 @@ class GemmFloor(nn.Module):
     def inputs(self) -> list[Tensor]:
         return [getattr(self, f"input{i}") for i in range(len(self.weights))]
 
+    def products(self) -> list[Tensor]:
+        """``X W^T + b`` of every layer, once."""
+        return [torch.addmm(b, x, w.T) for x, w, b in zip(self.inputs, self.weights,
+                                                          self.biases)]  # fmt: skip
+
     def forward(self, _: Tensor | int) -> Tensor:
         """A scalar per output row, so that a train step backpropagates through every
         product (the sum is one reduction per layer, less work than any activation)."""
         total = torch.zeros((), device=self.inputs[0].device)
-        for x, w, b in zip(self.inputs, self.weights, self.biases):
-            total = total + torch.addmm(b, x, w.T).sum()
+        for out in self.products():
+            total = total + out.sum()
         return total.expand(len(self.inputs[0]))
 
 
+def _spline_elements(layer: nn.Module) -> int:
+    """How many elements of a row the layer's element-wise transform must map."""
+    from harness.flows.layers.autoregressive import Autoregressive
+    from harness.flows.layers.coupling import MaskCoupling, SplitCoupling
+
+    if isinstance(layer, Autoregressive):
+        return int(layer.made.features)
+    if isinstance(layer, SplitCoupling):
+        return layer.sizes[0] if layer.flip else layer.sizes[1]
+    if isinstance(layer, MaskCoupling):
+        return int((~layer.keep).sum())  # ours maps every element and selects; a floor need not
+    raise TypeError(f"no spline floor for {type(layer).__name__}")
+
+
+class FlowFloor(GemmFloor):
+    """The floor of one operation of our model (module doc; the pieces in ``floors.py``):
+
+    - the dense products, one pass (:class:`GemmFloor`), for every operation;
+    - per spline layer, the spline work (:class:`floors.SplineWork`) on the elements that the
+      layer transforms: forward with its log-det for density and train, the inverse without
+      it for sample and inverse;
+    - per autoregressive layer, in the direction it solves (MAF and NSF-AR: sample and
+      inverse; IAF: density and train), a dependency chain of ``steps − 1`` element-wise ops
+      (:func:`floors.dependency_chain`), ``steps`` that of the layer's solve plan
+      (:mod:`harness.flows.made_plan`; ``D`` for a standard MADE) — the fewest sequential
+      steps the structure allows; the chain starts from the layer's output product, so a
+      train step back-propagates through it too.
+
+    The affine families' element-wise algebra (``x · exp(s) + t``) is not counted: it is
+    as cheap as the reductions that tie the pieces together."""
+
+    def __init__(self, flow: nn.Module, batch: int):
+        super().__init__(flow, batch)
+        from harness.flows.layers.autoregressive import Autoregressive
+        from harness.flows.layers.elementwise import Spline
+
+        linears = [m for m in flow.modules() if isinstance(m, nn.Linear)]
+        self.splines = nn.ModuleList()
+        self.chains: list[tuple[int, int, bool]] = []  # (product, dependent steps, in density)
+        for layer in flow.modules():
+            ew = getattr(layer, "ew", None)
+            if isinstance(ew, Spline):
+                work = floors.SplineWork(batch, _spline_elements(layer), ew.bins, ew.tail_bound,
+                                         seed=len(self.splines))  # fmt: skip
+                self.splines.append(work)
+            if isinstance(layer, Autoregressive):
+                out = next(i for i, m in enumerate(linears) if m is layer.made.out)
+                self.chains.append((out, layer.made.plan.steps - 1, layer.dual))
+
+    def run(self, density: bool) -> Tensor:
+        """The floor of density and train (``density``) or of sample and inverse."""
+        outs = self.products()
+        total = torch.zeros((), device=outs[0].device)
+        for out in outs:
+            total = total + out.sum()
+        for spline in self.splines:
+            total = total + spline(inverse=not density, with_log_det=density)
+        for i, steps, dual in self.chains:
+            if dual == density:  # the solved direction: IAF's density, MAF's sampling
+                total = total + floors.dependency_chain(outs[i][:, 0], steps).sum()
+        return total.expand(len(outs[0]))
+
+    def forward(self, _: Tensor | int) -> Tensor:
+        return self.run(True)
+
+    def sequential_steps(self, density: bool) -> int:
+        """The dependent element-wise ops of the operation's chains, all layers together."""
+        return sum(steps for _, steps, dual in self.chains if dual == density)
+
+    def counts(self, op: str) -> dict[str, int]:
+        """What the floor of ``op`` counts: products (linear layers, one pass), spline
+        elements (all spline layers; 0: none) and sequential steps."""
+        density = op in ("density", "train")
+        return {"products": len(self.weights),
+                "spline_elements": sum(len(s.x) * s.elements for s in self.splines),
+                "sequential_steps": self.sequential_steps(density)}  # fmt: skip
+
+
 def build_floor(model: str, d: int, batch: int) -> Impl:
-    floor = GemmFloor(build_ours(model, d).module, batch)
-    return Impl(FLOOR, floor, floor, floor, floor)
+    floor = FlowFloor(build_ours(model, d).module, batch)
+    return Impl(FLOOR, floor, lambda x: floor.run(True), lambda n: floor.run(False),
+                lambda z: floor.run(False))  # fmt: skip
 
 
 BUILDERS: dict[str, Callable[[str, int], Impl | None]] = {
@@ -534,31 +621,76 @@ def _summary(rows: list[dict], target: float, label: str) -> list[str]:
 
 
 def _floor_rows(med: dict, impls: dict, libs: list[str], args: argparse.Namespace) -> list:
-    """The dense-GEMM floor (its faster runtime) ÷ the fastest peer, eager or compiled: above
-    0.67, no implementation with these dense weights can reach the compiled target; and ours
-    (compiled, else eager) ÷ the floor: how much of our time is not matrix products."""
-    print("\n## dense-GEMM floor: floor ÷ fastest peer (eager or compiled), ours ÷ floor")
-    print(f"{'model':13s} {'D':>3s} {'op':8s} {'floor ms':>9s} {'peer ms':>9s} {'fl/peer':>8s} "
-          f"{'ours ms':>9s} {'ours/fl':>8s}")  # fmt: skip
+    """Every row's floor (:class:`FlowFloor`) beside the fastest peer: ours ÷ the floor (the
+    share of our time above the work any implementation must do) and ours ÷ the fastest peer,
+    eager and compiled. Eager: ours eager ÷ the floor eager, ÷ the fastest eager peer.
+    Compiled: ours compiled ÷ the floor's faster runtime, ÷ the fastest peer eager or compiled
+    (as the compiled ratio table). ``floor ÷ peer``: the floor's faster runtime ÷ the fastest
+    peer in any runtime; above 0.67, no implementation can reach the compiled target."""
+    print("\n## floor: what any implementation must do (products one pass + spline work + "
+          "sequential steps); ours ÷ floor beside ours ÷ fastest peer")
+    print(f"{'model':13s} {'D':>3s} {'op':8s} {'floor e':>8s} {'floor c':>8s} "
+          f"{'e: /floor':>9s} {'/peer':>6s} {'c: /floor':>9s} {'/peer':>6s} {'fl/peer':>7s}"
+          f"  counts: products, spline elements, sequential steps")  # fmt: skip
+
+    def cell(v: float | None, width: int, digits: int) -> str:
+        if v is None or not math.isfinite(v):
+            return f"{'—':>{width}s}"
+        return f"{v:{width}.{digits}f}"
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
     rows = []
     for model, d in impls:
+        floor_impl = impls[(model, d)].get(FLOOR)
         for op in args.ops:
-            floor = [med[k] for c in (False, True) if (k := (model, d, op, FLOOR, c)) in med]
-            peers = [med[k] for lib in libs[1:] if lib != FLOOR for c in (False, True)
-                     if (k := (model, d, op, lib, c)) in med]  # fmt: skip
-            ours = med.get((model, d, op, OURS, True), med.get((model, d, op, OURS, False)))
-            if not floor or not peers or ours is None:
+            fl_e, fl_c = (med.get((model, d, op, FLOOR, c)) for c in (False, True))
+            floor = min((v for v in (fl_e, fl_c) if v is not None), default=None)
+            peers_e = [med[k] for lib in libs[1:] if lib != FLOOR
+                       if (k := (model, d, op, lib, False)) in med]  # fmt: skip
+            peers_c = [med[k] for lib in libs[1:] if lib != FLOOR
+                       if (k := (model, d, op, lib, True)) in med]  # fmt: skip
+            peer_e = min(peers_e, default=None)
+            peer = min(peers_e + peers_c, default=None)
+            ours_e, ours_c = (med.get((model, d, op, OURS, c)) for c in (False, True))
+            if floor is None:
                 continue
-            r = {"model": model, "D": d, "op": op, "floor_ms": min(floor) * 1e3,
-                 "peer_ms": min(peers) * 1e3, "ours_ms": ours * 1e3}
-            r["floor_over_peer"] = r["floor_ms"] / r["peer_ms"]
-            r["ours_over_floor"] = r["ours_ms"] / r["floor_ms"]
-            flag = "  > 0.67" if r["floor_over_peer"] > 0.67 else ""
-            print(f"{model:13s} {d:3d} {op:8s} {r['floor_ms']:9.3f} {r['peer_ms']:9.3f} "
-                  f"{r['floor_over_peer']:8.2f} {r['ours_ms']:9.3f} "
-                  f"{r['ours_over_floor']:8.2f}{flag}")  # fmt: skip
+            ms = {k: None if v is None else v * 1e3 for k, v in (
+                ("floor_ms", floor), ("floor_eager_ms", fl_e), ("floor_compiled_ms", fl_c),
+                ("peer_ms", peer), ("peer_eager_ms", peer_e), ("ours_eager_ms", ours_e),
+                ("ours_compiled_ms", ours_c))}  # fmt: skip
+            r = {"model": model, "D": d, "op": op, **ms,
+                 "counts": floor_impl.module.counts(op) if floor_impl else None,
+                 "floor_over_peer": ratio(floor, peer),
+                 "ours_over_floor_eager": ratio(ours_e, fl_e),
+                 "ours_over_peer_eager": ratio(ours_e, peer_e),
+                 "ours_over_floor_compiled": ratio(ours_c, floor),
+                 "ours_over_peer_compiled": ratio(ours_c, peer)}  # fmt: skip
+            # the compiled ratio where there is one, else the eager one (as before)
+            r["ours_over_floor"] = (r["ours_over_floor_compiled"] if ours_c is not None
+                                    else r["ours_over_floor_eager"])  # fmt: skip
+            c = r["counts"] or {}
+            flag = "  > 0.67" if (r["floor_over_peer"] or 0.0) > 0.67 else ""
+            print(f"{model:13s} {d:3d} {op:8s} {cell(r['floor_eager_ms'], 8, 3)} "
+                  f"{cell(r['floor_compiled_ms'], 8, 3)} "
+                  f"{cell(r['ours_over_floor_eager'], 9, 2)} "
+                  f"{cell(r['ours_over_peer_eager'], 6, 2)} "
+                  f"{cell(r['ours_over_floor_compiled'], 9, 2)} "
+                  f"{cell(r['ours_over_peer_compiled'], 6, 2)} {cell(r['floor_over_peer'], 7, 2)}"
+                  f"  {c.get('products', 0)}, {c.get('spline_elements', 0)}, "
+                  f"{c.get('sequential_steps', 0)}{flag}")  # fmt: skip
             rows.append(r)
-    over = sum(r["floor_over_peer"] > 0.67 for r in rows)
+    for runtime in ("eager", "compiled"):
+        by_op: dict[str, list[float]] = {}
+        for r in rows:
+            if (v := r[f"ours_over_floor_{runtime}"]) is not None:
+                by_op.setdefault(r["op"], []).append(v)
+        if by_op:
+            print(f"# {runtime} ours ÷ floor, geometric mean by operation: " + ", ".join(
+                f"{op} {statistics.geometric_mean(v):.2f} (worst {max(v):.2f})"
+                for op, v in by_op.items()))  # fmt: skip
+    over = sum((r["floor_over_peer"] or 0.0) > 0.67 for r in rows)
     print(f"# rows where the floor alone is above 0.67 of the fastest peer: {over} of {len(rows)}")
     return rows
 
@@ -659,8 +791,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile-mode", choices=("default", "max-autotune"), default="default",
                     help="torch.compile mode for every library")
     ap.add_argument("--floor", action="store_true",
-                    help="also time the dense-GEMM floor: our model's linear layers alone, "
-                         "each applied once (a lower bound for any dense implementation)")
+                    help="also time the floor of every row: our model's linear layers once, "
+                         "plus the spline work and the sequential steps it must do (a lower "
+                         "bound for any implementation; ffjord: the products × its NFE)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--no-cnf", action="store_true",
                     help="skip the ffjord section (against a torchdiffeq reference CNF and "
@@ -684,7 +817,7 @@ def main(argv: list[str] | None = None) -> None:
         import cnf_rows
 
         print()
-        table = cnf_rows.rows(args.quick)
+        table = cnf_rows.rows(args.quick, floor=args.floor)
         cnf_rows.print_rows(table)
         out["cnf_rows"] = table
     if args.json:
