@@ -19,15 +19,27 @@ Peers: the reference CNF, ``realnvp`` and ``maf`` (defaults). Each row holds ``o
 (:func:`harness.measure.timing.paired_ms`: each side's first quartile over its blocks that ran
 at speed).
 
-Usage: python benchmarks/cnf_rows.py [--quick] [--threads N]
+With ``--floor`` (``flows_vs_peers.py --floor`` passes it on) each (D, op) also gets ffjord's
+floor (:class:`floors.CNFFloor`): the dense products of its network's batch-sized layers
+(``D → 64 → 64 → 64 → D``), each applied once per function evaluation, ``nfe`` times, ``nfe``
+being what our solve used on that batch for that operation (the forward solve's evaluations;
+the train step back-propagates through the same products). The solver's stage arithmetic, the
+time gates (on the scalar ``t``) and the exact trace (``D`` vector-Jacobian products per
+evaluation) are not counted, so it is a lower bound well below ffjord's time where the trace
+dominates. Timed in blocks alternating with ffjord; the rows gain ``floor_ms`` and
+``ours_over_floor``, and the section prints them beside ffjord ÷ the reference.
+
+Usage: python benchmarks/cnf_rows.py [--quick] [--threads N] [--floor]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from itertools import pairwise
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +49,9 @@ from harness import flows
 from harness.flows.check import randomize
 from harness.flows.families.ffjord import CNFFlow
 from harness.measure.timing import paired_ms
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from floors import CNFFloor  # benchmarks/floors.py
 
 __all__ = ["ReferenceCNF", "rows"]
 
@@ -153,8 +168,16 @@ def _nfe_of(model: nn.Module, run: Callable[[], object]) -> int:
     return 0
 
 
-def rows(quick: bool) -> list[dict]:
-    """Time ffjord against its peers at D = 2 and 8; one row per (D, op, peer)."""
+def cnf_floor(flow: CNFFlow, batch: int, nfe: int) -> CNFFloor:
+    """ffjord's floor: its (single) CNF network's batch-sized products, ``nfe`` times."""
+    (cnf,) = flow.cnf_layers()
+    layers = [layer.layer for layer in cnf.net.layers]  # type: ignore[union-attr]
+    return CNFFloor(layers, batch, nfe).to(next(flow.parameters()).device)
+
+
+def rows(quick: bool, floor: bool = False) -> list[dict]:
+    """Time ffjord against its peers at D = 2 and 8; one row per (D, op, peer); with
+    ``floor``, each row also holds ffjord's floor for its (D, op) (module doc)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch, min_run_time = (256, 0.2) if quick else (512, 1.0)
     out: list[dict] = []
@@ -176,6 +199,11 @@ def rows(quick: bool) -> list[dict]:
         for op, make in (("density", _density), ("train_step", _train_step)):
             ours_run = make(ours, x)
             ours_nfe = _nfe_of(ours, ours_run)
+            floor_ms = math.nan
+            if floor:
+                floor_run = make(cnf_floor(ours, batch, ours_nfe), x)
+                _, floor_t, _ = paired_ms(ours_run, floor_run, 2 * min_run_time, device=device)
+                floor_ms = floor_t.value
             for peer, model in peers.items():
                 run = make(model, x)
                 ours_t, peer_t, _ = paired_ms(ours_run, run, 2 * min_run_time, device=device)
@@ -187,6 +215,8 @@ def rows(quick: bool) -> list[dict]:
                     "nfe": ours_nfe, "peer_nfe": _nfe_of(model, run),
                     "max_abs_diff": diff if model is ref else math.nan,
                 })  # fmt: skip
+                if floor:
+                    out[-1].update(floor_ms=floor_ms, ours_over_floor=ours_ms / floor_ms)
     return out
 
 
@@ -194,10 +224,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller batch, shorter timing")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time ffjord's floor: its network's products × its NFE")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print_rows(rows(args.quick))
+    print_rows(rows(args.quick, floor=args.floor))
 
 
 def print_rows(table: list[dict]) -> None:
@@ -213,6 +245,15 @@ def print_rows(table: list[dict]) -> None:
               f"{r['peer_ms']:>9.2f} {r['ratio']:>7.2f} {r['nfe']:>5} {r['peer_nfe']:>8} "
               f"{r['max_abs_diff']:>9.1e}")  # fmt: skip
     print("ratio = ffjord ms / peer ms (below 1: ffjord faster); nfe = forward evaluations")
+    floored = [r for r in table if "floor_ms" in r and r["peer"] == "torchdiffeq-reference"]
+    if floored:
+        print("\nffjord floor (its network's products × nfe; solver arithmetic and trace not "
+              "counted): ffjord ÷ floor beside ffjord ÷ the reference")
+        print(f"{'D':>2} {'op':<10} {'ffjord ms':>10} {'floor ms':>9} {'nfe':>5} "
+              f"{'ours/floor':>10} {'ours/ref':>8}")  # fmt: skip
+        for r in floored:
+            print(f"{r['D']:>2} {r['op']:<10} {r['ours_ms']:>10.2f} {r['floor_ms']:>9.3f} "
+                  f"{r['nfe']:>5} {r['ours_over_floor']:>10.1f} {r['ratio']:>8.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

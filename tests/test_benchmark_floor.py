@@ -1,10 +1,15 @@
-"""The dense-GEMM floor of ``benchmarks/flows_vs_peers.py --floor`` holds every linear layer of
-our model and nothing else, and a train step reaches every one of them."""
+"""The floor of ``benchmarks/flows_vs_peers.py --floor`` (and of ``cnf_rows.py``) holds what it
+says: every linear layer of our model once, and a train step reaches every one of them; the
+spline work is our rational-quadratic spline (forward, inverse, log-det) on the elements each
+spline layer transforms; the sequential chains are as long as the solve plans say, in the
+direction each layer solves; ffjord's floor applies its network's layers ``nfe`` times.
+Structure and correctness only: no timing."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,13 +18,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("flows_vs_peers",
-                                                  ROOT / "benchmarks" / "flows_vs_peers.py")
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def _bench():
+    return _load("flows_vs_peers")
 
 
 @pytest.mark.parametrize("model", ["maf", "realnvp", "nsf-coupling"])
@@ -60,3 +68,119 @@ def test_ratio_rows_carry_the_bootstrap_interval_of_the_block_times():
         assert row["fastest_peer"] == "zuko"
         assert row["q1_lo"] <= factor <= row["q1_hi"]
         assert row["resolved"] == (factor != 1.0)
+
+
+def _calls(fn, *ops):
+    """How many times each of ``ops`` (torch functions) is called while ``fn()`` runs."""
+    counts = dict.fromkeys(ops, 0)
+
+    class Count(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in counts:
+                counts[func] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return counts
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_the_spline_floor_is_our_rational_quadratic_spline(inverse):
+    """On the same parameters and points (inside, on the knots' range, in both tails), the
+    floor's closed form with its bin search gives our spline's output and log-det."""
+    from harness.flows.layers.splines import rq_spline
+
+    floors = _load("floors")
+    g = torch.Generator().manual_seed(3)
+    k, shape, bound = 8, (64, 5), 3.0
+    w, h = torch.randn(k, *shape, generator=g), torch.randn(k, *shape, generator=g)
+    dv = torch.randn(k - 1, *shape, generator=g)
+    x = 2.0 * torch.randn(*shape, generator=g)  # about 13 % in the tails
+    x[0, 0], x[1, 1] = -3.5, 3.5  # at least one in each tail
+    table = floors.rq_knots(w, h, dv, bound)
+    search = table[1 if inverse else 0, ..., 1:-1].contiguous()
+    y, ld = floors.rq_transform(x, table, search, inverse=inverse, tail_bound=bound,
+                                with_log_det=True)
+    want_y, want_ld = rq_spline(x, w, h, dv, inverse=inverse, tail_bound=bound)
+    assert torch.allclose(y, want_y, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(ld, want_ld, atol=1e-4, rtol=1e-4)
+    assert y[0, 0] == x[0, 0] and ld[1, 1] == 0.0  # identity tails
+    y2, none = floors.rq_transform(x, table, search, inverse=inverse, tail_bound=bound,
+                                   with_log_det=False)
+    assert none is None and torch.equal(y2, y)
+
+
+def test_the_spline_floor_round_trips():
+    floors = _load("floors")
+    work = floors.SplineWork(batch=16, elements=3, bins=8, tail_bound=3.0)
+    fwd, _ = floors.rq_transform(work.x, work.table, work.search_forward, inverse=False,
+                                 tail_bound=3.0, with_log_det=False)
+    back, _ = floors.rq_transform(fwd, work.table, work.search_inverse, inverse=True,
+                                  tail_bound=3.0, with_log_det=False)
+    assert torch.allclose(back, work.x, atol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["nsf-coupling", "nsf-ar"])
+def test_the_spline_floor_maps_the_elements_each_spline_layer_transforms(model):
+    bench = _bench()
+    floor = bench.build_floor(model, 8, batch=4).module
+    layers = bench.AR_LAYERS if model == "nsf-ar" else bench.COUPLING_LAYERS
+    per_layer = 8 if model == "nsf-ar" else 4  # a coupling transforms half of the dimensions
+    assert [s.elements for s in floor.splines] == [per_layer] * layers
+    assert all(s.bins == bench.BINS and s.tail_bound == bench.TAIL for s in floor.splines)
+    assert floor.counts("density")["spline_elements"] == 4 * per_layer * layers
+    for model_without in ("maf", "realnvp"):
+        assert not bench.build_floor(model_without, 8, batch=4).module.splines
+
+
+@pytest.mark.parametrize("d", [2, 8])
+def test_the_sequential_floor_makes_the_steps_of_the_solve_plan(d):
+    """MAF and NSF-AR solve when sampling and inverting, IAF when computing a density: each
+    autoregressive layer adds ``steps − 1`` dependent ops (``steps = D``, its plan's), in that
+    direction only, and the chain is run, not just counted."""
+    bench = _bench()
+    for model, solved in (("maf", "sample"), ("iaf", "density"), ("nsf-ar", "sample")):
+        ours = bench.build_ours(model, d).module
+        plans = [m.plan.steps for m in ours.modules() if hasattr(m, "plan")]
+        assert plans == [d] * bench.AR_LAYERS
+        impl = bench.build_floor(model, d, batch=4)
+        floor = impl.module
+        want = bench.AR_LAYERS * (d - 1)
+        for op in bench.OPS:
+            in_density = op in ("density", "train")
+            steps = want if in_density == (solved == "density") else 0
+            assert floor.counts(op)["sequential_steps"] == steps
+            x = torch.zeros(4, d)
+            call = {"density": partial(impl.density, x), "train": partial(impl.density, x),
+                    "sample": partial(impl.sample, 4), "inverse": partial(impl.inverse, x)}[op]
+            n = _calls(call, torch.addcmul)[torch.addcmul]
+            assert n == steps
+    assert bench.build_floor("realnvp", d, batch=4).module.counts("sample")[
+        "sequential_steps"] == 0
+
+
+def test_the_sequential_floor_backpropagates_through_its_chain():
+    bench = _bench()
+    floor = bench.build_floor("iaf", 8, batch=4).module
+    (i, steps, dual), *_ = floor.chains
+    assert dual and steps == 7
+    floor.run(True).sum().backward()
+    assert all(w.grad is not None for w in floor.weights)
+
+
+def test_the_ffjord_floor_applies_its_network_nfe_times():
+    """ffjord's floor: the batch-sized products of its network (D → 64 → 64 → 64 → D), each
+    once per function evaluation, ``nfe`` times; a train step reaches every weight."""
+    from harness import flows
+
+    cnf_rows = _load("cnf_rows")
+    flow = flows.build("ffjord", 2, hidden=cnf_rows.HIDDEN, depth=cnf_rows.DEPTH)
+    floor = cnf_rows.cnf_floor(flow, batch=8, nfe=5)
+    assert [tuple(w.shape) for w in floor.weights] == [(64, 2), (64, 64), (64, 64), (2, 64)]
+    n = _calls(lambda: floor.log_prob(torch.zeros(8, 2)), torch.addmm)[torch.addmm]
+    assert n == 5 * 4
+    out = floor.log_prob(torch.zeros(8, 2))
+    assert out.shape == (8,)
+    out.mean().backward()
+    assert all(w.grad is not None for w in floor.weights)
