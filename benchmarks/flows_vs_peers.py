@@ -23,11 +23,40 @@ Two runtimes (``--runtime eager|compile|both``, default both), like against like
   Dynamo's recompile limit is raised so that no peer's shared library functions fall back to
   eager after eight models.
 
-``--floor`` adds a pseudo-library, the dense-GEMM floor: our model's linear layers alone, each
-applied once to a fixed input (matrix products and bias adds, nothing else). It is not a peer;
-its section prints floor ÷ the fastest peer, a bound on what any implementation with dense
-weights of these shapes can reach on that row, and ours ÷ the floor, the share of our time
-that is not matrix products.
+``--floor`` adds a pseudo-library, the floor (:class:`FlowFloor`; the pieces in
+``benchmarks/floors.py``): for each row, the work that any implementation of that model and
+operation must do, timed alone on fixed inputs of the right shapes. It counts
+
+- **the dense products**, every row: our model's linear layers, each applied once (matrix
+  products and bias adds; masked layers as dense weights of the same shape);
+- **the spline work**, NSF coupling and NSF-AR: per layer, the rational-quadratic spline on
+  the elements the layer transforms (a coupling's transformed half, all ``D`` for NSF-AR),
+  its knots a fixed input: bin search (``torch.searchsorted``), the gather of the bin's knots,
+  the closed-form forward with its log-det (density, train) or inverse without it (sample,
+  inverse), the identity tails. Not counted: the softmax, cumulative sums and softplus that
+  turn a conditioner's output into knots;
+- **the sequential steps**, in the direction an autoregressive layer solves (MAF and NSF-AR:
+  sample and inverse; IAF: density and train). The fewest passes the structure allows: a
+  plain solve runs the whole MADE ``D`` times, ours (:mod:`harness.flows.layers.made_solve`)
+  computes each MADE unit once, so the floor counts the products once (above) and adds what
+  no implementation avoids, the dependency chain ``u_{<s} → θ_s → u_s`` of the layer's solve
+  plan: ``steps − 1`` dependent steps per layer (``steps = D`` for a standard MADE), each ONE
+  element-wise op on a batch column ``(B,)``, the least a framework-level implementation
+  dispatches per dependent step (a hand-written kernel solving the whole chain in one launch
+  could do less; no library here is one);
+- **ffjord** (the final section, with ``--floor``): its network's batch-sized products × the
+  number of function evaluations our solve used (``cnf_rows.py``; the solver's stage
+  arithmetic, the time gates and the exact trace not counted).
+
+Not counted anywhere: activations, the affine families' element-wise algebra, log-det sums,
+parameter normalisation, the base density, drawing the noise; for train, the backward pass
+and Adam step run through exactly the pieces above. The floor is not a peer and a lower
+bound, not a target. Its section prints, per row, ours ÷ the floor beside ours ÷ the fastest
+peer, eager (ours eager ÷ floor eager, ÷ fastest eager peer) and compiled (ours compiled ÷
+the floor's faster runtime, ÷ the fastest peer in either runtime), the floor ÷ the fastest
+peer (above 0.67: no implementation reaches the compiled target on that row) and what the
+floor counts (products, spline elements, sequential steps); ``--json`` writes them as
+``floor_rows``.
 
 Every ratio row also gives ours ÷ the fastest peer as the ratio of the first quartiles of their
 block times (each round's ``blocked_autorange`` blocks), with a 95 % bootstrap interval over
@@ -48,6 +77,7 @@ Usage:
     python benchmarks/flows_vs_peers.py --runtime eager --quick
     python benchmarks/flows_vs_peers.py --device cuda --json results.json
     python benchmarks/flows_vs_peers.py --quick --floor --models maf realnvp --ops density train
+    python benchmarks/flows_vs_peers.py --quick --threads 1 --floor --runtime eager --dims 8
 
 Matched, not identical: the parameter counts agree row by row, but nflows' and normflows'
 MADE with one block and no residual connections is Linear → ReLU → Linear → Linear (one
