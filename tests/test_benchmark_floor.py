@@ -184,3 +184,23 @@ def test_the_ffjord_floor_applies_its_network_nfe_times():
     assert out.shape == (8,)
     out.mean().backward()
     assert all(w.grad is not None for w in floor.weights)
+
+
+def test_floor_rows_give_ours_over_floor_beside_ours_over_the_fastest_peer():
+    """Eager: ours eager ÷ floor eager and ÷ the fastest eager peer; compiled: ours compiled ÷
+    the floor's faster runtime and ÷ the fastest peer in either runtime; with the counts."""
+    import argparse
+
+    bench = _bench()
+    key = ("maf", 2, "sample")
+    med = {(*key, bench.OURS, False): 2.0, (*key, bench.OURS, True): 1.0,
+           (*key, bench.FLOOR, False): 1.0, (*key, bench.FLOOR, True): 0.5,
+           (*key, "zuko", False): 4.0, (*key, "zuko", True): 3.0}  # fmt: skip
+    impls = {("maf", 2): {bench.FLOOR: bench.build_floor("maf", 2, batch=4)}}
+    (row,) = bench._floor_rows(med, impls, [bench.OURS, "zuko", bench.FLOOR],
+                               argparse.Namespace(ops=["sample"]))
+    assert row["ours_over_floor_eager"] == 2.0 and row["ours_over_peer_eager"] == 0.5
+    assert row["ours_over_floor_compiled"] == 2.0 and row["ours_over_peer_compiled"] == 1 / 3
+    assert row["floor_over_peer"] == 0.5 / 3.0
+    assert row["counts"] == {"products": 15, "spline_elements": 0,
+                             "sequential_steps": bench.AR_LAYERS * 1}
