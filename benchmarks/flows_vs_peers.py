@@ -50,7 +50,7 @@ operation must do, timed alone on fixed inputs of the right shapes. It counts
 
 Not counted anywhere: activations, the affine families' element-wise algebra, log-det sums,
 parameter normalisation, the base density, drawing the noise; for train, the backward pass
-and Adam step run through exactly the pieces above. The floor is not a peer and a lower
+and Adam step run through exactly the pieces above. The floor is not a peer; it is a lower
 bound, not a target. Its section prints, per row, ours ÷ the floor beside ours ÷ the fastest
 peer, eager (ours eager ÷ floor eager, ÷ fastest eager peer) and compiled (ours compiled ÷
 the floor's faster runtime, ÷ the fastest peer in either runtime), the floor ÷ the fastest
@@ -357,8 +357,8 @@ class FlowFloor(GemmFloor):
       steps the structure allows; the chain starts from the layer's output product, so a
       train step back-propagates through it too.
 
-    The affine families' element-wise algebra (``x · exp(s) + t``) is not counted: it is
-    as cheap as the reductions that tie the pieces together."""
+    The affine families' element-wise algebra (``x · exp(s) + t``, a few element-wise ops
+    per layer) is not counted, which keeps the floor a lower bound there too."""
 
     def __init__(self, flow: nn.Module, batch: int):
         super().__init__(flow, batch)
