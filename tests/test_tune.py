@@ -16,7 +16,7 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from harness import keys
-from harness.cli import load_jobs
+from harness.app import load_jobs
 from harness.schedule.stages import run_suite
 from harness.suite.studies import plan_studies
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness import keys
-from harness.cli import load_jobs, main
+from harness.app import load_jobs
+from harness.cli import main
 from harness.suite.studies import apply_values, plan_studies, tuned_jobs
 
 GOOD = """\

@@ -15,10 +15,10 @@ from typing import Any
 
 from ..suite import Job, Suite
 from ..suite.studies import Study, space_for, tuned_jobs
-from ..tracking import Store
+from .backend import Backend
 from .book import RunSummary
-from .driver import make_backend, run_jobs
-from .resources import train_slots
+from .driver import run_jobs
+from .plan import Hooks, RunPlan, plan_run
 
 __all__ = ["run_suite", "stage_jobs"]
 
@@ -33,34 +33,30 @@ def stage_jobs(suite: Suite, jobs: list[Job], outcomes) -> list[Job]:
     return keep + tuned
 
 
-def run_suite(suite: Suite, jobs: list[Job], studies: list[Study], *, uri: str | None = None,
-              address: str | None = None, force: bool = False, num_cpus: float | None = None,
-              backend: str = "ray", out: Callable[[str], None] = print,
+def run_suite(suite: Suite, jobs: list[Job], studies: list[Study], *,
+              plan: RunPlan | None = None, uri: str | None = None, address: str | None = None,
+              force: bool = False, num_cpus: float | None = None,
+              backend: str | Backend = "ray", out: Callable[[str], None] = print,
               tty: bool | None = None, tune_storage: str | None = None,
               on_start: Callable[[dict[str, Any]], None] | None = None,
               on_result: Callable[[str, dict], None] | None = None) -> RunSummary:
-    """Tune ``studies``, then run ``jobs`` and the tuned jobs (see the module docstring);
-    ``on_start`` / ``on_result``: hooks on a job's start and a trial's result."""
+    """Tune ``studies``, then run ``jobs`` and the tuned jobs (see the module docstring), on
+    ``plan``; without one, a plan is built from the other arguments
+    (:func:`~harness.schedule.plan.plan_run`)."""
+    if plan is None:
+        plan = plan_run(suite, uri=uri, address=address, num_cpus=num_cpus, backend=backend,
+                        force=force, hooks=Hooks(out, tty, on_start, on_result),
+                        tune_storage=tune_storage)
     if not studies:
-        return run_jobs(suite, jobs, uri=uri, address=address, force=force, num_cpus=num_cpus,
-                        backend=backend, out=out, tty=tty, on_start=on_start)
-    if backend != "ray":
-        raise ValueError("a suite with a tune: section runs its trials on Ray Tune; "
-                         "drop --backend inline")
+        return run_jobs(suite, jobs, plan=plan)
     from .tuning import run_studies
 
-    be = make_backend("ray", address, num_cpus)
     try:
-        be.connect()
-        res = suite.resources
-        train_slots(be.shape(), res.cpus, res.gpus, len(studies))
-        store = Store(uri, suite.name)
-        outcomes = run_studies(suite, studies, store=store, storage=tune_storage, force=force,
-                               out=out, on_result=on_result)
+        plan.connect()
+        outcomes = run_studies(suite, studies, plan)
     except BaseException:
-        be.close()
+        plan.close()
         raise
-    summary = run_jobs(suite, stage_jobs(suite, jobs, outcomes), uri=store.uri, force=force,
-                       backend=be, out=out, tty=tty, on_start=on_start)
+    summary = run_jobs(suite, stage_jobs(suite, jobs, outcomes), plan=plan)
     summary.studies = outcomes
     return summary

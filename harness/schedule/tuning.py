@@ -42,8 +42,9 @@ from ..suite.expand import flatten
 from ..suite.studies import Study
 from ..suite.tune_schema import Distribution
 from ..tracking import Store
-from ..tracking.claims import POLL_OTHERS_S, hold_or_wait
+from ..tracking.claims import hold_or_wait
 from ..tracking.studies import StudyRuns, TrialRuns, best_values
+from .plan import RunPlan
 
 __all__ = ["StudyOutcome", "default_storage", "run_studies", "tune_domain"]
 
@@ -177,7 +178,7 @@ def _claim(ledger, study_runs: StudyRuns, study: Study, out: Callable[[str], Non
 
     hold_or_wait(ledger, f"study-{study.key}", settled,
                  lambda: out(f"  ⋯ study {study.describe()}: run by another driver; "
-                             "waiting for it"), poll_s=POLL_OTHERS_S)
+                             "waiting for it"))
 
 
 def _read_outcome(study: Study, run, study_runs: StudyRuns, skipped: bool) -> StudyOutcome:
@@ -294,19 +295,19 @@ def _stop(study_runs: StudyRuns, run_id: str, runs: TrialRuns, reason: str) -> N
         pass
 
 
-def run_studies(suite: Suite, studies: list[Study], *, store: Store, storage: str | None = None,
-                force: bool = False, out: Callable[[str], None] = print,
-                on_result: Callable[[str, dict], None] | None = None) -> list[StudyOutcome]:
-    """Run (or resume, or read back) every study of ``suite`` in turn; Ray must be up.
-    ``on_result(trial id, result)`` is called after each trial result is recorded."""
+def run_studies(suite: Suite, studies: list[Study], plan: RunPlan) -> list[StudyOutcome]:
+    """Run (or resume, or read back) every study of ``suite`` in turn on ``plan`` (connected:
+    Ray must be up). ``plan.hooks.on_result(trial id, result)`` is called after each trial
+    result is recorded."""
     if not studies:
         return []
     _quiet_ray_tune()
-    storage = storage or default_storage(store.uri)
+    store, hooks = plan.store, plan.hooks
+    storage = plan.tune_storage or default_storage(store.uri)
     ledger = store.ledger(jobs=len(studies))
     ledger.start()
     try:
-        return [_run_one(s, suite, store, ledger, storage, force, out, on_result)
-                for s in studies]
+        return [_run_one(s, suite, store, ledger, storage, plan.force, hooks.out,
+                         hooks.on_result) for s in studies]
     finally:
         ledger.stop()
