@@ -332,7 +332,7 @@ def run_prepared(run: PreparedRun, args, hooks=None):
     """Build the run's one plan (backend, store, capacity, ``hooks``), then tune the studies
     and run the jobs and the tuned jobs on it; the run's summary."""
     from .schedule.plan import plan_run  # lazy: Ray, MLflow
-    from .schedule.stages import run_suite
+    from .tune.stages import run_suite
 
     plan = plan_run(run.suite, uri=run.uri, address=args.address, num_cpus=args.num_cpus,
                     backend=args.backend, force=args.force, hooks=hooks,

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from harness import keys
 from harness.app import load_jobs
-from harness.schedule.stages import run_suite
 from harness.suite.studies import plan_studies
+from harness.tune.stages import run_suite
 
 pytestmark = pytest.mark.slow
 

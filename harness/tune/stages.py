@@ -1,7 +1,7 @@
 """A suite run in stages: tuning (the suite's studies on Ray Tune), then the job matrix.
 
 Without a ``tune:`` section this is :func:`~harness.schedule.driver.run_jobs`. With one, the
-studies run first (:func:`~harness.schedule.tuning.run_studies`) on the same Ray instance;
+studies run first (:func:`~harness.tune.tuner.run_studies`) on the same Ray instance;
 each finished study's best values become jobs over the suite's seeds
 (:func:`~harness.suite.studies.tuned_jobs`, labelled ``tuned (N trials)``), which join the
 matrix's own jobs (the untuned defaults, unless ``tune.defaults`` is false) and run with the
@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..schedule.backend import Backend
+from ..schedule.book import RunSummary
+from ..schedule.driver import run_jobs
+from ..schedule.plan import Hooks, RunPlan, plan_run
 from ..suite import Job, Suite
 from ..suite.studies import Study, space_for, tuned_jobs
-from .backend import Backend
-from .book import RunSummary
-from .driver import run_jobs
-from .plan import Hooks, RunPlan, plan_run
+from .tuner import run_studies
 
 __all__ = ["run_suite", "stage_jobs"]
 
@@ -49,8 +50,6 @@ def run_suite(suite: Suite, jobs: list[Job], studies: list[Study], *,
                         tune_storage=tune_storage)
     if not studies:
         return run_jobs(suite, jobs, plan=plan)
-    from .tuning import run_studies
-
     try:
         plan.connect()
         outcomes = run_studies(suite, studies, plan)

@@ -8,11 +8,11 @@ For each study (one architecture × data set × scheme with a search space), in 
    are read back); an unfinished one is resumed with ``Tuner.restore`` from its Ray Tune
    state (trials that ended stay ended, the others continue from their last checkpoints);
    otherwise a new ``Tuner`` starts;
-3. Ray Tune runs the trials (:func:`~harness.schedule.tune_trial.run_trial`) with the suite's
+3. Ray Tune runs the trials (:func:`~harness.tune.trial.run_trial`) with the suite's
    resources per trial, the search algorithm (random: Ray Tune's random search; optuna:
    ``OptunaSearch``), ASHA over training steps, ``retries`` restarts of a trial whose worker
-   died, and the compute budget (:class:`~harness.schedule.tune_hooks.ComputeBudget`);
-   :class:`~harness.schedule.tune_hooks.RecordTrials` writes every trial into MLflow;
+   died, and the compute budget (:class:`~harness.tune.callbacks.ComputeBudget`);
+   :class:`~harness.tune.callbacks.RecordTrials` writes every trial into MLflow;
 4. the study's run records its best trial (lowest validation objective over all reports),
    the trials run and the compute spent.
 
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys
+from ..schedule.plan import RunPlan
 from ..suite import Suite
 from ..suite.expand import flatten
 from ..suite.studies import Study
@@ -44,7 +45,6 @@ from ..suite.tune_schema import Distribution
 from ..tracking import Store
 from ..tracking.claims import hold_or_wait
 from ..tracking.studies import StudyRuns, TrialRuns, best_values
-from .plan import RunPlan
 
 __all__ = ["StudyOutcome", "default_storage", "run_studies", "tune_domain"]
 
@@ -121,8 +121,8 @@ def _tuner(study: Study, path: Path, runs: TrialRuns, resume: bool, suite: Suite
     """A new or restored ``Tuner`` for ``study`` (Ray Tune imported here)."""
     from ray import tune
 
-    from .tune_hooks import ComputeBudget, RecordTrials
-    from .tune_trial import run_trial
+    from .callbacks import ComputeBudget, RecordTrials
+    from .trial import run_trial
 
     t = study.settings
     res = suite.resources
@@ -225,7 +225,7 @@ def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, for
              out: Callable[[str], None], on_result) -> StudyOutcome:
     from ray import tune
 
-    from .tune_hooks import LIVE
+    from .callbacks import LIVE
 
     t0 = time.monotonic()
     study_runs = StudyRuns(store)
