@@ -42,7 +42,6 @@ from ..suite import Suite
 from ..suite.expand import flatten
 from ..suite.studies import Study
 from ..suite.tune_schema import Distribution
-from ..tracking import Store
 from ..tracking.claims import hold_or_wait
 from ..tracking.studies import StudyRuns, TrialRuns, best_values
 
@@ -221,13 +220,13 @@ def _settle(study: Study, run_id: str, study_runs: StudyRuns) -> tuple[bool, dic
     return done, metrics, tags
 
 
-def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, force: bool,
-             out: Callable[[str], None], on_result) -> StudyOutcome:
+def _run_one(study: Study, suite: Suite, plan: RunPlan, ledger, storage: str) -> StudyOutcome:
     from ray import tune
 
     from .callbacks import LIVE
 
     t0 = time.monotonic()
+    store, force, out = plan.store, plan.force, plan.hooks.out
     study_runs = StudyRuns(store)
     _claim(ledger, study_runs, study, out)
     run_id, before = study_runs.open(study.key, f"tune · {study.describe()}", _tags(study),
@@ -257,7 +256,7 @@ def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, for
     out(f"study {study.describe()}: {'resumed' if resume else 'started'} ({budget}, "
         f"{study.settings.search} search, "
         f"{'ASHA' if study.settings.scheduler else 'no early stopping'}) → {path}")
-    LIVE[study.key] = {"out": out, "on_result": on_result}
+    LIVE[study.key] = {"out": out, "on_result": plan.hooks.on_result}
     try:
         _tuner(study, path, runs, resume, suite).fit()
     except KeyboardInterrupt:
@@ -302,12 +301,10 @@ def run_studies(suite: Suite, studies: list[Study], plan: RunPlan) -> list[Study
     if not studies:
         return []
     _quiet_ray_tune()
-    store, hooks = plan.store, plan.hooks
-    storage = plan.tune_storage or default_storage(store.uri)
-    ledger = store.ledger(jobs=len(studies))
+    storage = plan.tune_storage or default_storage(plan.store.uri)
+    ledger = plan.store.ledger(jobs=len(studies))
     ledger.start()
     try:
-        return [_run_one(s, suite, store, ledger, storage, plan.force, hooks.out,
-                         hooks.on_result) for s in studies]
+        return [_run_one(s, suite, plan, ledger, storage) for s in studies]
     finally:
         ledger.stop()
