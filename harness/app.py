@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import refusals
 from .refusals import UsageError
 from .suite import MAX_JOBS, Job, Suite, SuiteError, check_suite, expand, line_of, load_suite
 from .suite.studies import Study, plan_studies
+
+if TYPE_CHECKING:  # the plan's types import MLflow
+    from .schedule import Capacity, Hooks, RunSummary
 
 __all__ = ["PreparedRun", "arch_place", "catalog", "forecast", "forecast_cluster", "load",
            "load_jobs", "plan_lines", "preflight", "preflight_suite", "prepare_run",
@@ -298,7 +301,7 @@ class PreparedRun:
     jobs: list[Job]
     studies: list[Study]
     uri: str
-    capacity: Any = None
+    capacity: Capacity | None = None
 
 
 def prepare_run(args) -> PreparedRun:
@@ -328,7 +331,7 @@ def prepare_run(args) -> PreparedRun:
     return PreparedRun(suite, jobs, plan_studies(suite, jobs), uri, capacity)
 
 
-def run_prepared(run: PreparedRun, args, hooks=None):
+def run_prepared(run: PreparedRun, args, hooks: Hooks | None = None) -> RunSummary:
     """Build the run's one plan (backend, store, capacity, ``hooks``), then tune the studies
     and run the jobs and the tuned jobs on it; the run's summary."""
     from .schedule.plan import plan_run  # lazy: Ray, MLflow
