@@ -33,7 +33,7 @@ from pathlib import Path
 
 import ray
 
-from harness.cli import load_jobs
+from harness.app import load_jobs
 from harness.schedule import run_jobs
 from harness.schedule.costs import CostModel
 from harness.schedule.forecast import Cluster, forecast

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import ray
 
-from harness.cli import load_jobs
+from harness.app import load_jobs
 from harness.schedule import run_jobs
 
 SUITE = """\
@@ -50,7 +50,8 @@ resources: {{cpus: 1}}
 
 PLAN = """\
 import contextlib, io, resource, sys, time
-from harness.cli import catalog, main
+from harness.app import catalog
+from harness.cli import main
 catalog()  # the registries' imports (torch, …), so that what follows is the planning itself
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.cli import load_jobs
+from harness.app import load_jobs
 from harness.schedule import run_jobs
 from harness.tracking import MlflowTracker
 

@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.cli import catalog, main
+from harness.app import catalog
+from harness.cli import main
 from harness.suite import expand, load_suite
 from harness.suite.expand import Job, job_config, job_key
 

@@ -92,7 +92,7 @@ def driver(args) -> None:
     """Run the suite once as one driver; stats go to ``args.stats`` every second and at the
     end (a killed driver leaves its last ones)."""
     calls = _count_client_calls()
-    from harness.cli import load_jobs
+    from harness.app import load_jobs
     from harness.schedule import run_jobs
     from harness.schedule.costs import CostModel
     from harness.schedule.sim_backend import Faults, SimBackend, SimNode

@@ -51,7 +51,7 @@ TIMINGS = ("perf/density_ms", "perf/forward_nologdet_ms", "perf/logdet_ms", "per
 def _store_jobs(suite_path: Path, steps: int | None) -> list[tuple[str, object]]:
     """Train every job of the suite into a temporary SQLite store; each job's timer runs its
     timing phase (``run_timing``: reload the best checkpoint from the store and time it)."""
-    from harness.cli import load_jobs
+    from harness.app import load_jobs
     from harness.job import run_timing, run_training
     from harness.tracking import MlflowTracker, Store
 

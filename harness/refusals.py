@@ -120,25 +120,27 @@ def check_address(address: str | None, flag: str, *, http: bool) -> None:
         raise UsageError(f"{flag}: '{shown}' is not an address; give {want}")
 
 
-def check_machine(suite, root, path: str, num_cpus: float | None) -> None:
-    """Resources of one job against this machine (a local Ray instance), before Ray starts."""
-    from harness.schedule.resources import ResourceError, local_shape, train_slots
+def check_machine(suite, root, path: str, num_cpus: float | None):
+    """Resources of one job against this machine (a local Ray instance), before Ray starts;
+    this machine's :class:`~harness.schedule.plan.Capacity`, which the run's plan keeps."""
+    from harness.schedule.plan import measure
+    from harness.schedule.resources import ResourceError, local_shape
     from harness.suite import line_of
 
     line = line_of(root, ("resources",))
     place = f"{path}:{line}" if line else str(path)
-    shape = local_shape(num_cpus)
+    capacity = measure(local_shape(num_cpus), suite, source=place)
     res = suite.resources
-    train_slots(shape, res.cpus, res.gpus, 1, source=place)
     if res.memory_gb:
         try:
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
         except (ValueError, OSError, AttributeError):
-            return
+            return capacity
         if res.memory_gb > total:
             raise ResourceError(f"{place}: resources.memory_gb: a job asks for "
                                 f"{res.memory_gb:g} GB, but this machine has {total:.1f} GB; "
                                 "lower resources.memory_gb")
+    return capacity
 
 
 def missing_data(suite, root, path: str) -> list[str]:

@@ -129,7 +129,8 @@ def check_run(suite: str, flags: list[str], alloc: Allocation,
     """Check the suite and ``nfbench run``'s flags for a run across ``alloc``; the tracking
     URI the user named (None: the script starts a server). Raises the errors ``nfbench``
     prints (UsageError, SuiteError, TrackingUriError)."""
-    from .cli import load_jobs, parser
+    from .app import load_jobs
+    from .cli_args import parser
     from .tracking.uri import check_tracking_uri
 
     env = os.environ if env is None else env

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness import keys
-from harness.cli import load_jobs
+from harness.app import load_jobs
 from harness.schedule import InlineBackend, WorkerLost, run_jobs
 from harness.schedule import driver as driver_module
 from harness.tracking import MlflowTracker, Store

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from harness import keys
-from harness.cli import catalog
+from harness.app import catalog
 from harness.job import run_timing, run_training
 from harness.job.components import fetch_state as _fetch_state
 from harness.suite import expand, parse_suite

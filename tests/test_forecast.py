@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.cli import load_jobs
+from harness.app import load_jobs
 from harness.schedule import run_jobs
 from harness.schedule.costs import CostModel, NoCostError
 from harness.schedule.forecast import Cluster, cluster_from_yaml, forecast

@@ -347,7 +347,7 @@ def _imported():
     about 5 s on a 2-core machine), so that each case times its own refusal."""
     import harness.schedule.resources
     import harness.tracking.read  # noqa: F401
-    from harness.cli import catalog
+    from harness.app import catalog
 
     catalog()
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness import data, keys
-from harness.cli import catalog
+from harness.app import catalog
 from harness.flows.families.histogram import Histogram
 from harness.job import run_timing, run_training
 from harness.job.components import build, contexts

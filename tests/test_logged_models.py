@@ -22,7 +22,8 @@ from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
 from harness import keys
-from harness.cli import load_jobs, main
+from harness.app import load_jobs
+from harness.cli import main
 from harness.job.components import build
 from harness.measure import evaluate_likelihood
 from harness.report.pairwise import seed_frame
@@ -157,7 +158,8 @@ def test_search_logged_models_promote_and_the_report_agree(lm, capsys, tmp_path)
         x = flow.sample(5)
         lp = flow.log_prob(x)
         drivers = [m for m in sys.modules if m.startswith(("harness.schedule", "harness.cli",
-                                                           "harness.job", "harness.tracking"))]
+                                                           "harness.app", "harness.job",
+                                                           "harness.tracking"))]
         print(json.dumps({{"shape": list(x.shape), "finite": bool(lp.isfinite().all()),
                           "n": len(lp), "drivers": drivers}}))
         """)

@@ -9,7 +9,8 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.cli import load_jobs, main
+from harness.app import load_jobs
+from harness.cli import main
 from harness.job.environment import code_revision
 from harness.schedule import run_jobs
 from harness.tracking import MlflowTracker, Store

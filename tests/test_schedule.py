@@ -11,7 +11,7 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from harness import keys
-from harness.cli import load_jobs
+from harness.app import load_jobs
 from harness.schedule import run_jobs
 
 pytestmark = pytest.mark.slow

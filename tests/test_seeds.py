@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from harness import flows, keys
-from harness.cli import catalog
+from harness.app import catalog
 from harness.job import NullTracker, run_training
 from harness.job.components import build, contexts, load_data, on_device
 from harness.job.environment import seed_all

@@ -20,7 +20,8 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from harness import keys
-from harness.cli import load_jobs, main
+from harness.app import load_jobs
+from harness.cli import main
 from harness.schedule import run_jobs
 
 pytestmark = pytest.mark.slow

@@ -179,7 +179,7 @@ def _assert_nothing_left(job_id: str) -> None:
 
 def _once_each(store: Path, path: Path) -> list:
     """Each job key of the suite has exactly one run in the store, finished."""
-    from harness.cli import load_jobs
+    from harness.app import load_jobs
 
     suite, jobs = load_jobs(str(path), quiet=True)
     runs = _runs(f"sqlite:///{store}/mlflow.db", suite.name)  # the server's store, read here

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from harness.cli import load_jobs, main
+from harness.app import load_jobs
+from harness.cli import main
 from harness.schedule import InlineBackend, run_jobs
 from harness.schedule import worker as worker_module
 from harness.schedule.worker import PhaseRunner

@@ -48,7 +48,7 @@ def test_a_job_gets_credentials_in_its_environment_not_its_command_line():
 
 
 def test_follow_is_the_documented_flag_and_wait_its_alias():
-    from harness.cli import parser
+    from harness.cli_args import parser
 
     base = ["submit", "s.yaml", "--address", "http://127.0.0.1:8265"]
     assert parser().parse_args([*base, "--follow"]).follow is True

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import load_jobs
+from harness.app import load_jobs
 
 SUITES = sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.yaml"))
 

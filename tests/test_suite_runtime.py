@@ -48,7 +48,7 @@ def test_eager_keys_are_those_of_before_the_runtime_axis():
     MLflow (read from its store): an eager job's config and key did not change."""
     from pathlib import Path
 
-    from harness.cli import catalog
+    from harness.app import catalog
 
     path = Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"
     suite, _ = parse_suite(path.read_text())

@@ -16,7 +16,7 @@ import torch
 from pydantic import ValidationError
 
 from harness import keys
-from harness.cli import catalog, load_jobs
+from harness.app import catalog, load_jobs
 from harness.job.components import build, contexts, on_device
 from harness.job.tracker import NullTracker
 from harness.job.train import Trainer

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,13 @@ import ray
 from mlflow.tracking import MlflowClient
 
 from harness import keys
-from harness.cli import load_jobs
-from harness.schedule.stages import run_suite
+from harness.app import load_jobs
+from harness.cli import main
 from harness.suite.studies import plan_studies
+from harness.tune.stages import run_suite
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plan_counts import count_construction  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -246,3 +252,21 @@ def test_a_study_ends_when_its_compute_budget_does(local_ray, tmp_path):
     reasons = [t.data.tags[keys.TAG_STOPPED_BY] for t in runs["trial"]]
     assert keys.STOP_BUDGET in reasons  # … and the trials running then were stopped
     assert all(t.data.tags[keys.TAG_STATUS] == keys.STATUS_FINISHED for t in runs["trial"])
+
+
+def test_nfbench_run_of_a_tuned_suite_builds_its_plan_once(local_ray, tmp_path, monkeypatch):
+    """``nfbench run`` of a suite with a tune: section: one capacity, one store, one backend
+    that connects once, for the studies and the tuned jobs after them."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "once.yaml").write_text(_text("once", steps=10, trials=2, scheduler="none",
+                                              maf=False))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    counts: Counter = Counter()
+    count_construction(monkeypatch, counts)
+    assert main(["run", "once.yaml", "--tracking-uri", uri, "--no-report", "--no-preflight",
+                 "--num-cpus", "2"]) == 0
+    assert counts == Counter(resources=1, store=1, backend=1, connect=1)
+    runs = _by_kind(_runs(uri, "once"))
+    # the tuned realnvp, and maf untuned (no space)
+    assert len(runs["study"]) == 1 and len(runs["trial"]) == 2 and len(runs["job"]) == 2
+

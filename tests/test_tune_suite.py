@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness import keys
-from harness.cli import load_jobs, main
+from harness.app import load_jobs
+from harness.cli import main
 from harness.suite.studies import apply_values, plan_studies, tuned_jobs
 
 GOOD = """\
@@ -189,7 +190,7 @@ def test_tuned_jobs_carry_the_values_and_stay_apart_from_the_defaults(tmp_path):
 def test_distributions_become_ray_tune_domains_of_the_right_type(tmp_path):
     import numpy as np
 
-    from harness.schedule.tuning import tune_domain
+    from harness.tune.tuner import tune_domain
 
     _, _, studies = _load(tmp_path)
     space = {k: tune_domain(d) for k, d in studies[2].space.items()}
@@ -202,9 +203,9 @@ def test_distributions_become_ray_tune_domains_of_the_right_type(tmp_path):
 
 
 def test_the_hooks_ray_tune_saves_pickle_without_a_client(sqlite_uri):
-    from harness.schedule.tune_hooks import ComputeBudget, RecordTrials
     from harness.tracking import Store
     from harness.tracking.studies import StudyRuns, TrialRuns
+    from harness.tune.callbacks import ComputeBudget, RecordTrials
 
     store = Store(sqlite_uri, "hooks")
     run_id, before = StudyRuns(store).open("k" * 16, "tune · x", {}, {"a": 1})

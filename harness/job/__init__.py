@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .components import build, contexts
 from .environment import code_revision, environment_tags, pick_device
-from .run import PHASE_TAG, JobResult, error_text, run_timing, run_training
+from .run import PHASE_TAG, JobResult, error_text, prepare, run_timing, run_training, trainer_for
 from .tracker import NullTracker, Tracker
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "environment_tags",
     "error_text",
     "pick_device",
+    "prepare",
     "run_timing",
     "run_training",
+    "trainer_for",
 ]

@@ -28,7 +28,7 @@ import torch
 from .. import flows, keys
 from ..flows import compiled_view
 from ..measure import time_flow
-from ..suite.jobconfig import JobConfig
+from ..suite.jobconfig import JobConfig, TrainBudget
 from .artifacts import picture_of, write_reference_artifacts, write_training_artifacts
 from .components import build, contexts, fetch_state, load_data, on_device, rows, test_inputs
 from .environment import environment_tags, seed_all
@@ -36,9 +36,10 @@ from .evaluate import evaluate, training_metrics
 from .export import log_flow
 from .reference import closed_form, fit_reference, time_reference
 from .tracker import Tracker
-from .train import train
+from .train import Trainer
 
-__all__ = ["JobResult", "compiler_for", "error_text", "run_timing", "run_training"]
+__all__ = ["JobResult", "compiler_for", "error_text", "prepare", "run_timing", "run_training",
+           "trainer_for"]
 
 PHASE_TAG = keys.TAG_PHASE
 SEED_TIMING = 4  # offset of the job seed for the timing inputs' dequantization noise
@@ -97,6 +98,28 @@ def compiler_for(cfg: JobConfig):
     return lambda flow: compiled_view(flow, rt.name, mode=rt.mode, shapes=rt.shapes)
 
 
+def prepare(cfg: JobConfig, device: torch.device):
+    """Seed, then build the job's data set, dequantizer and flow on ``device`` and their
+    contexts: ``(ds, deq, flow, ctx)``. A job's train phase and a tuning trial
+    (:mod:`harness.tune.trial`) both start here."""
+    seed_all(cfg.seed)
+    ds, deq, flow = build(cfg, device)
+    return ds, deq, flow, contexts(cfg, ds)
+
+
+def trainer_for(cfg: JobConfig, parts, tracker: Tracker, device: torch.device, *,
+                resume: dict[str, Any] | None = None, progress=None,
+                budget: TrainBudget | None = None) -> Trainer:
+    """The :class:`Trainer` of a job built by :func:`prepare` (``parts``), in the job's
+    runtime (a compiled view of the flow unless eager); ``budget``: the training budget in
+    place of ``cfg.train`` (a trial's, whose checkpoints are Ray Tune's)."""
+    ds, deq, flow, ctx = parts
+    compiler = compiler_for(cfg)
+    return Trainer(flow, deq, on_device(ds, ctx, device), budget or cfg.train, tracker, device,
+                   cfg.seed, resume=resume, progress=progress,
+                   view=None if compiler is None else compiler(flow))
+
+
 def _reference_training(cfg: JobConfig, tracker: Tracker, device: torch.device,
                         defer_record: bool, t0: float) -> JobResult:
     """A model fitted in closed form: exact evaluation, no curves."""
@@ -117,12 +140,12 @@ def run_training(config: JobConfig | dict[str, Any], tracker: Tracker, device: t
     caller to write (artifacts are always written here)."""
     t0 = time.perf_counter()
     cfg = _as_config(config)
-    seed_all(cfg.seed)
     if closed_form(cfg):
+        seed_all(cfg.seed)
         return _reference_training(cfg, tracker, device, defer_record, t0)
-    ds, deq, flow = build(cfg, device)
+    parts = prepare(cfg, device)
+    ds, deq, flow, ctx = parts
     tracker.log_dataset(ds.name, ds.fingerprint, cfg.data.as_dict(), ds.splits_info)
-    ctx = contexts(cfg, ds)
     resume = fetch_state(tracker, keys.ART_CHECKPOINT_LAST)
     # The driver logged the config as params when it opened the run; what only the worker
     # knows travels with the final metrics, in one batch.
@@ -135,10 +158,7 @@ def run_training(config: JobConfig | dict[str, Any], tracker: Tracker, device: t
         "flow.params": sum(p.numel() for p in flow.parameters()),
         **{f"data.split.{k}": v for k, v in ds.splits_info.items()},
     }
-    compiler = compiler_for(cfg)
-    outcome = train(flow, deq, on_device(ds, ctx, device), cfg.train, tracker, device, cfg.seed,
-                    resume=resume, progress=progress,
-                    view=None if compiler is None else compiler(flow))
+    outcome = trainer_for(cfg, parts, tracker, device, resume=resume, progress=progress).run()
     discrete = ds.kind == "discrete"
     metrics = training_metrics(outcome, discrete)
     if outcome.best_state is not None:

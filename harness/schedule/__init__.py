@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from .backend import Backend, Event, InlineBackend, WorkerLost
 from .book import RunSummary
-from .driver import BACKENDS, make_backend, run_jobs
+from .driver import run_jobs
+from .plan import BACKENDS, Capacity, Hooks, RunPlan, make_backend, plan_run
 from .pool import WorkerStartError
 from .resources import ClusterShape, ResourceError, WorkerSpec, train_slots
 
-__all__ = ["BACKENDS", "Backend", "ClusterShape", "Event", "InlineBackend", "ResourceError",
-           "RunSummary", "WorkerLost", "WorkerSpec", "WorkerStartError", "make_backend",
-           "run_jobs", "train_slots"]
+__all__ = ["BACKENDS", "Backend", "Capacity", "ClusterShape", "Event", "Hooks", "InlineBackend",
+           "ResourceError", "RunPlan", "RunSummary", "WorkerLost", "WorkerSpec",
+           "WorkerStartError", "make_backend", "plan_run", "run_jobs", "train_slots"]

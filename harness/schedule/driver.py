@@ -29,57 +29,30 @@ from ..suite import Job, Suite
 from ..tracking import Store
 from ..tracking.claims import POLL_OTHERS_S
 from ..tracking.system_metrics import interval_setting
-from .backend import Backend, InlineBackend
+from .backend import Backend
 from .book import Book, RunSummary, Task
+from .plan import Hooks, RunPlan, plan_run
 from .pool import Pool, WorkerStartError
 from .progress import Progress
-from .resources import fit_count, timing_specs, train_slots, train_spec
+from .resources import fit_count, timing_specs, train_spec
 
-__all__ = ["BACKENDS", "RunSummary", "WorkerStartError", "make_backend", "run_jobs"]
+__all__ = ["RunSummary", "WorkerStartError", "run_jobs"]
 
-BACKENDS = ("ray", "inline", "sim")
-
-
-def make_backend(name: str, address: str | None = None,
-                 num_cpus: float | None = None) -> Backend:
-    """The backend called ``name``: "ray" (local, or the cluster at ``address``), "inline"
-    (phases in this process, one at a time) or "sim" (one simulated node of ``num_cpus``
-    CPUs on a virtual clock, every phase a second: a dry run of the bookkeeping, see
-    :mod:`harness.schedule.sim_backend`)."""
-    if name == "sim":
-        if address:
-            raise ValueError("--backend sim simulates its own nodes: it joins no cluster "
-                             "(drop --address)")
-        from .sim_backend import SimBackend
-
-        return SimBackend.single(num_cpus)
-    if name == "inline":
-        if address:
-            raise ValueError("--backend inline runs in this process: it joins no cluster "
-                             "(drop --address)")
-        return InlineBackend(num_cpus)
-    if name == "ray":
-        from .ray_backend import RayBackend
-
-        return RayBackend(address, num_cpus)
-    raise ValueError(f"unknown backend {name!r} (valid: {', '.join(BACKENDS)})")
-
-
-def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
-             address: str | None = None, force: bool = False, num_cpus: float | None = None,
-             backend: str | Backend = "ray", out: Callable[[str], None] = print,
-             tty: bool | None = None,
+def run_jobs(suite: Suite, jobs: list[Job], *, plan: RunPlan | None = None,
+             uri: str | None = None, address: str | None = None, force: bool = False,
+             num_cpus: float | None = None, backend: str | Backend = "ray",
+             out: Callable[[str], None] = print, tty: bool | None = None,
              on_start: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
-    """Run ``jobs`` of ``suite`` to completion (or Ctrl-C); see the module docstring."""
-    be = make_backend(backend, address, num_cpus) if isinstance(backend, str) else backend
+    """Run ``jobs`` of ``suite`` to completion (or Ctrl-C) on ``plan``; see the module
+    docstring. Without a plan, one is built from the other arguments
+    (:func:`~harness.schedule.plan.plan_run`)."""
+    if plan is None:
+        plan = plan_run(suite, uri=uri, address=address, num_cpus=num_cpus, backend=backend,
+                        force=force, hooks=Hooks(out, tty, on_start))
+    be, store, hooks, force = plan.backend, plan.store, plan.hooks, plan.force
     clock = getattr(be, "now", time.monotonic)  # a simulated backend's clock is virtual
     t_wall = clock()
     monitor_s = interval_setting(suite.system_metrics.enabled, suite.system_metrics.interval)
-    res = suite.resources
-    if address:  # a cluster's resources are checked before the store is touched
-        be.connect()
-        train_slots(be.shape(), res.cpus, res.gpus, len(jobs))
-    store = Store(uri, suite.name)  # creates the store and experiment before any worker
     store.note_jobs(len(jobs))
     summary = RunSummary(experiment_id=store.experiment_id)
     ledger = store.ledger(jobs=len(jobs))
@@ -95,32 +68,32 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         else:
             todo.append(job)
     if summary.skipped:
-        out(f"{len(summary.skipped)} of {len(jobs)} jobs already have a finished run: skipped "
-            "(--force re-runs them)")
+        hooks.out(f"{len(summary.skipped)} of {len(jobs)} jobs already have a finished run: "
+                  "skipped (--force re-runs them)")
     if not todo:
-        be.close()
+        plan.close()
         return summary
     previous = None
-    progress = Progress(out, tty)
+    progress = Progress(hooks.out, hooks.tty)
     from ..job.environment import code_revision
 
     book = Book(store, ledger, suite, summary, existing, force, progress.event,
                 revision=code_revision(), system_metrics=monitor_s, gone=gone, read_at=read_at)
     try:
-        be.connect()
+        plan.connect()
         # SIGTERM stops the suite as Ctrl-C does; installed after connecting, because
         # ray.init installs a handler of its own that aborts the process
         previous = _stop_on_sigterm()
-        summary.slots = train_slots(be.shape(), res.cpus, res.gpus, len(todo))
+        summary.slots = plan.capacity.slots(len(todo))
         ledger.start()
         todo = ledger.order(todo, key=lambda j: j.key)  # claims in few writes a window
         _rounds(be, book, suite, store.uri, [book.task_for(j) for j in todo], progress,
-                on_start, t_wall)
+                hooks.on_start, t_wall)
     except KeyboardInterrupt:
         killed = book.close_all(keys.STATUS_KILLED, "stopped by the user before it finished")
         summary.killed.extend(killed)
-        out(f"\ninterrupted: {len(killed)} unfinished runs marked killed; "
-            "run the suite again to resume them")
+        hooks.out(f"\ninterrupted: {len(killed)} unfinished runs marked killed; "
+                  "run the suite again to resume them")
         raise
     except WorkerStartError:
         summary.failed.extend(book.close_all(keys.STATUS_FAILED, "no worker could start"))
@@ -130,7 +103,7 @@ def run_jobs(suite: Suite, jobs: list[Job], *, uri: str | None = None,
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         ledger.stop()
-        be.close()
+        plan.close()
     return summary
 
 

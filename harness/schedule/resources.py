@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["ClusterShape", "ResourceError", "WorkerSpec", "fit_count", "local_shape",
-           "timing_specs", "train_slots", "train_spec"]
+           "timing_specs", "train_capacity", "train_slots", "train_spec"]
 
 EPS = 1e-9
 
@@ -81,6 +81,12 @@ def train_spec(cpus: float, gpus: float, memory_gb: float | None) -> WorkerSpec:
 def train_slots(shape: ClusterShape, cpus: float, gpus: float, jobs: int,
                 source: str = "suite") -> int:
     """Number of concurrent job workers; raises :class:`ResourceError` when none fits."""
+    return max(1, min(train_capacity(shape, cpus, gpus, source), jobs))
+
+
+def train_capacity(shape: ClusterShape, cpus: float, gpus: float, source: str = "suite") -> int:
+    """How many job workers fit in ``shape`` at once; :class:`ResourceError` when none does
+    (``source``: the place the error names)."""
     total = fit_count(WorkerSpec(cpus=cpus, gpus=gpus), shape.nodes)
     if total == 0:
         biggest = max(shape.nodes, key=lambda n: (n["gpus"], n["cpus"]), default=None)
@@ -90,7 +96,7 @@ def train_slots(shape: ClusterShape, cpus: float, gpus: float, jobs: int,
                else "set resources.gpus: 0 to run on CPUs, or add GPU nodes")
         raise ResourceError(f"{source}: resources: a job asks for {cpus:g} CPUs and "
                             f"{gpus:g} GPUs, but {have}; {fix}")
-    return max(1, min(total, jobs))
+    return total
 
 
 def timing_specs(shape: ClusterShape, use_gpus: bool) -> list[WorkerSpec]:

@@ -145,7 +145,7 @@ _ONE_JOB = """
 import sys
 import torch
 from harness import keys
-from harness.cli import catalog
+from harness.app import catalog
 from harness.job import run_timing, run_training
 from harness.suite import expand, parse_suite
 from harness.tracking import MlflowTracker, Store

@@ -8,11 +8,11 @@ For each study (one architecture × data set × scheme with a search space), in 
    are read back); an unfinished one is resumed with ``Tuner.restore`` from its Ray Tune
    state (trials that ended stay ended, the others continue from their last checkpoints);
    otherwise a new ``Tuner`` starts;
-3. Ray Tune runs the trials (:func:`~harness.schedule.tune_trial.run_trial`) with the suite's
+3. Ray Tune runs the trials (:func:`~harness.tune.trial.run_trial`) with the suite's
    resources per trial, the search algorithm (random: Ray Tune's random search; optuna:
    ``OptunaSearch``), ASHA over training steps, ``retries`` restarts of a trial whose worker
-   died, and the compute budget (:class:`~harness.schedule.tune_hooks.ComputeBudget`);
-   :class:`~harness.schedule.tune_hooks.RecordTrials` writes every trial into MLflow;
+   died, and the compute budget (:class:`~harness.tune.callbacks.ComputeBudget`);
+   :class:`~harness.tune.callbacks.RecordTrials` writes every trial into MLflow;
 4. the study's run records its best trial (lowest validation objective over all reports),
    the trials run and the compute spent.
 
@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys
+from ..schedule.plan import RunPlan
 from ..suite import Suite
 from ..suite.expand import flatten
 from ..suite.studies import Study
 from ..suite.tune_schema import Distribution
-from ..tracking import Store
-from ..tracking.claims import POLL_OTHERS_S, hold_or_wait
+from ..tracking.claims import hold_or_wait
 from ..tracking.studies import StudyRuns, TrialRuns, best_values
 
 __all__ = ["StudyOutcome", "default_storage", "run_studies", "tune_domain"]
@@ -120,8 +120,8 @@ def _tuner(study: Study, path: Path, runs: TrialRuns, resume: bool, suite: Suite
     """A new or restored ``Tuner`` for ``study`` (Ray Tune imported here)."""
     from ray import tune
 
-    from .tune_hooks import ComputeBudget, RecordTrials
-    from .tune_trial import run_trial
+    from .callbacks import ComputeBudget, RecordTrials
+    from .trial import run_trial
 
     t = study.settings
     res = suite.resources
@@ -177,7 +177,7 @@ def _claim(ledger, study_runs: StudyRuns, study: Study, out: Callable[[str], Non
 
     hold_or_wait(ledger, f"study-{study.key}", settled,
                  lambda: out(f"  ⋯ study {study.describe()}: run by another driver; "
-                             "waiting for it"), poll_s=POLL_OTHERS_S)
+                             "waiting for it"))
 
 
 def _read_outcome(study: Study, run, study_runs: StudyRuns, skipped: bool) -> StudyOutcome:
@@ -220,13 +220,13 @@ def _settle(study: Study, run_id: str, study_runs: StudyRuns) -> tuple[bool, dic
     return done, metrics, tags
 
 
-def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, force: bool,
-             out: Callable[[str], None], on_result) -> StudyOutcome:
+def _run_one(study: Study, suite: Suite, plan: RunPlan, ledger, storage: str) -> StudyOutcome:
     from ray import tune
 
-    from .tune_hooks import LIVE
+    from .callbacks import LIVE
 
     t0 = time.monotonic()
+    store, force, out = plan.store, plan.force, plan.hooks.out
     study_runs = StudyRuns(store)
     _claim(ledger, study_runs, study, out)
     run_id, before = study_runs.open(study.key, f"tune · {study.describe()}", _tags(study),
@@ -256,7 +256,7 @@ def _run_one(study: Study, suite: Suite, store: Store, ledger, storage: str, for
     out(f"study {study.describe()}: {'resumed' if resume else 'started'} ({budget}, "
         f"{study.settings.search} search, "
         f"{'ASHA' if study.settings.scheduler else 'no early stopping'}) → {path}")
-    LIVE[study.key] = {"out": out, "on_result": on_result}
+    LIVE[study.key] = {"out": out, "on_result": plan.hooks.on_result}
     try:
         _tuner(study, path, runs, resume, suite).fit()
     except KeyboardInterrupt:
@@ -294,19 +294,17 @@ def _stop(study_runs: StudyRuns, run_id: str, runs: TrialRuns, reason: str) -> N
         pass
 
 
-def run_studies(suite: Suite, studies: list[Study], *, store: Store, storage: str | None = None,
-                force: bool = False, out: Callable[[str], None] = print,
-                on_result: Callable[[str, dict], None] | None = None) -> list[StudyOutcome]:
-    """Run (or resume, or read back) every study of ``suite`` in turn; Ray must be up.
-    ``on_result(trial id, result)`` is called after each trial result is recorded."""
+def run_studies(suite: Suite, studies: list[Study], plan: RunPlan) -> list[StudyOutcome]:
+    """Run (or resume, or read back) every study of ``suite`` in turn on ``plan`` (connected:
+    Ray must be up). ``plan.hooks.on_result(trial id, result)`` is called after each trial
+    result is recorded."""
     if not studies:
         return []
     _quiet_ray_tune()
-    storage = storage or default_storage(store.uri)
-    ledger = store.ledger(jobs=len(studies))
+    storage = plan.tune_storage or default_storage(plan.store.uri)
+    ledger = plan.store.ledger(jobs=len(studies))
     ledger.start()
     try:
-        return [_run_one(s, suite, store, ledger, storage, force, out, on_result)
-                for s in studies]
+        return [_run_one(s, suite, plan, ledger, storage) for s in studies]
     finally:
         ledger.stop()

@@ -1,9 +1,10 @@
 """One tuning trial, as Ray Tune runs it: the job's own :class:`~harness.job.train.Trainer`.
 
-A trial builds the job's components from the study's base config with the sampled values in
-place (:func:`harness.suite.studies.apply_values`) and runs :meth:`Trainer.run` — the same
-training loop as a job, not a copy. At each validation (every ``train.eval_every`` steps) it
-reports to Ray Tune, with the whole trainer state as a checkpoint:
+A trial is built by the code that builds a job (:func:`harness.job.run.prepare` and
+:func:`harness.job.run.trainer_for`), from the study's base config with the sampled values in
+place (:func:`harness.suite.studies.apply_values`), and runs :meth:`Trainer.run` — the same
+training loop as a job, not a copy; this module only reports to Ray Tune. At each validation
+(every ``train.eval_every`` steps) it reports, with the whole trainer state as a checkpoint:
 
 * ``objective``: the validation score in the study's objective (bpd, or nats per example:
   for discrete data, nats = bpd · D · ln 2), ``best`` its minimum so far, ``step``;
@@ -67,8 +68,8 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], objective: str | 
     import torch
     from ray import tune
 
-    from ..job.components import build, contexts, on_device
-    from ..job.environment import pick_device, seed_all
+    from ..job.environment import pick_device
+    from ..job.run import prepare, trainer_for
     from ..job.tracker import NullTracker
     from ..job.train import Trainer
 
@@ -76,10 +77,9 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], objective: str | 
     cfg = JobConfig.from_dict(apply_values(base, plain_values(config)))
     # the trial's checkpoints are Ray Tune's, at every validation: none of the job's own
     train = cfg.train.model_copy(update={"checkpoint_every": 10**8})
-    seed_all(cfg.seed)
     device = pick_device()
-    ds, deq, flow = build(cfg, device)
-    ctx = contexts(cfg, ds)
+    parts = prepare(cfg, device)
+    ds, deq = parts[0], parts[1]
     resume = _resume(tune.get_checkpoint())
     to_objective = _objective(objective, ds.kind == "discrete", deq.dims)
     sent = {"step": int(resume["step"]) if resume else 0}
@@ -106,8 +106,8 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], objective: str | 
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
         sent["step"] = step
 
-    trainer = Trainer(flow, deq, on_device(ds, ctx, device), train, NullTracker(), device,
-                      cfg.seed, resume=resume, progress=report)
+    trainer = trainer_for(cfg, parts, NullTracker(), device, resume=resume, progress=report,
+                          budget=train)
     outcome = trainer.run()
     if outcome.stopped_by in (keys.STOP_DIVERGED, keys.STOP_MINUTES, keys.STOP_PATIENCE):
         last = trainer.state.best_val if math.isfinite(trainer.state.best_val) else math.inf

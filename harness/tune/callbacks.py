@@ -27,7 +27,7 @@ from .. import keys
 from ..suite.expand import flatten
 from ..suite.studies import apply_values
 from ..tracking.studies import TrialRuns
-from .tune_trial import plain_values
+from .trial import plain_values
 
 __all__ = ["LIVE", "ComputeBudget", "RecordTrials", "trial_number"]
 

@@ -1,0 +1,45 @@
+"""One run plan, built once: the walk from ``nfbench run`` to the first job measures the
+resources, opens the store and makes the backend once each, and the backend connects once
+(with the inline backend here; a tuned suite on Ray in tests/test_tune.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from plan_counts import count_construction  # noqa: E402
+
+SUITE = """\
+name: once
+matrix:
+  architectures: [{name: realnvp, layers: 2, hidden: 8}]
+  datasets: [moons]
+  dequantization: [none]
+  seeds: [0]
+train: {steps: 4, batch_size: 32, eval_every: 2, checkpoint_every: 2, log_every: 2}
+timing: {enabled: false}
+resources: {cpus: 1}
+"""
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_nfbench_run_builds_its_plan_once(tmp_path, monkeypatch, capsys, force):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "once.yaml").write_text(SUITE)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    argv = ["run", "once.yaml", "--backend", "inline", "--tracking-uri", uri, "--no-report",
+            "--no-preflight", "--num-cpus", "1"]
+    counts: Counter = Counter()
+    count_construction(monkeypatch, counts)
+    assert main(argv) == 0
+    assert counts == Counter(resources=1, store=1, backend=1, connect=1)
+    assert "1 finished" in capsys.readouterr().out
+    counts.clear()  # again: the job is skipped (no connection) or forced (one)
+    assert main(argv + (["--force"] if force else [])) == 0
+    assert counts == Counter(resources=1, store=1, backend=1, connect=int(force))
