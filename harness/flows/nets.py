@@ -256,18 +256,22 @@ class MADE(nn.Module):
     def forward(
         self, x: Tensor, context: Tensor | None = None, weights: list[Tensor] | None = None
     ) -> Tensor:
+        """``(P, B, D)``; each layer ``addmm(b, h, (W ⊙ M)ᵀ)``, the masked weights' transposes
+        kept without gradients (:meth:`derived`), or those of ``weights`` when given."""
         if weights is None:
-            weights = self.masked_weights()
+            wt = self.derived("transposed", lambda: tuple(w.T for w in self.masked_weights()))
+        else:
+            wt = tuple(w.T for w in weights)
         if self.concat:
             assert context is not None
             x = torch.cat([x, context], dim=-1)
         film = self.film(context) if self.film is not None and context is not None else None
         for k, layer in enumerate(self.hidden):
-            x = self.act(F.linear(x, weights[k], layer.bias))
+            x = self.act(torch.addmm(layer.bias, x, wt[k]))
             if film is not None:
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
-        out = F.linear(x, weights[-1], self.out.bias)
+        out = torch.addmm(self.out.bias, x, wt[-1])
         return out.unflatten(-1, (self.params, self.features)).movedim(-2, 0)
 
 
