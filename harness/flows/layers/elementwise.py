@@ -26,7 +26,7 @@ from torch import Tensor
 
 from harness import keys
 from harness.flows.base import StabilityAccumulator
-from harness.flows.layers.splines import rq_spline
+from harness.flows.layers.splines import rq_spline_packed
 
 __all__ = ["SCALE_CLAMPS", "Additive", "Affine", "Elementwise", "Spline", "bound_scale"]
 
@@ -161,10 +161,9 @@ class Spline(Elementwise):
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         k = self.bins
         theta = theta.contiguous()  # the bin reductions run over the leading axis
-        y, ld = rq_spline(
+        y, ld = rq_spline_packed(
             v,
-            theta[:k],
-            theta[k : 2 * k],
+            theta[: 2 * k].view(2, k, *v.shape),  # widths and heights, one after the other
             theta[2 * k :],
             inverse=inverse,
             tail_bound=self.tail_bound,
