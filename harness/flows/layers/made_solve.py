@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from harness.flows.layers.elementwise import Elementwise
-from harness.flows.nets import MADE
+from harness.flows.nets import MADE, activate
 
 __all__ = ["solve"]
 
@@ -184,7 +184,7 @@ def solve(
                 start, stop = blk.start, blk.stop
                 bias = blk.bias if k or first_bias is None else first_bias[start:stop]
                 h = _affine_rows(bias, blk.weight, inputs, rows.block(start, stop))
-                h = made.act(h)
+                h = activate(made.act, h)
                 if film is not None:
                     gamma, beta = film[k]
                     h = torch.addcmul(beta[start:stop], h, gamma[start:stop])
