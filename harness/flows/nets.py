@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -234,42 +234,25 @@ class MADE(nn.Module):
         return getattr(self, f"_hidden_order{k}")
 
     def masked_weights(self) -> list[Tensor]:
-        """The masked weight matrices ``W ⊙ M`` (hidden layers, then output).
-
-        While gradients are recorded the products are computed on every call, in the graph
-        (once per training step: one forward). Without gradients they are computed once per
-        state of the weights and masks and kept (:meth:`derived`): evaluation and sampling
-        reuse them until an optimizer step or a load changes a weight."""
-        return list(self.derived("masked", self._masked_weights))  # the caller's own list
+        """The masked weight matrices ``W ⊙ M`` (hidden layers, then output), computed on
+        every call: once per forward, and once per sequential solve (its ``D`` steps share
+        them)."""
+        return list(self.derived("masked", self._masked_weights))
 
     def _masked_weights(self) -> tuple[Tensor, ...]:
         return tuple(m.weight * m.mask for m in (*self.hidden, self.out))
 
     def derived(self, name: str, build: Callable[[], T]) -> T:
-        """``build()``, kept under ``name`` while no parameter or buffer of the MADE changes.
+        """``build()``: a value derived from the weights, built on every call.
 
-        Used only without gradients (with them, every call builds: the result must be in the
-        graph) and outside ``torch.compile`` (which traces ``build`` into its graph). A kept
-        value is valid for a state of the tensors identified by each one's storage address,
-        version counter (every in-place write bumps it: optimizer steps, ``load_state_dict``,
-        ``add_`` under ``no_grad``), dtype and device; ``.to()`` and ``.double()`` give new
-        storage. Writes through ``.data``, which bypass the version counter, are not seen."""
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return build()
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in self._state())
-        memo: dict[str, tuple[tuple, Any]] = self.__dict__.setdefault("_derived", {})
-        kept = memo.get(name)
-        if kept is not None and kept[0] == key:
-            return kept[1]
-        value = build()
-        memo[name] = (key, value)
-        return value
-
-    def _state(self) -> list[Tensor]:
-        """The tensors that :meth:`derived` values depend on (not FiLM's: never kept)."""
-        layers = (*self.hidden, self.out)
-        out = [t for m in layers for t in (m.weight, m.bias, m.mask)]
-        return out + [t for t in self._buffers.values() if t is not None]
+        Nothing derived from the weights is kept between calls. A cache keyed on the tensors'
+        version counters goes stale: torch's fused optimizer steps (``Adam(fused=True)``,
+        which the trainer uses) write the parameters without bumping their version counters
+        (measured: ``_version`` stays 0 after a fused step), and evaluating with the weights
+        of an earlier step picks the wrong best checkpoint. ``name`` labels the value for a
+        profiler's reading only."""
+        del name
+        return build()
 
     def forward(
         self, x: Tensor, context: Tensor | None = None, weights: list[Tensor] | None = None

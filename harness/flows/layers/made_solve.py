@@ -15,9 +15,8 @@ preallocated buffers written in place; when gradients are recorded the blocks ar
 The loop bounds are plain ints, so ``torch.compile`` unrolls the loop into one graph.
 
 The masked weights, sorted and cut into each step's blocks (:class:`_SolveWeights`), are
-views built once per state of the MADE's weights when no gradient is recorded
-(:meth:`~harness.flows.nets.MADE.derived`), so that a call dispatches only the steps' products
-and element-wise work; with gradients they are built per call, in the graph.
+views built once per call (:meth:`~harness.flows.nets.MADE.derived`): the ``D`` steps of a
+solve share them, and with gradients they are in the graph.
 """
 
 from __future__ import annotations
@@ -148,9 +147,8 @@ def solve(
     """``u`` with ``ew.forward(u, made(u)) = v``: ``(u, Σ_i log|∂u_i/∂v_i| (B,) or None,
     aux (B, D) or None)``, ``aux`` what ``ew`` keeps for its diagnostics.
 
-    The blocks of the weights are kept between calls without gradients
-    (:meth:`~harness.flows.nets.MADE.derived`); the per-step log-derivatives are stored as
-    rows and summed once at the end."""
+    The blocks of the weights are built once per call and shared by the steps; the per-step
+    log-derivatives are stored as rows and summed once at the end."""
     plan = made.plan
     batch, d, n_params = v.shape[0], made.features, made.params
     in_place = not (torch.is_grad_enabled() and (v.requires_grad or _any_grad(made, context)))
