@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from harness import keys
 
-__all__ = ["Flow", "Layer", "StabilityAccumulator"]
+__all__ = ["Flow", "Layer", "StabilityAccumulator", "detached"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -79,13 +79,19 @@ class Layer(nn.Module):
 
     def _keep(self, log_det: Tensor | None) -> Tensor | None:
         """Remember ``log_det`` (detached) for the diagnostics and return it unchanged."""
-        self._last_logdet = None if log_det is None else log_det.detach()
+        self._last_logdet = detached(log_det)
         return log_det
 
     def diagnose(self, acc: StabilityAccumulator) -> None:
         """Report this layer's diagnostics from its last forward call (default: log-det)."""
         if self._last_logdet is not None and self._last_logdet.numel():
             acc.max(keys.STAB_LAYER_LOGDET_ABSMAX, float(self._last_logdet.abs().max()))
+
+
+def detached(t: Tensor | None) -> Tensor | None:
+    """``t`` without its autograd graph: ``t.detach()``, or ``t`` itself where it has no graph
+    (without gradients: one dispatched view less per kept tensor)."""
+    return t.detach() if t is not None and t.requires_grad else t
 
 
 def _as_shape(event_shape: int | Sequence[int]) -> tuple[int, ...]:

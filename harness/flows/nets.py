@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import pairwise
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,18 @@ from torch import Tensor, nn
 
 from harness.flows.made_plan import MadePlan, made_plan
 
-__all__ = ["ACTIVATIONS", "CONTEXT_MODES", "MADE", "MLP", "ConvNet", "FiLM", "made_degrees"]
+__all__ = [
+    "ACTIVATIONS",
+    "CONTEXT_MODES",
+    "MADE",
+    "MLP",
+    "ConvNet",
+    "FiLM",
+    "activate",
+    "made_degrees",
+]
+
+T = TypeVar("T")
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),  # in place: one allocation less per layer
@@ -35,6 +47,14 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
 }
 CONTEXT_MODES = ("concat", "film")
+
+
+def activate(act: nn.Module, x: Tensor) -> Tensor:
+    """``act(x)``, an in-place ReLU as ``torch.relu_(x)`` itself: on a small batch the module
+    call and the functional wrapper around the kernel cost about as much as the kernel."""
+    if type(act) is nn.ReLU and act.inplace:
+        return torch.relu_(x)
+    return act(x)
 
 
 class FiLM(nn.Module):
@@ -112,7 +132,8 @@ class MLP(nn.Module):
             x = torch.cat([x, context], dim=-1)
         film = self.film(context) if self.film is not None and context is not None else None
         for k, layer in enumerate(self.hidden):
-            x = self.act(layer(x))
+            h = torch.addmm(layer.bias, x, layer.weight.T) if x.dim() == 2 else layer(x)
+            x = activate(self.act, h)
             if film is not None:
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
@@ -213,25 +234,45 @@ class MADE(nn.Module):
         return getattr(self, f"_hidden_order{k}")
 
     def masked_weights(self) -> list[Tensor]:
-        """The masked weight matrices (hidden layers, then output): computed once and passed
-        to :meth:`forward` by the ``D`` sequential passes of an inversion."""
-        return [m.weight * m.mask for m in (*self.hidden, self.out)]
+        """The masked weight matrices ``W ⊙ M`` (hidden layers, then output), computed on
+        every call: once per forward, and once per sequential solve (its ``D`` steps share
+        them)."""
+        return list(self.derived("masked", self._masked_weights))
+
+    def _masked_weights(self) -> tuple[Tensor, ...]:
+        return tuple(m.weight * m.mask for m in (*self.hidden, self.out))
+
+    def derived(self, name: str, build: Callable[[], T]) -> T:
+        """``build()``: a value derived from the weights, built on every call.
+
+        Nothing derived from the weights is kept between calls. A cache keyed on the tensors'
+        version counters goes stale: torch's fused optimizer steps (``Adam(fused=True)``,
+        which the trainer uses) write the parameters without bumping their version counters
+        (measured: ``_version`` stays 0 after a fused step), and evaluating with the weights
+        of an earlier step picks the wrong best checkpoint. ``name`` labels the value for a
+        profiler's reading only."""
+        del name
+        return build()
 
     def forward(
         self, x: Tensor, context: Tensor | None = None, weights: list[Tensor] | None = None
     ) -> Tensor:
+        """``(P, B, D)``; each layer ``addmm(b, h, (W ⊙ M)ᵀ)``, the masked weights' transposes
+        kept without gradients (:meth:`derived`), or those of ``weights`` when given."""
         if weights is None:
-            weights = self.masked_weights()
+            wt = self.derived("transposed", lambda: tuple(w.T for w in self.masked_weights()))
+        else:
+            wt = tuple(w.T for w in weights)
         if self.concat:
             assert context is not None
             x = torch.cat([x, context], dim=-1)
         film = self.film(context) if self.film is not None and context is not None else None
         for k, layer in enumerate(self.hidden):
-            x = self.act(F.linear(x, weights[k], layer.bias))
+            x = activate(self.act, torch.addmm(layer.bias, x, wt[k]))
             if film is not None:
                 gamma, beta = film[k]
                 x = torch.addcmul(beta, x, gamma)
-        out = F.linear(x, weights[-1], self.out.bias)
+        out = torch.addmm(self.out.bias, x, wt[-1])
         return out.unflatten(-1, (self.params, self.features)).movedim(-2, 0)
 
 

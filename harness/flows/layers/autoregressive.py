@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from harness.flows.base import Layer, StabilityAccumulator
+from harness.flows.base import Layer, StabilityAccumulator, detached
 from harness.flows.layers.elementwise import Elementwise
 from harness.flows.layers.made_solve import solve
 from harness.flows.nets import MADE
@@ -63,7 +63,7 @@ class Autoregressive(Layer):
     ) -> tuple[Tensor, Tensor | None]:
         run = self._sequential if self.dual else self._one_pass
         z, ld, aux = run(x, context, with_log_det)
-        self._aux = None if aux is None else aux.detach()
+        self._aux = detached(aux)
         log_det = None
         if with_log_det:
             log_det = x.new_zeros(x.shape[0]) if ld is None else ld

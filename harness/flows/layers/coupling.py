@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from harness.flows.base import Layer, StabilityAccumulator
+from harness.flows.base import Layer, StabilityAccumulator, detached
 from harness.flows.layers.elementwise import Elementwise
 
 __all__ = ["MaskCoupling", "NetFactory", "SplitCoupling", "checkerboard", "parity_mask"]
@@ -112,7 +112,7 @@ class SplitCoupling(_Coupling):
         fm = _features_first(self.net, x)
         theta = _condition(self.net, a, context, self.ew.n_params, fm)
         yb, ld, aux = self.ew.forward(b.T if fm else b, theta, with_log_det)
-        self._aux = None if aux is None else aux.detach()
+        self._aux = detached(aux)
         log_det = None
         if with_log_det:
             if ld is None:
@@ -159,7 +159,7 @@ class MaskCoupling(_Coupling):
     ) -> tuple[Tensor, Tensor | None]:
         theta, elems, keep, fm = self._elements(x, context)
         yt, ld, aux = self.ew.forward(elems, theta, with_log_det)
-        self._aux = None if aux is None else aux.detach()
+        self._aux = detached(aux)
         self._aux_select = None if aux is None else ~keep
         log_det = None
         if with_log_det:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from harness import keys
 from harness.flows.base import StabilityAccumulator
-from harness.flows.layers.splines import rq_spline
+from harness.flows.layers.splines import rq_spline_packed
 
 __all__ = ["SCALE_CLAMPS", "Additive", "Affine", "Elementwise", "Spline", "bound_scale"]
 
@@ -65,27 +65,56 @@ class Elementwise:
 
 
 class Affine(Elementwise):
-    """``y = x · exp(s) + t``, ``θ = (t, r)``, ``s = bound_scale(r)``."""
+    """``y = x · exp(s) + t``, ``θ = (t, r)``, ``s = bound_scale(r)``.
+
+    The inverse ``x = (y − t) · exp(−s)`` computes ``−s`` directly as ``bound_scale(−r)`` (every
+    clamp is odd) and returns it as both the log-derivative and the aux (the diagnostics read
+    ``|s|``). The ``tanh`` clamp runs as ``s = addcmul(−b, σ(r · 2/b), 2b)`` with the constants
+    kept as 0-d tensors of the input's dtype and device: a Python number in an operation is
+    wrapped into a tensor and converted on every call, which costs as much as the operation
+    on a small batch."""
 
     n_params = 2
 
     def __init__(self, bound: float = 3.0, clamp: str = "tanh"):
         self.bound, self.clamp = float(bound), clamp
+        self._constants: dict[tuple[torch.dtype, torch.device], tuple[Tensor, ...]] = {}
 
-    def _scale(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        return theta[0], bound_scale(theta[1], self.bound, self.clamp)
+    def _scale(self, raw: Tensor, negate: bool) -> Tensor:
+        """``s = bound_scale(r)``, or with ``negate`` ``−s = bound_scale(−r)``."""
+        if self.clamp != "tanh" or torch.compiler.is_compiling():
+            return bound_scale(-raw if negate else raw, self.bound, self.clamp)
+        c = self._constants_like(raw)
+        return torch.addcmul(c[2], torch.sigmoid(raw * c[int(negate)]), c[3])
+
+    def _constants_like(self, like: Tensor) -> tuple[Tensor, ...]:
+        """``(2/b, −2/b, −b, 2b)`` as 0-d tensors of ``like``'s dtype and device."""
+        key = (like.dtype, like.device)
+        kept = getattr(self, "_constants", None)
+        if kept is None:  # an Affine pickled before it had constants
+            kept = self._constants = {}
+        c = kept.get(key)
+        if c is None:
+            b = self.bound
+            with torch.inference_mode(False):  # usable by autograd later, whatever the mode now
+                c = tuple(torch.tensor(v, dtype=like.dtype, device=like.device)
+                          for v in (2.0 / b, -2.0 / b, -b, 2.0 * b))  # fmt: skip
+            kept[key] = c
+        return c
 
     def forward(
         self, x: Tensor, theta: Tensor, with_log_det: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        t, s = self._scale(theta)
+        t, r = theta.unbind(0)
+        s = self._scale(r, False)
         return torch.addcmul(t, x, s.exp()), s, s
 
     def inverse(
         self, y: Tensor, theta: Tensor, with_log_det: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        t, s = self._scale(theta)
-        return (y - t) * torch.exp(-s), -s, s
+        t, r = theta.unbind(0)
+        neg = self._scale(r, True)
+        return (y - t) * neg.exp(), neg, neg
 
     def diagnose(self, acc: StabilityAccumulator, aux: Tensor) -> None:
         if self.clamp == "none":
@@ -132,10 +161,9 @@ class Spline(Elementwise):
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         k = self.bins
         theta = theta.contiguous()  # the bin reductions run over the leading axis
-        y, ld = rq_spline(
+        y, ld = rq_spline_packed(
             v,
-            theta[:k],
-            theta[k : 2 * k],
+            theta[: 2 * k].view(2, k, *v.shape),  # widths and heights, one after the other
             theta[2 * k :],
             inverse=inverse,
             tail_bound=self.tail_bound,

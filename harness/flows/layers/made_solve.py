@@ -13,15 +13,21 @@ is a prefix of rows and every write a block of rows. Without an autograd graph t
 preallocated buffers written in place; when gradients are recorded the blocks are joined with
 ``torch.cat`` instead (an in-place write would invalidate what the backward pass saved).
 The loop bounds are plain ints, so ``torch.compile`` unrolls the loop into one graph.
+
+The masked weights, sorted and cut into each step's blocks (:class:`_SolveWeights`), are
+views built once per call (:meth:`~harness.flows.nets.MADE.derived`): the ``D`` steps of a
+solve share them, and with gradients they are in the graph.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from harness.flows.layers.elementwise import Elementwise
-from harness.flows.nets import MADE
+from harness.flows.nets import MADE, activate
 
 __all__ = ["solve"]
 
@@ -58,6 +64,36 @@ def _affine_rows(bias: Tensor, weight: Tensor, inputs: Tensor, out: Tensor | Non
     return torch.addmm(bias, weight, inputs, out=out)
 
 
+@dataclass(frozen=True)
+class _Block:
+    """The rows ``[start, stop)`` of one layer that one step computes: their weights over the
+    inputs known then (a prefix of the columns) and their bias column ``(stop − start, 1)``."""
+
+    start: int
+    stop: int
+    weight: Tensor
+    bias: Tensor
+
+
+@dataclass(frozen=True)
+class _SolveWeights:
+    """A MADE's weights cut into the blocks of its solve plan (see the module doc).
+
+    ``hidden[s][k]``: hidden layer ``k``'s block at step ``s`` (``None``: no unit of that layer
+    becomes known then); ``known[s][k]``: how many of layer ``k``'s units are known after step
+    ``s`` (the prefix the next layer reads); ``out[s]``: the output rows of step ``s``,
+    parameter-major. ``first_bias`` and ``context``: the first layer's bias column and context
+    columns in sorted row order, when a context is concatenated (its part of the bias is added
+    per call), else ``None``.
+    """
+
+    hidden: tuple[tuple[_Block | None, ...], ...]
+    known: tuple[tuple[int, ...], ...]
+    out: tuple[_Block, ...]
+    first_bias: Tensor | None
+    context: Tensor | None
+
+
 def _sorted_weights(made: MADE) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
     """Masked weights and biases in the plan's sorted order (rows and columns), and the
     first layer's context columns (``None`` without a concatenated context)."""
@@ -81,19 +117,46 @@ def _sorted_weights(made: MADE) -> tuple[list[Tensor], list[Tensor], Tensor | No
     return weights, biases, ctx
 
 
+def _solve_weights(made: MADE) -> _SolveWeights:
+    """The blocks of every step (:class:`_SolveWeights`), views of the sorted weights."""
+    plan = made.plan
+    weights, biases, ctx = _sorted_weights(made)
+    cols = [b[:, None] for b in biases]
+    hidden, known, out = [], [], []
+    for s in range(plan.steps):
+        lo, hi = plan.dim_bounds[s], plan.dim_bounds[s + 1]
+        blocks: list[_Block | None] = []
+        n_in = lo
+        for k, ends in enumerate(plan.hidden_ends):
+            start, stop = (ends[s - 1] if s else 0), ends[s]
+            w = weights[k][start:stop, :n_in]
+            blocks.append(_Block(start, stop, w, cols[k][start:stop]) if stop > start else None)
+            n_in = ends[s]
+        r0, r1 = made.params * lo, made.params * hi
+        hidden.append(tuple(blocks))
+        known.append(tuple(ends[s] for ends in plan.hidden_ends))
+        out.append(_Block(r0, r1, weights[-1][r0:r1, :n_in], cols[-1][r0:r1]))
+    return _SolveWeights(
+        tuple(hidden), tuple(known), tuple(out), None if ctx is None else cols[0], ctx
+    )
+
+
 def solve(
     made: MADE, ew: Elementwise, v: Tensor, context: Tensor | None, with_log_det: bool
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``u`` with ``ew.forward(u, made(u)) = v``: ``(u, Σ_i log|∂u_i/∂v_i| (B,) or None,
-    aux (B, D) or None)``, ``aux`` what ``ew`` keeps for its diagnostics."""
+    aux (B, D) or None)``, ``aux`` what ``ew`` keeps for its diagnostics.
+
+    The blocks of the weights are built once per call and shared by the steps; the per-step
+    log-derivatives are stored as rows and summed once at the end."""
     plan = made.plan
     batch, d, n_params = v.shape[0], made.features, made.params
     in_place = not (torch.is_grad_enabled() and (v.requires_grad or _any_grad(made, context)))
-    weights, biases, ctx = _sorted_weights(made)
-    bias_cols = [b[:, None] for b in biases]
-    if ctx is not None:
-        assert context is not None
-        bias_cols[0] = torch.addmm(bias_cols[0], ctx, context.T)
+    sw = made.derived("solve", lambda: _solve_weights(made))
+    first_bias = None
+    if sw.context is not None:
+        assert context is not None and sw.first_bias is not None
+        first_bias = torch.addmm(sw.first_bias, sw.context, context.T)
     film = None
     if made.film is not None and context is not None:
         film = []
@@ -103,36 +166,43 @@ def solve(
             if rows is not None:
                 g, b = g.index_select(0, rows), b.index_select(0, rows)
             film.append((g, b))
-    vs = v if made._dim_order is None else v.index_select(1, made._dim_order)
-    units = [_Rows(w.shape[0], batch, v, in_place) for w in weights[:-1]]
+    vt = v.T  # feature-major (D, B), in solve order
+    vs = vt.contiguous() if made._dim_order is None else vt.index_select(0, made._dim_order)
+    units = [_Rows(ends[-1], batch, v, in_place) for ends in plan.hidden_ends]
     solved = _Rows(d, batch, v, in_place)
+    lds = _Rows(d, batch, v, in_place) if with_log_det else None
     kept = _Rows(d, batch, v, in_place) if with_log_det else None  # aux, for diagnostics
-    log_det = None
+    act_in_place = film is None and _in_place_act(made)
+    aux_is_ld = False  # the element-wise transform keeps its log-derivatives as its aux
     for s in range(plan.steps):
         lo, hi = plan.dim_bounds[s], plan.dim_bounds[s + 1]
         inputs = solved.prefix(lo)
-        for k, rows in enumerate(units):
-            start, stop = (plan.hidden_ends[k][s - 1] if s else 0), plan.hidden_ends[k][s]
-            if stop > start:
-                w = weights[k][start:stop, : inputs.shape[0]]
-                h = _affine_rows(bias_cols[k][start:stop], w, inputs, rows.block(start, stop))
-                h = made.act(h)
+        for k, (blk, rows) in enumerate(zip(sw.hidden[s], units, strict=True)):
+            if blk is not None:
+                start, stop = blk.start, blk.stop
+                bias = blk.bias if k or first_bias is None else first_bias[start:stop]
+                h = _affine_rows(bias, blk.weight, inputs, rows.block(start, stop))
+                h = activate(made.act, h)
                 if film is not None:
                     gamma, beta = film[k]
                     h = torch.addcmul(beta[start:stop], h, gamma[start:stop])
-                _put(rows, start, stop, h, film is None and _in_place_act(made))
-            inputs = rows.prefix(plan.hidden_ends[k][s])
-        r0, r1 = n_params * lo, n_params * hi
-        w = weights[-1][r0:r1, : inputs.shape[0]]
-        theta = _affine_rows(bias_cols[-1][r0:r1], w, inputs, None)  # (P·n, B)
-        theta = theta.unflatten(0, (n_params, hi - lo))  # (P, n, B)
-        u, ld, aux = ew.inverse(vs[:, lo:hi].T, theta, with_log_det)  # feature-major (n, B)
+                _put(rows, start, stop, h, act_in_place)
+            inputs = rows.prefix(sw.known[s][k])
+        blk = sw.out[s]
+        theta = _affine_rows(blk.bias, blk.weight, inputs, None)  # (P·n, B)
+        theta = theta.view(n_params, hi - lo, batch)  # (P, n, B)
+        u, ld, aux = ew.inverse(vs[lo:hi], theta, with_log_det)  # feature-major (n, B)
         _put(solved, lo, hi, u, False)
-        if with_log_det and ld is not None:
-            part = ld.sum(0)
-            log_det = part if log_det is None else log_det + part
-        if kept is not None and aux is not None:
+        if lds is not None and ld is not None:
+            _put(lds, lo, hi, ld, False)
+        aux_is_ld = aux is not None and aux is ld
+        if kept is not None and aux is not None and not aux_is_ld:
             _put(kept, lo, hi, aux, False)
+    log_det = None
+    if lds is not None and lds.filled == d:
+        log_det = lds.prefix(d).sum(0)
+    if aux_is_ld:
+        kept = lds  # stored once
     u_all = solved.prefix(d).T
     aux_all = kept.prefix(d).T if kept is not None and kept.filled == d else None
     if made._dim_inverse is not None:
