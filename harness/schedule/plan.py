@@ -112,11 +112,13 @@ def plan_run(suite: Suite, *, uri: str | None = None, address: str | None = None
              capacity: Capacity | None = None, tune_storage: str | None = None) -> RunPlan:
     """The plan of a run of ``suite`` (``capacity``: this machine's, already measured by the
     checks; None: measured here). A cluster's resources are checked before the store is
-    touched; a local Ray instance is not started here."""
+    touched (and so is a Ray instance this process already joined: its nodes, not this
+    machine's, are what the run gets); a local Ray instance is not started here."""
     be = make_backend(backend, address, num_cpus) if isinstance(backend, str) else backend
     connected = False
     if capacity is None:
-        if address:  # join the cluster to see it
+        attached = getattr(be, "attached", None)
+        if address or (attached is not None and attached()):  # join the cluster to see it
             be.connect()
             connected = True
             shape = be.shape()

@@ -81,6 +81,11 @@ class RayBackend:
         self._refs: dict[Any, tuple[str, int]] = {}  # ObjectRef → ("start" | "run", worker)
         self._next = 0
 
+    def attached(self) -> bool:
+        """Ray is already initialized in this process (a caller's ``ray.init``, or a Ray
+        job's driver): connecting joins that instance, whose shape is the one to plan on."""
+        return ray.is_initialized()
+
     def connect(self) -> None:
         if ray.is_initialized():
             return
